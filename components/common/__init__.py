@@ -1,0 +1,1 @@
+"""Shared plumbing for every stage: params, I/O, metrics, progress, CLI helpers."""

@@ -1,0 +1,183 @@
+"""Strict, typed loading of params.yaml.
+
+Every stage declares its parameters as a frozen dataclass (in ``components/<stage>/params.py``,
+which must stay import-light). ``load_params`` validates the *whole* file every time a stage
+starts, so a typo anywhere is refused before any stage does work, with a one-line message
+naming the key (``clean.min_chars: expected int, got str 'ten'``).
+
+The same ``from_dict`` is used by the Kubeflow components, which receive each section as a
+pipeline parameter (a dict), so both orchestrators go through one validator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+import yaml
+
+# One name per stage everywhere: the params section, the package and the DVC stage.
+STAGES: tuple[str, ...] = (
+    "ingest",
+    "clean",
+    "tokenize",
+    "pretrain",
+    "finetune",
+    "evaluate",
+    "monitor",
+)
+
+T = TypeVar("T")
+
+
+class ParamsError(ValueError):
+    """A params file or section that does not match its schema. The message names the key."""
+
+
+def params_class(stage: str) -> type:
+    """The dataclass of a stage's params section (``components.<stage>.params.Params``)."""
+    if stage not in STAGES:
+        raise ParamsError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+    return importlib.import_module(f"components.{stage}.params").Params
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, key: str, struct_numbers: bool = False) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it (nested dataclasses built).
+
+    ``struct_numbers``: accept integral floats for int fields. Kubeflow passes dict parameters
+    as protobuf Structs, whose numbers are all doubles (3 arrives as 3.0).
+    """
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Union or origin is types.UnionType:
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key, struct_numbers)
+            except ParamsError as exc:
+                errors.append(str(exc))
+        raise ParamsError(errors[0] if len(errors) == 1 else f"{key}: {value!r} matches none of {tp}")
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ParamsError(f"{key}: expected one of {list(choices)}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ParamsError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        (item_tp, *_rest) = get_args(tp) or (Any,)
+        items = [_convert(v, item_tp, f"{key}[{i}]", struct_numbers) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+        _key_tp, val_tp = get_args(tp) or (str, Any)
+        return {str(k): _convert(v, val_tp, f"{key}.{k}", struct_numbers) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key, struct_numbers)
+    if tp is float:
+        # YAML writes 1 for 1.0; accept ints where a float is expected, but never bools.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if struct_numbers and isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise ParamsError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+
+
+def from_dict(cls: type[T], data: Any, section: str, struct_numbers: bool = False) -> T:
+    """Build the dataclass ``cls`` from ``data``, refusing unknown keys and wrong types.
+
+    ``section`` prefixes every key in error messages (``pretrain.optimizer.lr``);
+    ``struct_numbers`` is for Kubeflow's dict parameters (see ``_convert``).
+    Keys missing from ``data`` take the dataclass default; a key with no default is required.
+    """
+    if not isinstance(data, dict):
+        raise ParamsError(f"{section}: expected a mapping, got {type(data).__name__} {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ParamsError(
+            f"{section}.{unknown[0]}: unknown key (known keys: {', '.join(sorted(fields))})"
+        )
+    kwargs = {}
+    for name, field in fields.items():
+        key = f"{section}.{name}"
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], key, struct_numbers)
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise ParamsError(f"{key}: missing required key")
+    try:
+        obj = cls(**kwargs)
+    except (ValueError, TypeError) as exc:  # __post_init__ range checks
+        msg = str(exc)
+        raise ParamsError(msg if msg.startswith(section) else f"{section}: {msg}") from None
+    return obj
+
+
+def to_dict(params: Any) -> dict[str, Any]:
+    """The plain-dict form of a params object (what KFP pipeline parameters carry)."""
+    return dataclasses.asdict(params)
+
+
+def read_params_file(path: str | Path) -> dict[str, Any]:
+    """Read params.yaml and check its sections: every stage present, nothing else."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: params file not found") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of stage sections")
+    unknown = sorted(set(raw) - set(STAGES))
+    if unknown:
+        raise ParamsError(f"{unknown[0]}: unknown section (sections are {', '.join(STAGES)})")
+    missing = [s for s in STAGES if s not in raw]
+    if missing:
+        raise ParamsError(f"{missing[0]}: missing section")
+    return raw
+
+
+def load_all(path: str | Path) -> dict[str, Any]:
+    """Validate every section of the params file; return {stage: params object}."""
+    raw = read_params_file(path)
+    return {stage: from_dict(params_class(stage), raw[stage] or {}, stage) for stage in STAGES}
+
+
+def load_params(path: str | Path, stage: str) -> Any:
+    """Validate the whole file (so no stage starts on a broken one) and return one section."""
+    return load_all(path)[stage]
+
+
+def check_positive(section: str, **values: float) -> None:
+    """Raise ValueError naming the first key whose value is not > 0 (for __post_init__)."""
+    for name, value in values.items():
+        if value <= 0:
+            raise ValueError(f"{section}.{name}: must be > 0, got {value!r}")
+
+
+def check_fraction(section: str, **values: float) -> None:
+    """Raise ValueError naming the first key whose value is outside [0, 1]."""
+    for name, value in values.items():
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{section}.{name}: must be within [0, 1], got {value!r}")

@@ -1,0 +1,17 @@
+"""Kubeflow component for tokenize."""
+
+from kfp.dsl import Dataset, Input, Metrics, Output
+
+from components.common.kfp import stage_component
+
+
+@stage_component
+def tokenize(cleaned: Input[Dataset], params: dict, tokenized: Output[Dataset], metrics: Output[Metrics]):
+    """clean's documents/ -> tokenizer.json and megatron indexed datasets in ``tokenized``."""
+    import os
+
+    from components.common.kfp import log_metrics, stage_params
+    from components.tokenize.core import run
+
+    documents = os.path.join(cleaned.path, "documents")
+    log_metrics(metrics, run(input=documents, output=tokenized.path, params=stage_params("tokenize", params)))

@@ -1,0 +1,62 @@
+"""The Kubeflow pipeline: compiles, loads back with kfp, stays in sync with the checked-in YAML, and
+runs under kfp.local with outputs identical to the DVC run's."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from kfp import components
+
+from components.common.kfp import BASE_IMAGE
+from components.common.params import STAGES, load_all, to_dict
+from pipelines.compile import DEFAULT_OUTPUT, compile_pipeline
+from pipelines.local_run import run_local
+from tests.pipeline.conftest import ROOT, TINY_PARAMS
+
+
+def test_compiled_pipeline_loads_back_with_kfp(tmp_path: Path):
+    path = compile_pipeline(ROOT / "params.yaml", tmp_path / "pipeline.yaml")
+    loaded = components.load_component_from_file(str(path))
+    assert loaded.name == "llm-production-line"
+    spec = yaml.safe_load(path.read_text())
+    assert set(spec["root"]["dag"]["tasks"]) == set(STAGES)
+    # Every stage's pipeline parameter defaults to its params.yaml section, under the same name.
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    for stage, params in load_all(ROOT / "params.yaml").items():
+        assert parameters[stage]["defaultValue"] == json.loads(json.dumps(to_dict(params)))
+    executors = spec["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {BASE_IMAGE}
+
+
+def test_checked_in_pipeline_yaml_is_in_sync(tmp_path: Path):
+    path = compile_pipeline(ROOT / "params.yaml", tmp_path / "pipeline.yaml")
+    assert path.read_text() == (ROOT / DEFAULT_OUTPUT).read_text(), "run `make compile` and commit the YAML"
+
+
+def _same_files(a: Path, b: Path) -> list[str]:
+    """Relative paths of the files under ``a``; asserts ``b`` holds byte-identical copies."""
+    names = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file() and p.name != "metrics.json")
+    assert names == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file() and p.name != "metrics.json")
+    _, mismatch, errors = filecmp.cmpfiles(a, b, names, shallow=False)
+    assert mismatch == [] and errors == []
+    return names
+
+
+@pytest.mark.slow
+def test_kfp_local_run_matches_the_dvc_run(dvc_project: Path, tmp_path: Path):
+    run_dir = run_local(TINY_PARAMS, tmp_path / "kfp", news=str(ROOT / "data/raw/news_articles.csv"),
+                        reviews=str(ROOT / "data/raw/rotten_tomatoes.csv.bz2"))
+    dvc_out = dvc_project / "outputs"
+    assert "documents/part-00000.jsonl" in _same_files(dvc_out / "clean", run_dir / "clean" / "cleaned")
+    assert "train_text_document.bin" in _same_files(dvc_out / "tokenize", run_dir / "tokenize" / "tokenized")
+    dvc_eval = json.loads((dvc_out / "evaluate" / "metrics.json").read_text())
+    kfp_eval = json.loads((run_dir / "evaluate" / "evaluation" / "metrics.json").read_text())
+    for key in ("accuracy", "macro_f1", "perplexity"):
+        assert kfp_eval[key] == dvc_eval[key], key
+    kfp_monitor = json.loads((run_dir / "monitor" / "reports" / "metrics.json").read_text())
+    assert kfp_monitor["batches"]["plots"]["drift_detected"] is True
+    assert (run_dir / "monitor" / "report").read_text().count("<iframe") == 2

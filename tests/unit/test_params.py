@@ -1,0 +1,87 @@
+"""The strict params loader: unknown keys, wrong types and missing sections are refused by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+import yaml
+
+from components.common.params import STAGES, ParamsError, check_positive, from_dict, load_all, to_dict
+
+
+@dataclass(frozen=True)
+class Inner:
+    lr: float = 0.1  # learning rate
+    steps: int = 10  # optimizer steps
+
+
+@dataclass(frozen=True)
+class Example:
+    name: str = "x"
+    mode: Literal["a", "b"] = "a"
+    sizes: list[int] = field(default_factory=lambda: [1, 2])
+    inner: Inner = field(default_factory=Inner)
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("example", **{"inner.steps": self.inner.steps})
+
+
+def test_defaults_and_nested_values():
+    p = from_dict(Example, {"inner": {"lr": 1, "steps": 3}, "sizes": [4]}, "example")
+    assert p.inner == Inner(lr=1.0, steps=3)
+    assert isinstance(p.inner.lr, float)
+    assert p.sizes == [4]
+    assert to_dict(p)["inner"] == {"lr": 1.0, "steps": 3}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"nmae": "y"}, "example.nmae: unknown key"),
+        ({"inner": {"lr": "fast"}}, "example.inner.lr: expected float, got str 'fast'"),
+        ({"inner": {"steps": 2.5}}, "example.inner.steps: expected int, got float 2.5"),
+        ({"inner": {"steps": True}}, "example.inner.steps: expected int, got bool True"),
+        ({"mode": "c"}, "example.mode: expected one of ['a', 'b'], got 'c'"),
+        ({"sizes": [1, "2"]}, "example.sizes[1]: expected int, got str '2'"),
+        ({"inner": {"steps": 0}}, "example.inner.steps: must be > 0, got 0"),
+        ({"limit": "none"}, "example.limit: expected int, got str 'none'"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_key(data, message):
+    with pytest.raises(ParamsError) as exc:
+        from_dict(Example, data, "example")
+    assert str(exc.value) == message
+
+
+def test_struct_numbers_accepts_integral_floats_only_when_asked():
+    # Kubeflow turns every number of a dict parameter into a double.
+    assert from_dict(Example, {"inner": {"steps": 3.0}}, "example", struct_numbers=True).inner.steps == 3
+    with pytest.raises(ParamsError, match="example.inner.steps"):
+        from_dict(Example, {"inner": {"steps": 3.0}}, "example")
+    with pytest.raises(ParamsError, match="example.inner.steps"):
+        from_dict(Example, {"inner": {"steps": 3.5}}, "example", struct_numbers=True)
+
+
+def test_repo_params_file_is_valid():
+    params = load_all("params.yaml")
+    assert set(params) == set(STAGES)
+
+
+def _write(tmp_path, raw):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_missing_and_unknown_sections(tmp_path):
+    raw = yaml.safe_load(open("params.yaml"))
+    del raw["finetune"]
+    with pytest.raises(ParamsError, match=r"^finetune: missing section$"):
+        load_all(_write(tmp_path, raw))
+    raw = yaml.safe_load(open("params.yaml"))
+    raw["trian"] = {}
+    with pytest.raises(ParamsError, match=r"^trian: unknown section"):
+        load_all(_write(tmp_path, raw))
