@@ -1,9 +1,9 @@
-# The project image every Kubeflow component runs in (CPU). It installs through the same script
-# the Makefile uses (scripts/setup.sh), so what the tests exercise is what the image contains.
-#   make image   (where a Docker engine exists)  ->  llm-production-line:0.1.0
+# The project image every Kubeflow component runs in (CPU). It installs through the same scripts
+# the Makefile uses (scripts/setup.sh, scripts/fetch_nltk_data.py), so what the tests exercise is
+# what the image contains.   make image   ->  llm-production-line:0.1.0
 FROM python:3.11-slim-bookworm
 
-RUN apt-get update && apt-get install -y --no-install-recommends git make && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY requirements/ requirements/
 COPY scripts/ scripts/
@@ -11,8 +11,10 @@ COPY pyproject.toml README.md ./
 COPY components/ components/
 COPY monitoring/ monitoring/
 COPY pipelines/ pipelines/
-RUN scripts/setup.sh /opt/venv && rm -rf /root/.cache/pip
+COPY serving/ serving/
+RUN scripts/setup.sh /opt/venv && /opt/venv/bin/python scripts/fetch_nltk_data.py && rm -rf /root/.cache/pip
 ENV PATH=/opt/venv/bin:$PATH \
+    NLTK_DATA=/app/.cache/nltk_data \
     DO_NOT_TRACK=1 \
     DVC_NO_ANALYTICS=1 \
     TOKENIZERS_PARALLELISM=false \

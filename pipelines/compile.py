@@ -31,11 +31,11 @@ def pipeline_arguments(params_path: str | Path, **uris: str) -> dict[str, Any]:
 
 
 def compile_pipeline(params_path: str | Path, output: str | Path) -> Path:
-    from pipelines.llm_pipeline import llm_pipeline
+    from pipelines.cluster import load_cluster
+    from pipelines.llm_pipeline import build_pipeline
 
-    compiler.Compiler().compile(
-        llm_pipeline, package_path=str(output), pipeline_parameters=pipeline_arguments(params_path)
-    )
+    pipeline = build_pipeline(load_all(params_path), load_cluster())
+    compiler.Compiler().compile(pipeline, package_path=str(output), pipeline_parameters=pipeline_arguments(params_path))
     return Path(output)
 
 

@@ -1,58 +1,105 @@
 """The DAG as a Kubeflow Pipelines v2 pipeline.
 
 Each pipeline parameter named like a stage (``ingest``, ``clean`` ...) carries that stage's
-params.yaml section as a dict; ``pipelines.compile`` fills the defaults from params.yaml through
-the same strict loader, and each component validates its dict again with it at run time.
+params.yaml section as a dict; its default is filled from params.yaml through the same strict
+loader, and each component validates its dict again with it at run time. Cluster settings (image,
+secret, PVC, shared memory, retries) come from pipelines/cluster.yaml; accelerators from the
+``pretrain`` and ``finetune`` sections.
 """
 
 from __future__ import annotations
 
-from kfp import dsl
+from collections.abc import Callable
+from typing import Any
+
+from kfp import dsl, kubernetes
 
 from components.clean import component as clean_c
+from components.deploy import component as deploy_c
 from components.evaluate import component as evaluate_c
 from components.finetune import component as finetune_c
 from components.ingest import component as ingest_c
 from components.monitor import component as monitor_c
 from components.pretrain import component as pretrain_c
 from components.tokenize import component as tokenize_c
+from pipelines.cluster import Cluster
 
 PIPELINE_NAME = "llm-production-line"
-
-
-@dsl.pipeline(
-    name=PIPELINE_NAME,
-    description="Raw text to a monitored sentiment model: ingest, Beam clean, tokenize, megatron-core "
-    "pretrain, finetune, evaluate, Evidently monitor.",
+DESCRIPTION = (
+    "Raw text to a monitored sentiment model: ingest, Beam clean, tokenize, megatron-core pretrain, "
+    "finetune, evaluate, deploy (release bundle), Evidently monitor."
 )
-def llm_pipeline(
-    news_uri: str,
-    reviews_uri: str,
-    ingest: dict,
-    clean: dict,
-    tokenize: dict,
-    pretrain: dict,
-    finetune: dict,
-    evaluate: dict,
-    monitor: dict,
-):
-    ingest_task = ingest_c.ingest(news=news_uri, reviews=reviews_uri, params=ingest)
-    clean_task = clean_c.clean(data=ingest_task.outputs["data"], params=clean)
-    tokenize_task = tokenize_c.tokenize(cleaned=clean_task.outputs["cleaned"], params=tokenize)
-    pretrain_task = pretrain_c.pretrain(tokenized=tokenize_task.outputs["tokenized"], params=pretrain)
-    finetune_task = finetune_c.finetune(
-        pretrained=pretrain_task.outputs["pretrained"],
-        tokenized=tokenize_task.outputs["tokenized"],
-        data=ingest_task.outputs["data"],
-        params=finetune,
+
+
+def _data_lake_step(task: dsl.PipelineTask, cluster: Cluster) -> None:
+    """Steps that read the data lake: credentials from a secret, retries for transient I/O errors."""
+    kubernetes.use_secret_as_env(
+        task,
+        secret_name=cluster.data_lake_secret,
+        secret_key_to_env={k: k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")},
+        optional=True,
     )
-    evaluate_task = evaluate_c.evaluate(
-        pretrained=pretrain_task.outputs["pretrained"],
-        tokenized=tokenize_task.outputs["tokenized"],
-        finetuned=finetune_task.outputs["finetuned"],
-        data=ingest_task.outputs["data"],
-        params=evaluate,
+    task.set_retry(num_retries=cluster.io_retries, backoff_duration=cluster.io_retry_backoff, backoff_factor=2.0)
+
+
+def _training_step(task: dsl.PipelineTask, stage_params: Any, cluster: Cluster) -> None:
+    """Training pods: accelerators from the stage's params, in-memory /dev/shm, the checkpoint PVC."""
+    if stage_params.accelerator_count > 0:
+        task.set_accelerator_type(stage_params.accelerator_type)
+        task.set_accelerator_limit(stage_params.accelerator_count)
+    kubernetes.empty_dir_mount(
+        task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=cluster.shm_size
     )
-    monitor_c.monitor(
-        evaluation=evaluate_task.outputs["evaluation"], data=ingest_task.outputs["data"], params=monitor
-    )
+    kubernetes.mount_pvc(task, pvc_name=cluster.checkpoint_pvc, mount_path=cluster.checkpoint_mount)
+
+
+def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
+    """The pipeline function for these params (typed, from ``load_all``) and cluster settings."""
+
+    @dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)
+    def llm_pipeline(
+        news_uri: str,
+        reviews_uri: str,
+        ingest: dict,
+        clean: dict,
+        tokenize: dict,
+        pretrain: dict,
+        finetune: dict,
+        evaluate: dict,
+        deploy: dict,
+        monitor: dict,
+    ):
+        ingest_task = ingest_c.ingest(news=news_uri, reviews=reviews_uri, params=ingest)
+        _data_lake_step(ingest_task, cluster)
+        clean_task = clean_c.clean(data=ingest_task.outputs["data"], params=clean)
+        tokenize_task = tokenize_c.tokenize(cleaned=clean_task.outputs["cleaned"], params=tokenize)
+        pretrain_task = pretrain_c.pretrain(tokenized=tokenize_task.outputs["tokenized"], params=pretrain)
+        _training_step(pretrain_task, params["pretrain"], cluster)
+        finetune_task = finetune_c.finetune(
+            pretrained=pretrain_task.outputs["pretrained"],
+            tokenized=tokenize_task.outputs["tokenized"],
+            data=ingest_task.outputs["data"],
+            params=finetune,
+        )
+        _training_step(finetune_task, params["finetune"], cluster)
+        evaluate_task = evaluate_c.evaluate(
+            pretrained=pretrain_task.outputs["pretrained"],
+            tokenized=tokenize_task.outputs["tokenized"],
+            finetuned=finetune_task.outputs["finetuned"],
+            data=ingest_task.outputs["data"],
+            params=evaluate,
+        )
+        deploy_task = deploy_c.deploy(
+            finetuned=finetune_task.outputs["finetuned"], evaluation=evaluate_task.outputs["evaluation"], params=deploy
+        )
+        monitor_task = monitor_c.monitor(
+            evaluation=evaluate_task.outputs["evaluation"], data=ingest_task.outputs["data"], params=monitor
+        )
+        # Every step is deterministic for its inputs and params (DESIGN rule 8): cache them all, so a
+        # rerun with one changed parameter reruns only the steps downstream of it.
+        for task in (
+            ingest_task, clean_task, tokenize_task, pretrain_task, finetune_task, evaluate_task, deploy_task, monitor_task
+        ):
+            task.set_caching_options(True)
+
+    return llm_pipeline

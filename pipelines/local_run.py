@@ -22,14 +22,16 @@ RAW_REVIEWS = "data/raw/rotten_tomatoes.csv.bz2"
 
 def run_local(params_path: str | Path, root: str | Path, news: str = RAW_NEWS, reviews: str = RAW_REVIEWS) -> Path:
     """Run the pipeline; return the run folder (ROOT/<pipeline>-<timestamp>)."""
-    from pipelines.llm_pipeline import llm_pipeline
+    from components.common.params import load_all
+    from pipelines.cluster import load_cluster
+    from pipelines.llm_pipeline import build_pipeline
 
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     before = set(root.iterdir())
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     args = pipeline_arguments(params_path, news_uri=str(Path(news).resolve()), reviews_uri=str(Path(reviews).resolve()))
-    llm_pipeline(**args)
+    build_pipeline(load_all(params_path), load_cluster())(**args)
     (run_dir,) = set(root.iterdir()) - before
     return run_dir
 

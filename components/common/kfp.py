@@ -8,7 +8,6 @@ call ``core.run``, and copy the metrics into the KFP Metrics artifact.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,8 +16,17 @@ from kfp import dsl
 from components.common.metrics import flatten
 from components.common.params import from_dict, params_class
 
-# One setting names the image for every component (set at compile time).
-BASE_IMAGE = os.environ.get("LLM_LINE_IMAGE", "llm-production-line:0.1.0")
+
+
+def _base_image() -> str:
+    # One setting names the image of every component: pipelines/cluster.yaml (or LLM_LINE_IMAGE).
+    # Read when the component modules are imported, because @dsl.component fixes the image then.
+    from pipelines.cluster import load_cluster
+
+    return load_cluster().image
+
+
+BASE_IMAGE = _base_image()
 
 
 def stage_component(func):

@@ -28,6 +28,7 @@ STAGES: tuple[str, ...] = (
     "pretrain",
     "finetune",
     "evaluate",
+    "deploy",
     "monitor",
 )
 

@@ -11,4 +11,7 @@ def ingest(news: str, reviews: str, params: dict, data: Output[Dataset], metrics
     from components.common.kfp import log_metrics, stage_params
     from components.ingest.core import run
 
-    log_metrics(metrics, run(news=news, reviews=reviews, inputs=[], output=data.path, params=stage_params("ingest", params)))
+    log_metrics(
+        metrics,
+        run(news=news, reviews=reviews, inputs=[], output=data.path, params=stage_params("ingest", params)),
+    )

@@ -11,4 +11,6 @@ def pretrain(tokenized: Input[Dataset], params: dict, pretrained: Output[Model],
     from components.common.kfp import log_metrics, stage_params
     from components.pretrain.core import run
 
-    log_metrics(metrics, run(data=tokenized.path, output=pretrained.path, params=stage_params("pretrain", params)))
+    log_metrics(
+        metrics, run(data=tokenized.path, output=pretrained.path, params=stage_params("pretrain", params))
+    )

@@ -51,7 +51,7 @@ def test_kfp_local_run_matches_the_dvc_run(dvc_project: Path, tmp_path: Path):
     run_dir = run_local(TINY_PARAMS, tmp_path / "kfp", news=str(ROOT / "data/raw/news_articles.csv"),
                         reviews=str(ROOT / "data/raw/rotten_tomatoes.csv.bz2"))
     dvc_out = dvc_project / "outputs"
-    assert "documents/part-00000.jsonl" in _same_files(dvc_out / "clean", run_dir / "clean" / "cleaned")
+    assert "documents/part-00000-of-00001.jsonl" in _same_files(dvc_out / "clean", run_dir / "clean" / "cleaned")
     assert "train_text_document.bin" in _same_files(dvc_out / "tokenize", run_dir / "tokenize" / "tokenized")
     dvc_eval = json.loads((dvc_out / "evaluate" / "metrics.json").read_text())
     kfp_eval = json.loads((run_dir / "evaluate" / "evaluation" / "metrics.json").read_text())

@@ -1,0 +1,1 @@
+"""clean: an Apache Beam curation pipeline: repair, quality rules, language, outliers, PII, dedup, decontamination."""

@@ -1,0 +1,324 @@
+"""clean: JSONL documents -> curated documents (Apache Beam), with every removal accounted for.
+
+Steps (Beam transforms over the pure rules in ``filters``, ``quality``, ``outliers``, ``dedup``,
+``pii``; the first rule that fires names the reason):
+1. read every non-blank line of the input (a JSONL file, or every *.jsonl[.gz] under a folder) as
+   bytes, with its location ``file:line``;
+2. parse: bad lines are *rejected* (``too_large``, ``invalid_utf8``, ``invalid_json``,
+   ``missing_text`` ...), a second record with a taken id as ``duplicate_id`` (the first by file,
+   line is kept);
+3. denoise: markup remnants, mojibake (ftfy), U+FFFD (``denoise:replacement_chars`` when too
+   many), controls, whitespace, Unicode form ``params.normalization``; personal data replaced by
+   typed placeholders; lines found in ``denoise.boilerplate_min_docs`` documents removed;
+4. rules: length (``too_short`` ...), language (``language:<code>``), Gopher repetition and quality,
+   C4, FineWeb, decontamination against ``--decontaminate`` texts (``contaminated``);
+5. outliers: robust per-feature limits from the corpus (``outlier:<feature>``);
+6. duplicates: exact (SHA-1 of the text, smallest id kept) and near (MinHash-LSH, verified Jaccard,
+   clusters; the longest document kept): ``duplicate_exact`` / ``duplicate_near`` with
+   ``duplicate_of``.
+
+Outputs (through ``atomic_output_dir``; every file sorted, so reruns are byte-identical):
+- ``documents/part-SSSSS-of-NNNNN.jsonl``: kept ``{id, text, source, meta}``, ids hashed to
+  ``params.num_shards`` shards, each sorted by id; ``meta.clean`` holds the document's signals
+  (language, quality signals and features, dedup cluster and size, PII counts, repairs);
+- ``dropped/<reason>.jsonl`` (``a:b`` -> ``dropped/a/b.jsonl``): dropped records with ``reason``;
+- ``rejected/rejected.jsonl``: ``{location, reason, line | id}`` sorted by location;
+- ``report.json``: ``{input, kept, dropped: {reason: n}, rejected: {reason: n}, ...}`` where
+  ``input == kept + sum(dropped) + sum(rejected)`` (checked; the stage fails otherwise), plus PII
+  counts, boilerplate lines, outlier limits, dedup clusters, decontamination, label conflicts and
+  the Beam counters; ``report.md``: the same for a person, with sample documents per reason;
+- ``metrics.json``: the counts plus kept fraction, characters and documents per source.
+
+The runner comes from ``params.runner`` and ``params.pipeline_options`` (in-process FnApiRunner by
+default; Flink, Spark or Dataflow by options alone). Writers run inside the pipeline, so with a
+distributed runner the output folder must be on storage that the workers share.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from components.clean.params import Params
+from components.clean.report import COUNT_FILE, STATS_DIR, AccountingError, make_report, write_reports
+from components.common.io import atomic_output_dir, is_remote, list_files
+from components.common.metrics import write_metrics
+
+__all__ = ["AccountingError", "build_pipeline", "input_files", "make_report", "run"]
+
+log = logging.getLogger("clean")
+
+INPUT_SUFFIXES = (".jsonl", ".jsonl.gz")
+
+
+def pipeline_options(params: Params):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    return PipelineOptions([f"--runner={params.runner}", *params.pipeline_options])
+
+
+def input_files(uri: str) -> tuple[list[str], str]:
+    """The JSONL files of ``uri`` (a file or a folder) and the prefix that locations drop.
+
+    Locations name a file relative to the input folder (or by its name alone for a file input),
+    so reports do not depend on where the input lies.
+    """
+    import fsspec
+
+    files = list_files(uri, INPUT_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"clean: no {'/'.join(INPUT_SUFFIXES)} files at {uri}")
+    fs, root = fsspec.core.url_to_fs(str(uri))
+    if fs.isfile(root):
+        return files, files[0].rsplit("/", 1)[0] + "/"
+    protocol = str(uri).split("://", 1)[0] + "://" if is_remote(uri) else ""
+    return files, protocol + root.rstrip("/") + "/"
+
+
+def _write_grouped(pcoll, label: str, path_of):
+    """Group ``(key, (id, zlib(JSON line)))`` rows and write each group sorted by id to ``path_of(key)``."""
+    import apache_beam as beam
+
+    from components.clean import pipeline as t
+
+    return (
+        pcoll
+        | f"Group{label}" >> beam.GroupByKey()
+        | f"Write{label}" >> beam.MapTuple(lambda key, rows: t.write_rows(path_of(key), rows))
+    )
+
+
+def build_pipeline(p, files: list[str], prefix: str, work: str, params: Params, eval_uri: str | None = None) -> None:
+    """Add the clean transforms to pipeline ``p``; they write into the folder ``work``."""
+    import apache_beam as beam
+    from apache_beam.pvalue import AsDict, AsSingleton
+
+    from components.clean import dedup, filters
+    from components.clean import pipeline as t
+
+    stats = f"{work}/{STATS_DIR}"
+    n = params.num_shards
+    lines = p | "Files" >> beam.Create(files) | "ReadLines" >> beam.ParDo(t.ReadLines(prefix))
+    _ = (
+        lines
+        | "CountInput" >> beam.combiners.Count.Globally()
+        | "WriteCount" >> beam.Map(lambda c: t.write_count(f"{work}/{COUNT_FILE}", c))
+    )
+
+    # 1. parse, denoise, redact.
+    prepared = lines | "Prepare" >> beam.ParDo(t.Prepare(params)).with_outputs(
+        "rejected", "dropped", "ids", "lines", main="ok"
+    )
+    dup_ids = prepared.ids | "GroupIds" >> beam.GroupByKey() | "DuplicateIds" >> beam.FlatMap(t.duplicate_ids)
+    boilerplate = (
+        prepared.lines
+        | "CountLines" >> beam.combiners.Count.PerElement()
+        | "Boilerplate" >> beam.Filter(lambda kv, k: kv[1] >= k, max(params.denoise.boilerplate_min_docs, 2))
+        | "BoilerplateKeys" >> beam.Keys()
+        | "BoilerplateSet" >> beam.combiners.ToSet()
+    )
+
+    # The evaluation texts: n-grams for decontamination, and label conflicts.
+    if eval_uri:
+        d = params.decontaminate
+        evals = p | "EvalFile" >> beam.Create([eval_uri]) | "ReadEval" >> beam.ParDo(t.ReadEval())
+        eval_index = AsSingleton(
+            evals
+            | "EvalGrams"
+            >> beam.FlatMap(t.eval_grams, params.normalization, d.ngram, d.min_words, tuple(d.splits))
+            | "AllGrams" >> beam.combiners.ToList()
+            | "EvalIndex" >> beam.Map(dedup.eval_index, d.min_words)
+        )
+        _ = (
+            evals
+            | "LabelKeys" >> beam.FlatMap(t.label_key, params.normalization)
+            | "GroupLabels" >> beam.GroupByKey()
+            | "Conflicts" >> beam.FlatMap(t.label_conflict)
+            | "AllConflicts" >> beam.combiners.ToList()
+            | "WriteConflicts"
+            >> beam.Map(lambda rows: t.write_json_value(f"{stats}/label_conflicts.json", sorted(rows, key=str)))
+        )
+    else:
+        eval_index = {}
+
+    # 2. rules.
+    curated = prepared.ok | "Curate" >> beam.ParDo(
+        t.Curate(params), AsDict(dup_ids), AsSingleton(boilerplate), eval_index
+    ).with_outputs("rejected", "dropped", "features", "keys", "texts", "boilerplate", main="ok")
+    _ = (
+        curated.boilerplate
+        | "CountRemoved" >> beam.combiners.Count.PerElement()
+        | "RemovedLines" >> beam.combiners.ToList()
+        | "WriteBoilerplate"
+        >> beam.Map(lambda rows: t.write_json_value(f"{stats}/boilerplate.json", sorted(rows, key=str)))
+    )
+
+    # 3. outlier limits from corpus statistics; the dedup branch on light keys of the inliers.
+    limits = (
+        curated.features
+        | "Histograms" >> beam.CombineGlobally(t.HistogramFn())
+        | "Limits" >> beam.MapTuple(lambda docs, hists: _limits(hists, docs, params))
+    )
+    _ = limits | "WriteLimits" >> beam.Map(lambda lim: t.write_json_value(f"{stats}/outliers.json", lim))
+    inlier_keys = curated.keys | "FilterOutliers" >> beam.ParDo(t.FilterOutliers(), AsSingleton(limits)).with_outputs(
+        "exact", main="bands"
+    )
+    exact = inlier_keys.exact | "GroupText" >> beam.GroupByKey() | "ExactLosers" >> beam.FlatMap(t.exact_losers)
+    if params.dedup.near:
+        d = params.dedup
+        pairs = (
+            inlier_keys.bands
+            | "PackBands" >> beam.ParDo(t.PackBands())
+            | "GroupBands" >> beam.GroupByKey()
+            | "BucketPairs" >> beam.ParDo(t.BucketPairs(d.bucket_all_pairs))
+            | "DistinctPairs" >> beam.Distinct()
+        )
+        candidates = (
+            pairs
+            | "PairIds" >> beam.FlatMap(lambda pair: pair)
+            | "DistinctIds" >> beam.Distinct()
+            | "CandidateKeys" >> beam.Map(lambda doc_id: (doc_id, True))
+        )
+        # Shingles come from the texts projection, not from curated.ok: FnApiRunner (Beam 2.77)
+        # deadlocks ("watermark-pending bundles did not execute") when one PCollection feeds two
+        # side-input-waiting ParDos and the second one's side input depends on the first one.
+        shingled = curated.texts | "Shingles" >> beam.ParDo(
+            t.CandidateShingles(d.shingle_words), AsDict(candidates)
+        )
+        halves = (
+            {"shingles": shingled, "partners": pairs}
+            | "JoinFirst" >> beam.CoGroupByKey()
+            | "HalfJoin" >> beam.FlatMap(t.half_join)
+        )
+        edges = (
+            {"shingles": shingled, "halves": halves}
+            | "JoinSecond" >> beam.CoGroupByKey()
+            | "Verify" >> beam.ParDo(t.Verify(d.threshold))
+        )
+        clusters = edges | "AllEdges" >> beam.combiners.ToList() | "Clusters" >> beam.Map(t.build_clusters)
+        _ = clusters | "WriteClusters" >> beam.Map(
+            lambda c: t.write_json_value(f"{stats}/clusters.json", _cluster_summary(c))
+        )
+        near = AsSingleton(clusters)
+    else:
+        near = {}
+
+    # 4. route: outliers and duplicates dropped, the rest annotated and sharded.
+    routed = curated.ok | "Route" >> beam.ParDo(t.Route(n), AsSingleton(limits), AsDict(exact), near).with_outputs(
+        "dropped", main="ok"
+    )
+
+    # Writers.
+    _write_grouped(routed.ok, "Documents", lambda s: f"{work}/documents/{t.part_name(s, n)}")
+    dropped = (prepared.dropped, curated.dropped, routed.dropped) | "FlattenDropped" >> beam.Flatten()
+    _write_grouped(dropped, "Dropped", lambda reason: f"{work}/dropped/{filters.reason_path(reason)}")
+    rejected = (
+        (prepared.rejected, curated.rejected)
+        | "FlattenRejected" >> beam.Flatten()
+        | "AllRejected" >> beam.Map(lambda r: (None, r))
+        | "GroupRejected" >> beam.GroupByKey()
+        | "WriteRejected"
+        >> beam.MapTuple(
+            lambda _, rs: t.write_sorted(
+                f"{work}/rejected/rejected.jsonl", rs, lambda r: (tuple(r["_loc"]), r["reason"])
+            )
+        )
+    )
+
+
+def _limits(hists, docs: int, params: Params) -> dict[str, Any]:
+    from components.clean import outliers
+
+    return outliers.limits(hists, docs, params.outliers)
+
+
+def _cluster_summary(clusters: dict[str, tuple[str, int]]) -> dict[str, Any]:
+    """Clusters of two or more documents: count, documents in them, size histogram, largest few."""
+    sizes: dict[str, int] = {}
+    for rep, size in clusters.values():
+        sizes[rep] = size
+    histogram: dict[str, int] = {}
+    for size in sizes.values():
+        histogram[str(size)] = histogram.get(str(size), 0) + 1
+    largest = sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+    return {
+        "clusters": len(sizes),
+        "documents": sum(sizes.values()),
+        "size_histogram": dict(sorted(histogram.items(), key=lambda kv: int(kv[0]))),
+        "largest": [{"representative": rep, "size": size} for rep, size in largest],
+    }
+
+
+def _beam_counters(result) -> dict[str, int]:
+    """The pipeline's ``clean`` counters (committed values); {} where the runner has no metrics."""
+    try:
+        from apache_beam.metrics.metric import MetricsFilter
+
+        found = result.metrics().query(MetricsFilter().with_namespace("clean"))["counters"]
+    except Exception as exc:  # noqa: BLE001 - metrics support differs between runners
+        log.warning("clean: no Beam counters from this runner (%s)", exc)
+        return {}
+    out: dict[str, int] = {}
+    for c in found:
+        out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(c.committed or 0)
+    return dict(sorted(out.items()))
+
+
+def run(
+    input: str, output: str | os.PathLike, params: Params, decontaminate: str | None = None
+) -> dict[str, Any]:
+    """Clean the JSONL documents at ``input`` (file or folder URI) into ``output``; return the metrics.
+
+    ``decontaminate``: an optional JSONL file of evaluation texts (``text``, optional ``split`` and
+    ``label``): documents sharing a long n-gram with them are dropped as ``contaminated``, and
+    labelled texts are checked for duplicates with conflicting labels.
+    """
+    import apache_beam as beam
+
+    from components.clean.pipeline import part_name
+
+    files, prefix = input_files(input)
+    if decontaminate and not list_files(decontaminate):
+        raise FileNotFoundError(f"clean: no evaluation file at {decontaminate}")
+    log.info("clean: %d input files under %s, runner %s", len(files), input, params.runner)
+    start = time.monotonic()
+    with atomic_output_dir(output) as out:
+        work = Path(out)
+        for sub in ("documents", "dropped", "rejected", STATS_DIR):
+            (work / sub).mkdir()
+        p = beam.Pipeline(options=pipeline_options(params))
+        build_pipeline(p, files, prefix, str(work), params, decontaminate)
+        result = p.run()
+        result.wait_until_finish()
+        counters = _beam_counters(result)
+        # Empty groups write nothing: create the empty shards and rejected file so the layout is fixed.
+        for s in range(params.num_shards):
+            (work / "documents" / part_name(s, params.num_shards)).touch()
+        (work / "rejected" / "rejected.jsonl").touch()
+        report, extra = make_report(work, params, counters, with_eval=bool(decontaminate))
+        write_reports(work, report, params)
+        metrics = write_metrics(work, {**_counts_only(report), **extra})
+    seconds = time.monotonic() - start
+    log.info(
+        "clean: input %d, kept %d, dropped %d, rejected %d in %.1fs (%.0f docs/s)",
+        report["input"],
+        report["kept"],
+        sum(report["dropped"].values()),
+        sum(report["rejected"].values()),
+        seconds,
+        report["input"] / max(seconds, 1e-9),
+    )
+    return metrics
+
+
+def _counts_only(report: dict[str, Any]) -> dict[str, Any]:
+    keys = ("input", "kept", "dropped", "rejected", "pii", "dedup", "label_conflicts")
+    out = {k: report[k] for k in keys if k in report}
+    if isinstance(out.get("dedup"), dict):
+        out["dedup"] = {k: v for k, v in out["dedup"].items() if isinstance(v, int)}
+    if isinstance(out.get("label_conflicts"), dict):
+        out["label_conflicts"] = out["label_conflicts"]["count"]
+    return out

@@ -1,0 +1,227 @@
+"""report.json and report.md of the clean stage, counted from what the pipeline wrote.
+
+Counting the written files (not trusting counters) is what makes the accounting check meaningful:
+``input == kept + sum(dropped) + sum(rejected)`` or the stage fails with ``AccountingError``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from components.clean.filters import reason_of_path
+from components.common.io import write_json, write_text
+from components.common.seed import stable_hash
+
+COUNT_FILE = ".input_count"
+STATS_DIR = "_stats"  # small JSON results written by the pipeline, folded into the report
+
+
+class AccountingError(RuntimeError):
+    """The output counts do not add up to the input count (a bug, never a data problem)."""
+
+
+def _records(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            yield json.loads(line)
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
+
+
+def _read_stat(work: Path, name: str, default: Any) -> Any:
+    path = work / STATS_DIR / name
+    if not path.exists():
+        return default
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _sample(records: Iterator[dict[str, Any]], k: int, key: str) -> list[dict[str, Any]]:
+    """``k`` records chosen by the smallest stable hash of ``key`` (spread out, deterministic)."""
+    return heapq.nsmallest(k, records, key=lambda r: (stable_hash(str(r.get(key, ""))), str(r.get(key, ""))))
+
+
+def make_report(
+    work: Path, params: Any = None, counters: dict[str, int] | None = None, with_eval: bool = False
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Count what the pipeline wrote: ``(report, extra metrics)``; raise if the counts do not add up.
+
+    Removes the pipeline's scratch files (the input count, ``_stats/``) from ``work``.
+    """
+    n_input = int((work / COUNT_FILE).read_text())
+    (work / COUNT_FILE).unlink()
+    kept_by_source: Counter = Counter()
+    pii_kept: Counter = Counter()
+    kept = chars = 0
+    for part in sorted((work / "documents").glob("part-*.jsonl")):
+        for doc in _records(part):
+            kept += 1
+            chars += len(doc["text"])
+            kept_by_source[doc["source"]] += 1
+            pii_kept.update(doc.get("meta", {}).get("clean", {}).get("pii", {}))
+    dropped_dir = work / "dropped"
+    dropped_files = {reason_of_path(p.relative_to(dropped_dir).as_posix()): p for p in dropped_dir.rglob("*.jsonl")}
+    dropped = {reason: _count_lines(dropped_files[reason]) for reason in sorted(dropped_files)}
+    rejected_reasons = Counter(r["reason"] for r in _records(work / "rejected" / "rejected.jsonl"))
+    rejected = dict(sorted(rejected_reasons.items()))
+    report: dict[str, Any] = {"input": n_input, "kept": kept, "dropped": dropped, "rejected": rejected}
+    accounted = kept + sum(dropped.values()) + sum(rejected.values())
+    if accounted != n_input:
+        raise AccountingError(f"clean: input {n_input} != kept + dropped + rejected = {accounted}: {report}")
+
+    counters = counters or {}
+    pii_types = list(params.pii.types) if params is not None and params.pii.enabled else []
+    replaced = {k.split(".", 1)[1]: v for k, v in counters.items() if k.startswith("pii.")}
+    report["pii"] = {
+        "replaced": {t: replaced.get(t, 0) for t in sorted(set(pii_types) | set(replaced))},
+        "in_kept_documents": dict(sorted(pii_kept.items())),
+    }
+    boilerplate = _read_stat(work, "boilerplate.json", [])
+    report["boilerplate"] = {
+        "lines_removed": sum(n for _, n in boilerplate),
+        "distinct_lines": len(boilerplate),
+        "top": [{"line": line, "removed": n} for (_, line), n in sorted(boilerplate, key=lambda r: (-r[1], r[0][1]))[:20]],
+    }
+    report["outliers"] = _read_stat(work, "outliers.json", {})
+    clusters = _read_stat(work, "clusters.json", {})
+    report["dedup"] = {
+        "exact_duplicates": dropped.get("duplicate_exact", 0),
+        "near_duplicates": dropped.get("duplicate_near", 0),
+        **clusters,
+    }
+    if with_eval:
+        conflicts = _read_stat(work, "label_conflicts.json", [])
+        report["decontamination"] = {
+            "eval_records": counters.get("eval.records", 0),
+            "contaminated": dropped.get("contaminated", 0),
+        }
+        report["label_conflicts"] = {"count": len(conflicts), "examples": conflicts[:20]}
+    report["counters"] = counters
+    shutil.rmtree(work / STATS_DIR, ignore_errors=True)
+
+    extra = {
+        "kept_fraction": kept / n_input if n_input else 0.0,
+        "kept_chars": chars,
+        "kept_by_source": dict(sorted(kept_by_source.items())),
+    }
+    return report, extra
+
+
+def samples(work: Path, k: int) -> dict[str, list[dict[str, Any]]]:
+    """Up to ``k`` examples per drop and reject reason (``dropped:<reason>`` / ``rejected:<reason>``)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    if k <= 0:
+        return out
+    dropped_dir = work / "dropped"
+    for path in sorted(dropped_dir.rglob("*.jsonl")):
+        reason = reason_of_path(path.relative_to(dropped_dir).as_posix())
+        out[f"dropped:{reason}"] = _sample(_records(path), k, "id")
+    by_reason: dict[str, list[dict[str, Any]]] = {}
+    for r in _records(work / "rejected" / "rejected.jsonl"):
+        by_reason.setdefault(r["reason"], []).append(r)
+    for reason in sorted(by_reason):
+        out[f"rejected:{reason}"] = _sample(iter(by_reason[reason]), k, "location")
+    return out
+
+
+def _excerpt(text: str, n: int) -> str:
+    flat = " ⏎ ".join(line.strip() for line in text.splitlines() if line.strip())
+    flat = flat.replace("|", "\\|").replace("`", "'")
+    return flat[:n] + ("…" if len(flat) > n else "")
+
+
+def _pct(n: int, total: int) -> str:
+    return f"{100 * n / total:.1f}%" if total else "-"
+
+
+def markdown(report: dict[str, Any], examples: dict[str, list[dict[str, Any]]], sample_chars: int) -> str:
+    """The report for a person: counts, the rule statistics and a few documents per reason."""
+    total = report["input"]
+    lines = [
+        "# clean report",
+        "",
+        f"Input records: **{total}**; kept **{report['kept']}** ({_pct(report['kept'], total)}), "
+        f"dropped {sum(report['dropped'].values())}, rejected {sum(report['rejected'].values())}.",
+        "",
+    ]
+    for title, counts in (("Dropped", report["dropped"]), ("Rejected", report["rejected"])):
+        lines += [f"## {title} by reason", ""]
+        if counts:
+            lines += ["| reason | records | of input |", "|---|---:|---:|"]
+            lines += [f"| `{reason}` | {n} | {_pct(n, total)} |" for reason, n in sorted(counts.items())]
+        else:
+            lines.append("None.")
+        lines.append("")
+    pii = report.get("pii", {})
+    if pii.get("replaced") or pii.get("in_kept_documents"):
+        lines += ["## Personal data replaced", "", "| type | all documents | kept documents |", "|---|---:|---:|"]
+        kinds = sorted(set(pii.get("replaced", {})) | set(pii.get("in_kept_documents", {})))
+        for kind in kinds:
+            lines.append(f"| {kind} | {pii['replaced'].get(kind, '-')} | {pii['in_kept_documents'].get(kind, 0)} |")
+        lines.append("")
+    bp = report.get("boilerplate", {})
+    if bp.get("top"):
+        lines += [
+            "## Boilerplate lines removed",
+            "",
+            f"{bp['lines_removed']} lines removed ({bp['distinct_lines']} distinct). Most frequent:",
+            "",
+        ]
+        lines += [f"- {row['removed']} x `{_excerpt(row['line'], 120)}`" for row in bp["top"][:10]]
+        lines.append("")
+    out = report.get("outliers", {})
+    if out.get("features"):
+        state = "applied" if out.get("active") else f"not applied (fewer than min_docs documents: {out['documents']})"
+        lines += [f"## Outlier limits ({state})", "", "| feature | median | MAD | low | high | dropped |"]
+        lines.append("|---|---:|---:|---:|---:|---:|")
+        for name, lim in out["features"].items():
+            n = report["dropped"].get(f"outlier:{name}", 0)
+            lines.append(f"| {name} | {lim['median']} | {lim['mad']} | {lim['low']} | {lim['high']} | {n} |")
+        lines.append("")
+    dd = report.get("dedup", {})
+    lines += [
+        "## Duplicates",
+        "",
+        f"Exact: {dd.get('exact_duplicates', 0)} dropped. Near: {dd.get('near_duplicates', 0)} dropped "
+        f"in {dd.get('clusters', 0)} clusters of {dd.get('documents', 0)} documents.",
+        "",
+    ]
+    if "decontamination" in report:
+        dc = report["decontamination"]
+        lines += [
+            "## Decontamination and labels",
+            "",
+            f"{dc['contaminated']} documents shared an n-gram with the {dc['eval_records']} evaluation records.",
+            f"Labelled texts with conflicting labels: {report['label_conflicts']['count']}.",
+            "",
+        ]
+        for row in report["label_conflicts"]["examples"][:5]:
+            lines.append(f"- {', '.join(row['labels'])}: ids {', '.join(row['ids'][:4])}: `{_excerpt(row['text'], 120)}`")
+        lines.append("")
+    if examples:
+        lines += ["## Samples", ""]
+        for reason, rows in examples.items():
+            lines += [f"### {reason}", ""]
+            for r in rows:
+                head = f"`{r.get('id', r.get('location', ''))}`"
+                for key in ("duplicate_of", "detail", "location"):
+                    if key in r and r.get(key) != r.get("id"):
+                        head += f" {key}={r[key]}"
+                body = r.get("text", r.get("line", r.get("error", "")))
+                lines.append(f"- {head}: {_excerpt(str(body), sample_chars)}")
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_reports(work: Path, report: dict[str, Any], params: Any) -> None:
+    write_json(work / "report.json", report)
+    examples = samples(work, params.report.samples_per_reason)
+    write_text(work / "report.md", markdown(report, examples, params.report.sample_chars))

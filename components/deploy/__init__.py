@@ -1,0 +1,1 @@
+"""deploy: serve the selected model over HTTP and log every prediction (the code lives in serving/)."""

@@ -1,0 +1,19 @@
+"""Kubeflow component for deploy: the release bundle the model server mounts."""
+
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from components.common.kfp import stage_component
+
+
+@stage_component
+def deploy(
+    finetuned: Input[Model], evaluation: Input[Dataset], params: dict, release: Output[Model], metrics: Output[Metrics]
+):
+    """The fine-tuned classifier -> a smoke-tested bundle (``model/`` + ``release.json``) in ``release``."""
+    import os
+
+    from components.common.kfp import log_metrics, stage_params
+    from components.deploy.core import run
+
+    reference = os.path.join(evaluation.path, "predictions.jsonl")
+    log_metrics(metrics, run(finetuned.path, release.path, stage_params("deploy", params), reference=reference))

@@ -1,0 +1,93 @@
+"""deploy: turn the chosen model folder into a release bundle the model server loads.
+
+The bundle is what a Kubernetes model server (or ``make serve``) mounts: the model files, copied
+byte for byte, and ``release.json`` naming the version (the content hash the server reports in
+every response), the file hashes and where the model came from. Before the bundle is written the
+model is loaded through the server's own loader and asked to label the reference texts; a model
+that fails to load, or whose labels disagree with the evaluation's, is refused, so a broken
+release never reaches the server.
+
+Outputs (one folder, written atomically):
+- ``model/``        classifier.json, model.safetensors, tokenizer.json
+- ``release.json``  {version, files: {name: sha256}, source, smoke: {...}}
+- ``metrics.json``  version agreement and load time
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from components.common.io import read_jsonl, write_json
+from components.common.metrics import write_metrics
+from components.deploy.params import Params
+
+log = logging.getLogger("deploy")
+
+
+class ReleaseError(RuntimeError):
+    """The model cannot be released (does not load, or disagrees with its evaluation)."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run(model: str, output: str, params: Params, reference: str | None = None) -> dict[str, Any]:
+    """Bundle ``model`` (a classifier folder) into ``output``.
+
+    ``reference``: JSONL with {text, prediction} (evaluate's predictions.jsonl); the first
+    ``params.smoke_examples`` texts are labelled by the loaded model and must match exactly.
+    """
+    from components.common.io import atomic_output_dir
+    from serving.model import MODEL_FILES, load_model, model_version
+
+    source = Path(model)
+    version = model_version(source)
+    with atomic_output_dir(output) as tmp:
+        bundle = tmp / "model"
+        bundle.mkdir()
+        for name in MODEL_FILES:
+            shutil.copyfile(source / name, bundle / name)
+        start = time.perf_counter()
+        served = load_model(bundle, batch_size=params.eval_batch_size, cpu_threads=params.cpu_threads)
+        load_s = time.perf_counter() - start
+        if served.version != version:
+            raise ReleaseError(f"{output}: copied model hashes to {served.version}, source to {version}")
+        smoke: dict[str, Any] = {"examples": 0, "agreement": None}
+        if reference is not None and params.smoke_examples > 0:
+            rows = []
+            for row in read_jsonl(reference):
+                rows.append(row)
+                if len(rows) == params.smoke_examples:
+                    break
+            got = served.predict([r["text"] for r in rows]).labels
+            agree = sum(g == r["prediction"] for g, r in zip(got, rows, strict=True)) / max(len(rows), 1)
+            smoke = {"examples": len(rows), "agreement": agree}
+            if agree < 1.0:
+                raise ReleaseError(
+                    f"{model}: the loaded model labels {agree:.1%} of {len(rows)} reference texts as evaluate did;"
+                    " refusing to release a model that does not reproduce its evaluation"
+                )
+        release = {
+            "version": version,
+            "files": {name: _sha256(bundle / name) for name in MODEL_FILES},
+            "labels": served.labels,
+            "source": str(source),
+            "smoke": smoke,
+        }
+        write_json(tmp / "release.json", release)
+        metrics = write_metrics(
+            tmp,
+            {"smoke_examples": smoke["examples"], "smoke_agreement": smoke["agreement"], "load_seconds": load_s},
+        )
+    log.info("deploy: released model %s to %s", version, output)
+    return metrics

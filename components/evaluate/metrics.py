@@ -1,0 +1,84 @@
+"""Pure classification and language-model metrics (stdlib only, no torch), hand-checkable.
+
+Conventions follow scikit-learn's: a class that is never predicted has precision 0, a class that
+never occurs has recall 0, and F1 is 0 when precision + recall is 0 (``zero_division=0``).
+Macro-F1 is the unweighted mean of the per-class F1 over ``labels`` (all classes count equally,
+whatever their support).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+
+def _check(actual: Sequence[Any], predicted: Sequence[Any]) -> None:
+    if len(actual) != len(predicted):
+        raise ValueError(f"actual and predicted differ in length: {len(actual)} != {len(predicted)}")
+
+
+def accuracy(actual: Sequence[Any], predicted: Sequence[Any]) -> float:
+    """Share of positions where prediction == actual (0.0 for no examples)."""
+    _check(actual, predicted)
+    if not actual:
+        return 0.0
+    return sum(a == p for a, p in zip(actual, predicted, strict=True)) / len(actual)
+
+
+def confusion_counts(
+    actual: Sequence[Any], predicted: Sequence[Any], labels: Sequence[Any]
+) -> list[list[int]]:
+    """Confusion matrix ``m[i][j]`` = examples of class ``labels[i]`` predicted as ``labels[j]``.
+
+    Rows are actual classes, columns predicted classes. A value outside ``labels`` is an error.
+    """
+    _check(actual, predicted)
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = [[0] * len(labels) for _ in labels]
+    for a, p in zip(actual, predicted, strict=True):
+        if a not in index or p not in index:
+            raise ValueError(f"label {a if a not in index else p!r} is not one of {list(labels)}")
+        matrix[index[a]][index[p]] += 1
+    return matrix
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den else 0.0
+
+
+def per_class(
+    actual: Sequence[Any], predicted: Sequence[Any], labels: Sequence[Any]
+) -> dict[str, dict[str, float]]:
+    """{label: {precision, recall, f1, support}} for each label (keys are ``str(label)``)."""
+    matrix = confusion_counts(actual, predicted, labels)
+    out: dict[str, dict[str, float]] = {}
+    for i, label in enumerate(labels):
+        tp = matrix[i][i]
+        predicted_i = sum(row[i] for row in matrix)
+        support = sum(matrix[i])
+        precision, recall = _ratio(tp, predicted_i), _ratio(tp, support)
+        out[str(label)] = {
+            "precision": precision,
+            "recall": recall,
+            "f1": _ratio(2 * precision * recall, precision + recall),
+            "support": support,
+        }
+    return out
+
+
+def macro_f1(actual: Sequence[Any], predicted: Sequence[Any], labels: Sequence[Any] | None = None) -> float:
+    """Unweighted mean of per-class F1 over ``labels`` (default: the sorted classes seen in either)."""
+    if labels is None:
+        labels = sorted(set(actual) | set(predicted))
+    if not labels:
+        return 0.0
+    scores = per_class(actual, predicted, labels)
+    return sum(s["f1"] for s in scores.values()) / len(labels)
+
+
+def perplexity(total_nll: float, n_tokens: int) -> float:
+    """exp(mean negative log-likelihood per token), from a sum of per-token losses in nats."""
+    if n_tokens <= 0:
+        raise ValueError("perplexity needs at least one token")
+    return math.exp(total_nll / n_tokens)

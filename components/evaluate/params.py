@@ -1,0 +1,33 @@
+"""Params of the evaluate stage (stdlib only: imported by the params loader of every stage)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from components.common.params import check_positive
+
+SECTION = "evaluate"
+
+
+@dataclass(frozen=True)
+class Params:
+    """The ``evaluate`` section of params.yaml. Defaults are the CPU demo (well under a minute)."""
+
+    max_tokens: int = 65536  # most test-split tokens scored for perplexity, from the start (tokens)
+    window: int = 0  # perplexity window length, 0 = the GPT's seq_length (tokens)
+    batch_size: int = 8  # perplexity windows per forward pass (windows)
+    eval_batch_size: int = 128  # reviews per forward pass of the classifier (examples)
+    task_split: Literal["train", "valid", "test"] = "test"  # task.jsonl split to score (name)
+    cpu_threads: int = 2  # torch CPU threads, fixed for reproducible sums; 0 = torch default (threads)
+
+    def __post_init__(self) -> None:
+        check_positive(
+            SECTION,
+            max_tokens=self.max_tokens,
+            batch_size=self.batch_size,
+            eval_batch_size=self.eval_batch_size,
+        )
+        if self.window < 0 or self.cpu_threads < 0:
+            key = "window" if self.window < 0 else "cpu_threads"
+            raise ValueError(f"{SECTION}.{key}: must be >= 0, got {getattr(self, key)!r}")

@@ -1,0 +1,1 @@
+"""finetune: a sentiment classifier on top of the pretrained megatron GPT."""

@@ -1,0 +1,188 @@
+"""The sentiment classifier: the megatron GPT backbone + pooling + a linear head.
+
+Saved as two files that rebuild it anywhere (evaluate, the model server):
+
+- ``classifier.json``: the GPT shape, labels, max_length, pooling, pad/eod ids, head dropout;
+- ``model.safetensors``: the whole classifier's tensors (``backbone.*`` and ``head.*``);
+- ``tokenizer.json`` beside them (the pretraining tokenizer, copied by the finetune stage).
+
+``load_classifier(directory)`` returns a ``TextClassifier`` with ``predict(texts)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from components.common.gpt import GPTShape, build_gpt, hidden_states
+from components.finetune.data import encode_texts, pad_batch, sorted_batches
+
+CONFIG_FILE = "classifier.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Everything needed to rebuild the classifier besides its weights and tokenizer."""
+
+    gpt: GPTShape  # the backbone's shape (as pretrain wrote it in model.json)
+    labels: list[str]  # class names, in the order of the head's outputs
+    max_length: int  # tokens per text incl. the closing <|endoftext|> (tokens)
+    pooling: str  # "mean" (over non-pad tokens) or "last" (the <|endoftext|> position)
+    pad_id: int  # token id used for right padding
+    eod_id: int  # token id that closes every text
+    head_dropout: float = 0.0  # dropout before the head while training (probability)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "gpt": self.gpt.to_dict()}
+
+    def to_json(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> ClassifierConfig:
+        data = json.loads(Path(path).read_text())
+        return cls(**{**data, "gpt": GPTShape(**data["gpt"])})
+
+
+def pool(hidden: torch.Tensor, lengths: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Summarise hidden states (B, T, H) of right-padded sequences with ``lengths`` (B,) to (B, H).
+
+    ``mean``: average over the first ``lengths[b]`` positions; ``last``: the state at position
+    ``lengths[b] - 1`` (with a causal mask, the only one that has seen the whole text).
+    """
+    if pooling == "last":
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), lengths - 1]
+    if pooling == "mean":
+        mask = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < lengths[:, None]  # (B, T)
+        summed = (hidden * mask.unsqueeze(-1).to(hidden.dtype)).sum(dim=1)
+        return summed / lengths.unsqueeze(-1).to(hidden.dtype)
+    raise ValueError(f"unknown pooling {pooling!r}")
+
+
+class Classifier(torch.nn.Module):
+    """GPT backbone -> pooled final-layernorm states -> dropout -> linear head (K logits)."""
+
+    def __init__(self, backbone: torch.nn.Module, config: ClassifierConfig):
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.dropout = torch.nn.Dropout(config.head_dropout)
+        self.head = torch.nn.Linear(config.gpt.hidden_size, len(config.labels))
+
+    def features(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Pooled features (B, H) of right-padded ``input_ids`` (B, T) with ``lengths`` (B,)."""
+        return pool(hidden_states(self.backbone, input_ids), lengths, self.config.pooling)
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits (B, K) from pooled features (B, H)."""
+        return self.head(self.dropout(features))
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.features(input_ids, lengths))
+
+
+def build_classifier(config: ClassifierConfig, backbone: torch.nn.Module | None = None) -> Classifier:
+    """A classifier around ``backbone`` (or a freshly built GPT of ``config.gpt``).
+
+    Needs the megatron runtime (``components.common.gpt.init_runtime``). The head is drawn from
+    torch's global generator: seed it first for a reproducible head.
+    """
+    backbone = backbone if backbone is not None else build_gpt(config.gpt)
+    # The head follows the backbone's device (build_gpt puts the GPT on the GPU when there is one).
+    return Classifier(backbone, config).to(model_device(backbone))
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def tensor_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors of ``model.state_dict()`` (megatron adds ``_extra_state`` entries that are None),
+    detached, contiguous and on the CPU, as safetensors stores them."""
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if torch.is_tensor(v)}
+
+
+def save_classifier(model: Classifier, directory: str | os.PathLike) -> None:
+    """Write ``classifier.json`` and ``model.safetensors`` into ``directory``."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.config.to_json(directory / CONFIG_FILE)
+    # clone(): safetensors refuses tensors that share storage (tied weights, views).
+    save_file({k: v.clone() for k, v in tensor_state(model).items()}, str(directory / WEIGHTS_FILE))
+    # safetensors creates the file owner-only (0600); the other outputs are world-readable.
+    os.chmod(directory / WEIGHTS_FILE, 0o644)
+
+
+def load_weights(model: Classifier, path: str | os.PathLike) -> None:
+    """Load ``model.safetensors`` into ``model``; any missing tensor or extra key is an error."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("_extra_state")]
+    if missing or unexpected:
+        raise ValueError(f"{path}: missing tensors {missing[:5]}, unexpected {unexpected[:5]}")
+
+
+class TextClassifier:
+    """A loaded classifier with its tokenizer: ``predict(texts) -> (labels, scores)``."""
+
+    def __init__(self, model: Classifier, tokenizer: Any):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.config = model.config
+        self.device = model_device(model)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.config.labels)
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        return encode_texts(self.tokenizer, texts, self.config.max_length, self.config.eod_id)
+
+    @torch.no_grad()
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 128) -> torch.Tensor:
+        """Class probabilities (N, K), in the order of ``texts`` and ``labels``."""
+        sequences = self.encode(texts)
+        probs = torch.zeros(len(sequences), len(self.config.labels))
+        for batch in sorted_batches([len(s) for s in sequences], batch_size):
+            ids, lengths = pad_batch([sequences[i] for i in batch], self.config.pad_id)
+            logits = self.model(ids.to(self.device), lengths.to(self.device))
+            probs[batch] = torch.softmax(logits.float(), dim=-1).cpu()
+        return probs
+
+    def predict(self, texts: Sequence[str], batch_size: int = 128) -> tuple[list[str], list[float]]:
+        """Predicted label per text and its score (the probability of that label, 0-1)."""
+        if not texts:
+            return [], []
+        scores, index = self.predict_proba(texts, batch_size).max(dim=-1)
+        return [self.config.labels[i] for i in index.tolist()], scores.tolist()
+
+
+def load_classifier(directory: str | os.PathLike) -> TextClassifier:
+    """Rebuild the classifier saved by the finetune stage in ``directory`` (eval mode, CPU/GPU as
+    the runtime). Starts a single-process megatron runtime if none is running (it lives with the
+    process: a model server keeps it until exit)."""
+    from megatron.core import parallel_state
+
+    from components.common.gpt import init_runtime
+    from components.tokenize.core import load_tokenizer
+
+    directory = Path(directory)
+    if not parallel_state.model_parallel_is_initialized():
+        init_runtime()
+    config = ClassifierConfig.from_json(directory / CONFIG_FILE)
+    model = build_classifier(config)
+    load_weights(model, directory / WEIGHTS_FILE)
+    return TextClassifier(model, load_tokenizer(directory / TOKENIZER_FILE))

@@ -1,0 +1,232 @@
+"""ingest: raw sources -> pretraining corpus, sentiment task set and monitoring batches.
+
+Inputs
+- ``news``: the news sample CSV (article_id, publish_date, article_source_link, title, subtitle,
+  text). Each article becomes one pretraining document ``news:<article_id>``; title and subtitle
+  lead the text as their own paragraphs (``params.news_title``).
+- ``reviews``: the Rotten Tomatoes sample CSV (category, text, movie_name, ...). ``fresh`` ->
+  positive, ``rotten`` -> negative; ``plot`` rows (plot summaries) form the drift batch.
+  The labelled reviews are split by ``stable_fraction(text, seed)``: a ``heldout_fraction`` goes to
+  the ``reviews`` monitoring batch, the rest to train/valid/test. Hashing the text (not the row
+  order) makes the split order-independent and puts identical texts in the same split, so no
+  sentence leaks between train and test. Identical texts are kept once (smallest id); texts that
+  carry both labels are dropped. Review texts do NOT go into the pretraining corpus, so the
+  pretrained model has never seen the task's test sentences.
+- ``inputs``: any number of URIs (local, s3://, gs:// via fsspec), each a file or a folder of
+  JSONL / CSV / Parquet / TXT files, optionally .gz or .bz2 (see ``readers``). Each row becomes
+  ``{id: "<source>:<row>", text, source, meta: <the other columns>}``.
+
+Outputs (one folder, written atomically; every JSONL sorted by id, keys sorted, so reruns are
+byte-identical):
+- ``corpus.jsonl``            {id, text, source, meta}
+- ``task.jsonl``              {id, text, label, split}
+- ``batches/reviews.jsonl``   {id, text, label}
+- ``batches/plots.jsonl``     {id, text}
+- ``metrics.json``            counts per source, split and label, and skipped rows per reason
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from components.common.io import atomic_output_dir, write_jsonl
+from components.common.metrics import write_metrics
+from components.common.seed import stable_fraction
+from components.ingest import readers
+from components.ingest.params import Params
+
+log = logging.getLogger("ingest")
+
+LABELS = {"fresh": "positive", "rotten": "negative"}
+SPLITS = ("train", "valid", "test")
+HELDOUT = "heldout"
+
+
+def doc_id(source: str, key: int | str) -> str:
+    """A stable document id: ``<source>:<row key>`` (numbers zero-padded so ids sort by row)."""
+    return f"{source}:{key:06d}" if isinstance(key, int) else f"{source}:{key}"
+
+
+def assign_split(text: str, params: Params) -> str:
+    """``heldout``, ``train``, ``valid`` or ``test`` for a labelled text, fixed by (text, seed).
+
+    One uniform number u = stable_fraction(text, seed) in [0, 1): u < heldout_fraction is held out;
+    the rest is rescaled to [0, 1) and cut by the train/valid/test fractions.
+    """
+    u = stable_fraction(text, params.seed)
+    h = params.heldout_fraction
+    if u < h:
+        return HELDOUT
+    v = (u - h) / (1.0 - h)
+    if v < params.train_fraction:
+        return "train"
+    if v < params.train_fraction + params.valid_fraction:
+        return "valid"
+    return "test"
+
+
+def news_text(row: dict[str, str], with_title: bool) -> str:
+    """Title, subtitle and body as paragraphs (empty parts left out); "" when the body is empty."""
+    body = (row.get("text") or "").strip()
+    if not body:
+        return ""
+    parts = [(row.get("title") or "").strip(), (row.get("subtitle") or "").strip()] if with_title else []
+    return "\n\n".join([p for p in parts if p] + [body])
+
+
+def read_news(uri: str, params: Params, skipped: Counter) -> list[dict[str, Any]]:
+    docs = []
+    for row_no, row in readers.read_csv(uri, skipped):
+        text = news_text(row, params.news_title)
+        if not text:
+            skipped["missing_text"] += 1
+            continue
+        article = (row.get("article_id") or "").strip()
+        key: int | str = int(article) if article.isdigit() else (article or row_no)
+        meta = {
+            "article_id": article,
+            "publish_date": row.get("publish_date", ""),
+            "url": row.get("article_source_link", ""),
+        }
+        docs.append({"id": doc_id("news", key), "text": text, "source": "news", "meta": meta})
+    return docs
+
+
+def read_reviews(uri: str, skipped: Counter) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(labelled reviews {id, text, label}, plot summaries {id, text})`` from the sample CSV."""
+    labelled, plots = [], []
+    for row_no, row in readers.read_csv(uri, skipped):
+        text = (row.get("text") or "").strip()
+        category = (row.get("category") or "").strip()
+        if not text:
+            skipped["missing_text"] += 1
+        elif category == "plot":
+            plots.append({"id": doc_id("plots", row_no), "text": text})
+        elif category in LABELS:
+            labelled.append({"id": doc_id("reviews", row_no), "text": text, "label": LABELS[category]})
+        else:
+            skipped["unknown_category"] += 1
+    return labelled, plots
+
+
+def dedup_labelled(examples: Iterable[dict[str, Any]], skipped: Counter) -> list[dict[str, Any]]:
+    """One example per text (smallest id); texts seen with two labels are dropped altogether."""
+    by_text: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for ex in examples:
+        by_text[ex["text"]].append(ex)
+    kept = []
+    for group in by_text.values():
+        if len({ex["label"] for ex in group}) > 1:
+            skipped["conflicting_label"] += len(group)
+            continue
+        group.sort(key=lambda ex: ex["id"])
+        kept.append(group[0])
+        skipped["duplicate_text"] += len(group) - 1
+    return kept
+
+
+def read_inputs(uri: str, params: Params, skipped: dict[str, Counter]) -> list[dict[str, Any]]:
+    """Documents from one generic URI (file or folder); bad rows counted per source."""
+    files, unsupported = readers.discover(uri)
+    if unsupported:
+        log.warning("%s: %d unsupported files ignored (e.g. %s)", uri, len(unsupported), unsupported[0])
+        skipped["_files"]["unsupported_format"] += len(unsupported)
+    docs = []
+    for path, source, fmt in files:
+        n0 = len(docs)
+        for key, fields in readers.read_rows(path, fmt, params.text_column, skipped[source]):
+            text = fields.pop(params.text_column)
+            meta = readers.jsonable(fields)
+            docs.append({"id": doc_id(source, key), "text": text, "source": source, "meta": meta})
+        log.info("%s: %d documents", path, len(docs) - n0)
+    return docs
+
+
+def _counts(items: Iterable[str]) -> dict[str, int]:
+    return dict(sorted(Counter(items).items()))
+
+
+def run(
+    news: str | None,
+    reviews: str | None,
+    output: str | os.PathLike,
+    params: Params,
+    inputs: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Ingest the given sources into ``output`` (see the module docstring); return the metrics.
+
+    ``news`` / ``reviews``: the sample CSV paths or URIs (None to leave one out); ``inputs``: more
+    document URIs (files or folders). At least one source must be given.
+    """
+    if not (news or reviews or inputs):
+        raise ValueError("ingest: nothing to read (give news, reviews or inputs)")
+    skipped: dict[str, Counter] = defaultdict(Counter)
+    corpus: list[dict[str, Any]] = []
+    if news:
+        corpus += read_news(news, params, skipped["news"])
+        log.info("%s: %d news documents", news, len(corpus))
+    for uri in inputs:
+        corpus += read_inputs(uri, params, skipped)
+
+    # Ids are the join key of every later stage: refuse the second record with a taken id.
+    seen: set[str] = set()
+    unique = []
+    for doc in corpus:
+        if doc["id"] in seen:
+            skipped[doc["source"]]["duplicate_id"] += 1
+        else:
+            seen.add(doc["id"])
+            unique.append(doc)
+    corpus = sorted(unique, key=lambda d: d["id"])
+
+    task: list[dict[str, Any]] = []
+    heldout: list[dict[str, Any]] = []
+    plots: list[dict[str, Any]] = []
+    if reviews:
+        labelled, plots = read_reviews(reviews, skipped["reviews"])
+        for ex in dedup_labelled(labelled, skipped["reviews"]):
+            split = assign_split(ex["text"], params)
+            if split == HELDOUT:
+                heldout.append(ex)
+            else:
+                task.append({**ex, "split": split})
+        log.info("%s: %d task examples, %d held out, %d plots", reviews, len(task), len(heldout), len(plots))
+    task.sort(key=lambda r: r["id"])
+    heldout.sort(key=lambda r: r["id"])
+    plots.sort(key=lambda r: r["id"])
+
+    metrics = {
+        "corpus": {"documents": len(corpus), "by_source": _counts(d["source"] for d in corpus)},
+        "task": {
+            "examples": len(task),
+            "by_split": {s: sum(r["split"] == s for r in task) for s in SPLITS},
+            "by_label": _counts(r["label"] for r in task),
+            "by_split_label": {s: _counts(r["label"] for r in task if r["split"] == s) for s in SPLITS},
+        },
+        "batches": {
+            "reviews": {"examples": len(heldout), "by_label": _counts(r["label"] for r in heldout)},
+            "plots": {"examples": len(plots)},
+        },
+        "skipped": {src: dict(sorted(c.items())) for src, c in sorted(skipped.items()) if c},
+        "skipped_total": sum(sum(c.values()) for c in skipped.values()),
+    }
+    with atomic_output_dir(output) as out:
+        write_jsonl(Path(out) / "corpus.jsonl", corpus)
+        write_jsonl(Path(out) / "task.jsonl", task)
+        write_jsonl(Path(out) / "batches" / "reviews.jsonl", heldout)
+        write_jsonl(Path(out) / "batches" / "plots.jsonl", plots)
+        metrics = write_metrics(out, metrics)
+    log.info(
+        "ingest: %d corpus documents, %d task examples, %d held-out reviews, %d plots, %d skipped",
+        len(corpus),
+        len(task),
+        len(heldout),
+        len(plots),
+        metrics["skipped_total"],
+    )
+    return metrics

@@ -1,0 +1,1 @@
+"""pretrain: train a megatron-core GPT on the tokenize stage's indexed datasets."""

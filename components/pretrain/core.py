@@ -1,0 +1,170 @@
+"""pretrain: train a megatron-core GPT on the tokenize stage's indexed datasets.
+
+Contract: ``run(data, output, params, checkpoint_dir=None)`` reads ``data/tokenizer.json``
+(vocabulary size, the ``<|endoftext|>`` id) and the indexed datasets named by
+``params.data.sources`` (by default the tokenize stage's ``{train,valid}_text_document``), trains
+a ``GPTModel`` and writes into ``output`` (atomically):
+
+- ``model.json``: the ``GPTShape`` (vocabulary padded up to ``make_vocab_size_divisible_by * tp``);
+- ``checkpoint/``: megatron ``dist_checkpointing`` weights in fp32, loadable at any TP/PP layout
+  (``components.common.gpt.load_pretrained``);
+- ``loss.csv``: DVC plot, one row per evaluation: ``step`` (optimizer steps), ``train_loss`` (mean
+  training loss in nats/token over the steps since the previous row), ``valid_loss`` (nats/token);
+- ``steps.csv``: DVC plot, one row per optimizer step: ``train_loss``, ``grad_norm``, ``lr``;
+- ``metrics.json``: final losses and perplexity, ``tokens_per_s``, ``model_flops_per_s``, ``mfu``
+  (against ``peak_flops_per_accelerator``), ``accelerator_hours``, ``cost``, ``parameters``,
+  ``steps``, ``resumed_from_step``, ``seconds``, ...
+
+Processes: one process in this one when ``tp * pp * dp == 1``; otherwise torchrun is launched
+here (``components.pretrain.launch``), or, when this process already runs under torchrun (a
+PyTorchJob), every rank runs the job and global rank 0 publishes the output.
+
+Checkpoints: resumable checkpoints (model, optimizer, RNG, progress) go to ``checkpoint_dir``
+(default ``<output>.checkpoints``; a PVC on Kubernetes) every ``checkpoint_interval`` steps and at
+the end; a rerun with the same params and data resumes from the latest one automatically and
+continues bit-identically on CPU (see ``components.pretrain.checkpointing``).
+
+Determinism: seeded weights, data order and dropout, fixed CPU threads: the same data + params
+give the same losses, bit for bit, whether the run was interrupted or not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from components.common.gpt import GPTShape
+from components.common.io import atomic_output_dir, read_json
+from components.common.metrics import METRICS_FILE
+from components.pretrain import checkpointing
+from components.pretrain.data import build_datasets, micro_batches, source_files
+from components.pretrain.params import Params
+from components.pretrain.schedule import checkpoint_steps, eval_steps, lr_at, padded_vocab_size
+from components.tokenize.core import EOD_TOKEN, TOKENIZER_FILE
+
+log = logging.getLogger(__name__)
+
+STAGE_DIR = "stage"
+
+__all__ = [
+    "build_datasets",
+    "checkpoint_steps",
+    "eval_steps",
+    "evaluate",
+    "gpt_shape",
+    "lr_at",
+    "micro_batches",
+    "padded_vocab_size",
+    "run",
+    "tokenizer_info",
+]
+
+
+def gpt_shape(params: Params, vocab_size: int) -> GPTShape:
+    """The model shape for a tokenizer of ``vocab_size`` tokens."""
+    m = params.model
+    return GPTShape(
+        vocab_size=padded_vocab_size(
+            vocab_size, params.make_vocab_size_divisible_by, params.tensor_parallel_size
+        ),
+        seq_length=m.seq_length,
+        num_layers=m.num_layers,
+        hidden_size=m.hidden_size,
+        num_attention_heads=m.num_attention_heads,
+        ffn_hidden_size=m.ffn_hidden_size,
+        position_embedding_type=m.position_embedding_type,
+        tie_embeddings=m.tie_embeddings,
+        normalization=m.normalization,
+        init_method_std=m.init_method_std,
+        hidden_dropout=m.hidden_dropout,
+        attention_dropout=m.attention_dropout,
+    )
+
+
+def tokenizer_info(data: str | Path) -> tuple[int, int]:
+    """``(vocab_size, eod_id)`` of ``data/tokenizer.json``."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(Path(data) / TOKENIZER_FILE))
+    eod = tokenizer.token_to_id(EOD_TOKEN)
+    if eod is None:
+        raise ValueError(f"{data}/{TOKENIZER_FILE}: no {EOD_TOKEN} token")
+    return tokenizer.get_vocab_size(), eod
+
+
+def evaluate(model, batches: list[dict[str, Any]]) -> float:
+    """Mean loss (nats/token) of a single-process ``model`` over ``batches`` (micro batches as
+    from ``micro_batches``), in eval mode, without gradients."""
+    import torch
+
+    from components.common.gpt import token_losses
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        losses = [
+            float(
+                (token_losses(model, b["tokens"], b["labels"]) * b["loss_mask"]).sum() / b["loss_mask"].sum()
+            )
+            for b in batches
+        ]
+    model.train(was_training)
+    return sum(losses) / len(losses)
+
+
+def _publish(stage: Path, output: str) -> None:
+    """Move the staged outputs into ``output`` in one atomic replacement."""
+    with atomic_output_dir(output) as out:
+        for item in sorted(stage.iterdir()):
+            shutil.move(str(item), str(out / item.name))
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def run(data: str, output: str, params: Params, checkpoint_dir: str | None = None) -> dict[str, Any]:
+    """Pretrain on ``data`` (a tokenize output folder); write ``output``; return the metrics.
+
+    ``checkpoint_dir``: root of the resumable checkpoints (default ``<output>.checkpoints``).
+    Raises ``ParamsError`` (naming the key) before launching anything this machine cannot run.
+    """
+    from components.pretrain import launch
+
+    started = time.perf_counter()
+    machine = launch.Machine.detect()
+    launcher_world = launch.launcher_world_size()
+    launch.check_machine(params, machine, launcher_world)
+    impl = launch.resolve_transformer_impl(params, machine)
+
+    vocab_size, _eod = tokenizer_info(data)
+    shape = gpt_shape(params, vocab_size)
+    files = [Path(data) / TOKENIZER_FILE, *source_files(data, params)]
+    missing = [str(p) for p in files if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"pretrain: missing input files {missing[:4]} (see pretrain.data.sources)")
+    run_id, covered = checkpointing.fingerprint(dataclasses.asdict(params), shape.to_dict(), files)
+    root = Path(checkpoint_dir) if checkpoint_dir else checkpointing.default_root(output)
+    run_dir = checkpointing.prepare_run_dir(root, run_id, covered)
+    stage = run_dir / STAGE_DIR
+    log.info("pretrain: checkpoints in %s", run_dir)
+
+    if launcher_world is not None or params.world_size == 1:
+        metrics = launch.run_ranks(data, stage, run_dir, params, impl, started)
+        if launcher_world is not None and int(os.environ["RANK"]) != 0:
+            return metrics  # global rank 0 publishes
+    else:
+        shutil.rmtree(stage, ignore_errors=True)
+        launch.launch_torchrun(params, launch.worker_args(data, stage, run_dir, params, impl))
+        metrics = read_json(stage / METRICS_FILE)
+    _publish(stage, output)
+    log.info(
+        "pretrain: valid_loss %.4f (perplexity %.1f), %.0f tokens/s, MFU %.1f%%",
+        metrics["valid_loss"],
+        metrics["valid_perplexity"],
+        metrics["tokens_per_s"],
+        100 * metrics["mfu"],
+    )
+    return metrics

@@ -1,0 +1,190 @@
+"""Processes for a pretraining job: checks before launch, torchrun, and the body of each rank.
+
+- ``check_machine``: what params.py cannot know (CUDA, Transformer Engine, GPUs per node) is
+  refused here, before any process is started, with a message naming the key.
+- ``launch_torchrun``: world size > 1 on this machine: ``python -m torch.distributed.run`` with
+  one process per rank on an explicit free loopback port, each running
+  ``components.pretrain.worker`` (gloo on CPU, NCCL on GPU, chosen by ``init_runtime``).
+- ``run_ranks``: what every rank does (inside torchrun, ours or a PyTorchJob's): start megatron's
+  parallel state for the layout, train, and let global rank 0 publish nothing but the staging
+  folder (the caller moves it into the output).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from components.common.params import ParamsError
+from components.pretrain.params import SECTION, Params
+
+log = logging.getLogger(__name__)
+
+WORKER_MODULE = "components.pretrain.worker"
+
+
+@dataclasses.dataclass(frozen=True)
+class Machine:
+    """What the checks need to know about the machine (a value, so tests can pass any)."""
+
+    cuda: bool
+    gpus: int
+    transformer_engine: bool
+
+    @classmethod
+    def detect(cls) -> Machine:
+        import torch
+
+        from components.common.gpt.model import transformer_engine_available
+
+        cuda = torch.cuda.is_available()
+        return cls(
+            cuda=cuda,
+            gpus=torch.cuda.device_count() if cuda else 0,
+            transformer_engine=transformer_engine_available(),
+        )
+
+
+def resolve_transformer_impl(params: Params, machine: Machine) -> str:
+    """The layer spec to build: "auto" is Transformer Engine on a GPU that has it, else local."""
+    if params.transformer_impl == "auto":
+        return "transformer_engine" if machine.cuda and machine.transformer_engine else "local"
+    return params.transformer_impl
+
+
+def check_machine(params: Params, machine: Machine, launcher_world: int | None = None) -> None:
+    """Refuse, before launch, what this machine cannot run. ``launcher_world``: WORLD_SIZE when
+    an outside launcher (torchrun, a PyTorchJob) already started the processes.
+
+    Raises ParamsError naming the key.
+    """
+    if not machine.cuda:
+        if params.precision == "bf16":
+            raise ParamsError(
+                f"{SECTION}.precision: bf16 mixed precision needs CUDA GPUs (megatron's bf16 optimizer); "
+                "this machine has none: use fp32"
+            )
+        if params.use_distributed_optimizer:
+            raise ParamsError(
+                f"{SECTION}.use_distributed_optimizer: megatron's distributed optimizer needs CUDA GPUs "
+                "(its buffers are CUDA tensors); set it to false on CPU"
+            )
+    if params.transformer_impl == "transformer_engine" and not (machine.cuda and machine.transformer_engine):
+        raise ParamsError(
+            f"{SECTION}.transformer_impl: transformer_engine needs CUDA and the transformer_engine "
+            "package; use auto or local"
+        )
+    if launcher_world is not None:
+        if launcher_world != params.world_size:
+            raise ParamsError(
+                f"{SECTION}.data_parallel_size: the launcher started {launcher_world} processes but "
+                f"tensor x pipeline x data parallel = {params.world_size}"
+            )
+    elif params.num_nodes > 1:
+        raise ParamsError(
+            f"{SECTION}.num_nodes: {params.num_nodes} nodes need a multi-node launcher (the "
+            "pretrain_pytorchjob component, or torchrun on every node)"
+        )
+    if machine.cuda and params.procs_per_node > machine.gpus:
+        raise ParamsError(
+            f"{SECTION}.data_parallel_size: {params.procs_per_node} processes per node (tp*pp*dp / "
+            f"num_nodes) but {machine.gpus} GPUs are visible"
+        )
+
+
+def launcher_world_size() -> int | None:
+    """WORLD_SIZE when this process was started by torchrun (or a PyTorchJob's torchrun)."""
+    from components.common.gpt import under_torchrun
+
+    return int(os.environ["WORLD_SIZE"]) if under_torchrun() else None
+
+
+def worker_args(data: str, stage: Path, run_dir: Path, params: Params, transformer_impl: str) -> list[str]:
+    return [
+        "--data",
+        str(data),
+        "--stage-dir",
+        str(stage),
+        "--run-dir",
+        str(run_dir),
+        "--transformer-impl",
+        transformer_impl,
+        "--params-json",
+        json.dumps(dataclasses.asdict(params), sort_keys=True),
+    ]
+
+
+def torchrun_command(params: Params, port: int, args: list[str]) -> list[str]:
+    """``python -m torch.distributed.run`` for all ranks on this machine, on ``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=1",
+        f"--nproc-per-node={params.world_size}",
+        "--master-addr=127.0.0.1",
+        f"--master-port={port}",
+        "--max-restarts=0",
+        "-m",
+        WORKER_MODULE,
+        *args,
+    ]
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # Linux: torchrun (and so its workers) gets SIGTERM when the stage process dies, even by
+    # SIGKILL, instead of training on as an orphan.
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def launch_torchrun(params: Params, args: list[str]) -> None:
+    """Run the job with torchrun on this machine; raise if any rank failed."""
+    from components.common.gpt import free_port
+
+    command = torchrun_command(params, free_port(), args)
+    env = dict(os.environ)
+    # torchrun otherwise forces OMP_NUM_THREADS=1 (with a warning); each rank sets its own threads.
+    env.setdefault("OMP_NUM_THREADS", str(params.cpu_threads))
+    log.info("pretrain: launching %d processes: %s", params.world_size, " ".join(command[:9]))
+    result = subprocess.run(command, env=env, preexec_fn=_die_with_parent, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"pretrain: torchrun exited with status {result.returncode} (see the rank logs above)"
+        )
+
+
+def run_ranks(
+    data: str | Path, stage: Path, run_dir: Path, params: Params, transformer_impl: str, started: float
+) -> dict[str, Any]:
+    """Body of every rank: megatron runtime for the layout, then ``train_job``."""
+    import shutil
+
+    import torch
+
+    from components.common.gpt import megatron_runtime
+    from components.pretrain.core import gpt_shape, tokenizer_info
+    from components.pretrain.training import cpu_threads, train_job
+
+    vocab_size, eod = tokenizer_info(data)
+    shape = gpt_shape(params, vocab_size)
+    with (
+        cpu_threads(params.cpu_threads),
+        megatron_runtime(tp=params.tensor_parallel_size, pp=params.pipeline_parallel_size, seed=params.seed),
+    ):
+        if torch.distributed.get_rank() == 0:
+            shutil.rmtree(stage, ignore_errors=True)
+            stage.mkdir(parents=True)
+        torch.distributed.barrier()
+        return train_job(data, stage, run_dir, params, shape, vocab_size, eod, transformer_impl, started)

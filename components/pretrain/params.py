@@ -1,0 +1,236 @@
+"""Params of the pretrain stage (stdlib only: imported by the params loader of every stage).
+
+The defaults are the CPU demo (one process, fp32, about 3 min on 2 cores). Real hardware uses the
+same keys with other values: see ``params/profiles/`` (GPT ~125M and ~1B on 8 GPUs).
+
+Everything that can be checked without a device is checked here (sizes, divisibility, the
+parallel layout); what depends on the machine (CUDA, Transformer Engine) is checked by
+``components.pretrain.launch.check_machine`` before any process is started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from components.common.params import check_fraction, check_positive
+
+SECTION = "pretrain"
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """The GPT's shape (vocabulary size comes from the tokenizer)."""
+
+    num_layers: int = 4  # transformer layers (count)
+    hidden_size: int = 256  # model width (features)
+    num_attention_heads: int = 4  # attention heads; must divide hidden_size (count)
+    ffn_hidden_size: int = 1024  # MLP inner width (features)
+    seq_length: int = 256  # training context length (tokens)
+    position_embedding_type: Literal["learned_absolute", "rope"] = "learned_absolute"  # positions (name)
+    tie_embeddings: bool = True  # output layer shares the input embedding matrix (flag)
+    normalization: Literal["LayerNorm", "RMSNorm"] = "LayerNorm"  # normalization layer (name)
+    init_method_std: float = 0.02  # std of the normal weight initialisation (weight units)
+    hidden_dropout: float = 0.0  # dropout after attention and MLP (probability)
+    attention_dropout: float = 0.0  # dropout on attention weights (probability)
+
+    def __post_init__(self) -> None:
+        section = f"{SECTION}.model"
+        check_positive(
+            section,
+            num_layers=self.num_layers,
+            hidden_size=self.hidden_size,
+            num_attention_heads=self.num_attention_heads,
+            ffn_hidden_size=self.ffn_hidden_size,
+            seq_length=self.seq_length,
+            init_method_std=self.init_method_std,
+        )
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"{section}.num_attention_heads: must divide hidden_size {self.hidden_size}, "
+                f"got {self.num_attention_heads}"
+            )
+        check_fraction(section, hidden_dropout=self.hidden_dropout, attention_dropout=self.attention_dropout)
+
+
+@dataclass(frozen=True)
+class SourceParams:
+    """One tokenized source in the training blend."""
+
+    name: str = "text"  # files <data>/<split>_<name>_document.{bin,idx} written by tokenize (name)
+    weight: float = 1.0  # relative sampling weight in the blend; normalised over sources (weight)
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ValueError(f"{SECTION}.data.sources.name: expected a file-name stem, got {self.name!r}")
+        check_positive(f"{SECTION}.data.sources", weight=self.weight)
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """Which indexed datasets feed training and validation, and in which proportions."""
+
+    sources: list[SourceParams] = field(default_factory=lambda: [SourceParams()])  # blended sources (list)
+    # "" = the tokenize stage's own train/valid/test files; "a,b,c" = megatron's split of each
+    # source's train file into train/valid/test documents by these ratios (parts).
+    split: str = ""
+
+    def __post_init__(self) -> None:
+        section = f"{SECTION}.data"
+        if not self.sources:
+            raise ValueError(f"{section}.sources: need at least one source")
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{section}.sources: duplicate source names {names}")
+        if self.split:
+            parts = self.split.split(",")
+            try:
+                ratios = [float(p) for p in parts]
+            except ValueError:
+                ratios = []
+            if len(ratios) != 3 or any(r < 0 for r in ratios) or ratios[0] <= 0 or ratios[1] <= 0:
+                raise ValueError(
+                    f'{section}.split: expected "" or three ratios "train,valid,test" with train and '
+                    f"valid > 0, got {self.split!r}"
+                )
+
+
+@dataclass(frozen=True)
+class Params:
+    """The ``pretrain`` section of params.yaml. Defaults are the CPU demo (about 3 min on 2 cores)."""
+
+    model: ModelParams = field(default_factory=ModelParams)  # the GPT shape (see ModelParams)
+    data: DataParams = field(default_factory=DataParams)  # sources, blend weights, split (see DataParams)
+    make_vocab_size_divisible_by: int = 128  # pad the embedding rows up to a multiple (tokens)
+    micro_batch_size: int = 8  # sequences per forward/backward pass on one rank (sequences)
+    global_batch_size: int = 8  # sequences per optimizer step, all ranks; multiple of micro * dp (sequences)
+    train_steps: int = 200  # optimizer steps (steps)
+    lr: float = 6.0e-4  # peak learning rate after warmup (AdamW step size)
+    min_lr: float = 6.0e-5  # learning rate at the end of the cosine decay (AdamW step size)
+    warmup_steps: int = 20  # linear warmup from 0 to lr (steps)
+    weight_decay: float = 0.1  # AdamW decoupled weight decay on matrices (fraction per unit lr)
+    adam_beta1: float = 0.9  # AdamW first-moment decay (0-1)
+    adam_beta2: float = 0.95  # AdamW second-moment decay (0-1)
+    adam_eps: float = 1.0e-8  # AdamW denominator epsilon (gradient units)
+    grad_clip: float = 1.0  # max global L2 norm of the gradient; 0 disables clipping (norm)
+    eval_interval: int = 25  # evaluate on the valid split every N steps, and at the end (steps)
+    eval_iters: int = 8  # micro batches per evaluation, the same batches each time (micro batches)
+    seed: int = 1234  # seed of weights, data order and dropout (integer)
+    cpu_threads: int = 2  # torch intra-op threads per process on CPU, fixed for reproducible sums (threads)
+    tensor_parallel_size: int = 1  # ranks that split each layer's matrices (ranks)
+    pipeline_parallel_size: int = 1  # ranks that split the layers into stages (ranks)
+    data_parallel_size: int = 1  # model replicas that split each global batch (ranks)
+    num_nodes: int = 1  # machines; each runs tp*pp*dp / num_nodes processes (nodes)
+    precision: Literal["fp32", "bf16"] = (
+        "fp32"  # fp32, or bf16 mixed precision with fp32 master weights (GPU only)
+    )
+    use_distributed_optimizer: bool = (
+        False  # shard optimizer state over data-parallel ranks (GPU only) (flag)
+    )
+    recompute: Literal["none", "selective", "full"] = (
+        "none"  # activation recomputation: none, attention only, whole layers (name)
+    )
+    transformer_impl: Literal["auto", "local", "transformer_engine"] = (
+        "auto"  # layer spec; auto = TE on GPU when installed (name)
+    )
+    checkpoint_interval: int = (
+        50  # save a resumable checkpoint every N steps (and at the end); 0 = end only (steps)
+    )
+    keep_checkpoints: int = 2  # newest resumable checkpoints kept in the checkpoint folder (count)
+    peak_flops_per_accelerator: float = (
+        3.0e11  # peak dense FLOP/s of one device for MFU; CPU demo: 2 AVX-512 cores, fp32 (FLOP/s)
+    )
+    price_per_accelerator_hour: float = 0.0  # cost of one device for one hour, for the cost estimate (USD)
+    accelerator_type: str = ""  # Kubernetes resource of the devices, e.g. nvidia.com/gpu; "" = CPU (name)
+    accelerator_count: int = 0  # devices per pod (= processes per node on GPU); 0 = CPU only (count)
+
+    def __post_init__(self) -> None:
+        check_positive(
+            SECTION,
+            make_vocab_size_divisible_by=self.make_vocab_size_divisible_by,
+            micro_batch_size=self.micro_batch_size,
+            global_batch_size=self.global_batch_size,
+            train_steps=self.train_steps,
+            lr=self.lr,
+            adam_eps=self.adam_eps,
+            eval_interval=self.eval_interval,
+            eval_iters=self.eval_iters,
+            cpu_threads=self.cpu_threads,
+            tensor_parallel_size=self.tensor_parallel_size,
+            pipeline_parallel_size=self.pipeline_parallel_size,
+            data_parallel_size=self.data_parallel_size,
+            num_nodes=self.num_nodes,
+            keep_checkpoints=self.keep_checkpoints,
+            peak_flops_per_accelerator=self.peak_flops_per_accelerator,
+        )
+        if not 0.0 <= self.min_lr <= self.lr:
+            raise ValueError(f"{SECTION}.min_lr: must be within [0, lr={self.lr}], got {self.min_lr}")
+        if not 0 <= self.warmup_steps <= self.train_steps:
+            raise ValueError(
+                f"{SECTION}.warmup_steps: must be within [0, train_steps={self.train_steps}], "
+                f"got {self.warmup_steps}"
+            )
+        for key in ("weight_decay", "grad_clip", "checkpoint_interval", "price_per_accelerator_hour"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{SECTION}.{key}: must be >= 0, got {getattr(self, key)}")
+        check_fraction(SECTION, adam_beta1=self.adam_beta1, adam_beta2=self.adam_beta2)
+        self._check_layout()
+        if self.accelerator_count < 0:
+            raise ValueError(f"{SECTION}.accelerator_count: must be >= 0, got {self.accelerator_count}")
+        if self.accelerator_count > 0:
+            if not self.accelerator_type:
+                raise ValueError(
+                    f"{SECTION}.accelerator_type: required when accelerator_count > 0 (e.g. nvidia.com/gpu)"
+                )
+            if self.accelerator_count != self.procs_per_node:
+                raise ValueError(
+                    f"{SECTION}.accelerator_count: each node runs one process per device, "
+                    f"tp*pp*dp / num_nodes = {self.procs_per_node}; got {self.accelerator_count}"
+                )
+
+    def _check_layout(self) -> None:
+        """The parallel layout: refused here, before any process is launched."""
+        m, tp, pp, dp = (
+            self.model,
+            self.tensor_parallel_size,
+            self.pipeline_parallel_size,
+            self.data_parallel_size,
+        )
+        if m.num_attention_heads % tp:
+            raise ValueError(
+                f"{SECTION}.tensor_parallel_size: must divide model.num_attention_heads "
+                f"{m.num_attention_heads}, got {tp}"
+            )
+        if m.ffn_hidden_size % tp:
+            raise ValueError(
+                f"{SECTION}.tensor_parallel_size: must divide model.ffn_hidden_size {m.ffn_hidden_size}, got {tp}"
+            )
+        if m.num_layers % pp:
+            raise ValueError(
+                f"{SECTION}.pipeline_parallel_size: must divide model.num_layers {m.num_layers}, got {pp}"
+            )
+        if self.global_batch_size % (self.micro_batch_size * dp):
+            raise ValueError(
+                f"{SECTION}.global_batch_size: must be a multiple of micro_batch_size * data_parallel_size "
+                f"= {self.micro_batch_size} * {dp}, got {self.global_batch_size}"
+            )
+        if self.world_size % self.num_nodes:
+            raise ValueError(
+                f"{SECTION}.num_nodes: must divide the world size tp*pp*dp = {self.world_size}, "
+                f"got {self.num_nodes}"
+            )
+
+    @property
+    def world_size(self) -> int:
+        """Processes in the job: tensor x pipeline x data parallel."""
+        return self.tensor_parallel_size * self.pipeline_parallel_size * self.data_parallel_size
+
+    @property
+    def procs_per_node(self) -> int:
+        """Processes (one per device on GPU) on each node."""
+        return self.world_size // self.num_nodes
+
+    @property
+    def grad_accumulation(self) -> int:
+        """Micro batches per optimizer step on each data-parallel rank."""
+        return self.global_batch_size // (self.micro_batch_size * self.data_parallel_size)

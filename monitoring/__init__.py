@@ -1,0 +1,13 @@
+"""Monitoring: Evidently drift reports, read back into a plain verdict; the continuous monitor.
+
+- ``monitoring.features``: pure text features (no Evidently); ``monitoring.descriptors``: the
+  NLTK-based ones (sentiment, OOV share), with data installed at setup, never downloaded;
+- ``monitoring.drift``: the batch monitor stage's report and verdict (components.monitor);
+- ``monitoring.window``: exactly one time window of the server's prediction log, labels joined;
+- ``monitoring.reports``: the drift / ops / quality reports of a window; ``monitoring.cost``,
+  ``monitoring.alerts``, ``monitoring.workspace`` (Evidently UI projects and dashboards);
+- ``monitoring.loop``: one window end to end, or on an interval; ``python -m monitoring``;
+  ``monitoring.component``: the same as a Kubeflow component (recurring run).
+
+Importing this package imports neither Evidently nor pandas.
+"""

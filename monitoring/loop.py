@@ -1,0 +1,435 @@
+"""The continuous monitor: judge one time window of the prediction log; or do so on an interval.
+
+``monitor_window(log_uri, reference, output, params, end=...)`` reads the predictions stamped in
+``[end - window_minutes, end)`` (monitoring.window) with the labels that arrived for them, and for
+each model version found there:
+
+- drift: a seeded sample of at most ``max_rows`` predictions (by hash of request id and item, so
+  the sample does not depend on file order) against the reference (evaluate's predictions.jsonl:
+  the test split the model was judged on) — text drift over the text and its descriptors,
+  prediction drift, score drift (monitoring.reports ``drift``); skipped below ``min_rows``;
+- quality: accuracy and macro-F1 on the predictions whose labels arrived (at least
+  ``alerts.min_labels``), with Evidently's classification report;
+- latency: mean, p50/p95/p99 and max over every row, and drift against the previous window of the
+  same length (when it has ``min_rows`` rows of the same version);
+- cost: requests, tokens, compute-seconds and USD (monitoring.cost, ``monitor.prices``), next to
+  the training cost read from pretrain's and finetune's metrics.json;
+- alerts against ``monitor.alerts`` (monitoring.alerts).
+
+Output folder (written atomically, like every stage's)::
+
+    <version>/drift/report.{html,json}    <version>/ops/report.{html,json}
+    <version>/quality/report.{html,json}  (when labels arrived, binary models)
+    metrics.json   the run summary (below)      alerts.json   monitoring.alerts.alert_payload
+
+With a workspace, every report is also added as a snapshot to the version's project
+(monitoring.workspace). Counts, latency and cost use every row of the window; only the drift
+tests use the sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from components.common.io import atomic_output_dir, read_json, read_jsonl, write_json
+from components.common.seed import stable_hash
+from components.monitor.params import Params
+from monitoring.alerts import Alert, alert_payload, check_alerts
+from monitoring.cost import serving_cost, stage_seconds, training_cost
+from monitoring.drift import stable_html_ids
+from monitoring.reports import (
+    LABEL,
+    LATENCY,
+    OPS_COLUMNS,
+    PREDICTION,
+    SCORE,
+    read_drift,
+    read_latency_drift,
+    run_drift_report,
+    run_ops_report,
+    run_quality_report,
+    text_frame,
+)
+from monitoring.window import read_window, read_window_with_labels, window_bounds
+
+log = logging.getLogger("monitoring")
+
+ALERTS_FILE = "alerts.json"
+METRICS_FILE = "metrics.json"
+SKIPPED_TOO_FEW_ROWS = "too_few_rows"
+SKIPPED_TOO_FEW_LABELS = "too_few_labels"
+SKIPPED_NO_PREVIOUS = "no_previous_window"
+
+
+@dataclass
+class Reference:
+    """The reference rows (evaluation predictions), sampled and described once per process."""
+
+    path: str
+    frame: Any  # text_frame columns + label
+    labels: list[str]  # label names seen in the reference (sorted)
+
+
+_REFERENCE_CACHE: dict[tuple, Reference] = {}
+
+
+def significant(value: Any, digits: int = 6) -> Any:
+    """Floats rounded to ``digits`` significant digits (costs are tiny numbers: rounding to decimal
+    places would zero them), NaN/inf as None, through dicts and lists."""
+    import math
+
+    if isinstance(value, float):
+        return None if not math.isfinite(value) else float(f"{value:.{digits}g}")
+    if isinstance(value, Mapping):
+        return {str(k): significant(v, digits) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [significant(v, digits) for v in value]
+    return value
+
+
+def sample_index(keys: Sequence[str], max_rows: int, seed: int) -> list[int]:
+    """Indices of at most ``max_rows`` rows chosen by a seeded hash of their key, in input order."""
+    if len(keys) <= max_rows:
+        return list(range(len(keys)))
+    ranked = sorted(range(len(keys)), key=lambda i: (stable_hash(keys[i], seed), i))
+    return sorted(ranked[:max_rows])
+
+
+def load_reference(path: str | os.PathLike, params: Params) -> Reference:
+    """Read, sample (``max_rows``, seeded by id) and describe the reference JSONL
+    ({id, text, prediction, score[, label]}); cached per process by path, size and mtime."""
+    path = str(path)
+    stat = os.stat(path) if os.path.exists(path) else None
+    key = (
+        path,
+        stat.st_size if stat else None,
+        stat.st_mtime_ns if stat else None,
+        params.max_rows,
+        params.seed,
+    )
+    if key in _REFERENCE_CACHE:
+        return _REFERENCE_CACHE[key]
+    records = [r for r in read_jsonl(path) if isinstance(r.get("text"), str) and r["text"].strip()]
+    missing = [c for c in (PREDICTION, SCORE) if records and c not in records[0]]
+    if missing:
+        raise ValueError(
+            f"reference {path}: records need {PREDICTION!r} and {SCORE!r} (evaluate's predictions.jsonl)"
+        )
+    if len(records) < params.min_rows:
+        raise ValueError(f"reference {path}: {len(records)} texts, need at least {params.min_rows}")
+    keep = sample_index([str(r.get("id", r["text"])) for r in records], params.max_rows, params.seed)
+    records = [records[i] for i in keep]
+    frame = text_frame(
+        [r["text"] for r in records], [r[PREDICTION] for r in records], [r[SCORE] for r in records]
+    )
+    frame[LABEL] = [r.get(LABEL) for r in records]
+    labels = sorted({str(v) for v in frame[LABEL] if v is not None} | {str(v) for v in frame[PREDICTION]})
+    reference = Reference(path, frame, labels)
+    _REFERENCE_CACHE.clear()  # one reference per process is enough; a changed file replaces it
+    _REFERENCE_CACHE[key] = reference
+    return reference
+
+
+def latency_summary(latency_ms: Sequence[float]) -> dict[str, Any]:
+    """Mean, p50/p95/p99 (linear interpolation) and max of server latency (ms); None when empty."""
+    import numpy as np
+
+    if len(latency_ms) == 0:
+        return {"mean_ms": None, "p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
+    values = np.asarray(latency_ms, dtype=float)
+    p50, p95, p99 = np.quantile(values, [0.5, 0.95, 0.99])
+    return {
+        "mean_ms": float(values.mean()),
+        "p50_ms": float(p50),
+        "p95_ms": float(p95),
+        "p99_ms": float(p99),
+        "max_ms": float(values.max()),
+    }
+
+
+def quality_summary(labels: Sequence[str], predictions: Sequence[str], min_labels: int) -> dict[str, Any]:
+    """Accuracy and macro-F1 (components.evaluate.metrics) on labelled rows, or why not."""
+    from components.evaluate.metrics import accuracy, macro_f1
+
+    if len(labels) < min_labels:
+        return {
+            "labelled": len(labels),
+            "skipped": SKIPPED_TOO_FEW_LABELS,
+            "accuracy": None,
+            "macro_f1": None,
+        }
+    classes = sorted(set(labels) | set(predictions))
+    return {
+        "labelled": len(labels),
+        "accuracy": accuracy(labels, predictions),
+        "macro_f1": macro_f1(labels, predictions, classes),
+    }
+
+
+def ops_frame(rows: Any, usd_per_hour: float) -> Any:
+    """The per-row operational columns (``OPS_COLUMNS``) of window rows."""
+    frame = rows[[LATENCY, "compute_ms", "tokens"]].astype(float).copy()
+    frame["usd"] = frame["compute_ms"] / 3.6e6 * usd_per_hour
+    frame["usd_per_1k"] = frame["usd"] * 1000.0
+    return frame[list(OPS_COLUMNS)].reset_index(drop=True)
+
+
+def write_snapshot(snapshot: Any, folder: Path) -> dict[str, Any]:
+    """report.html (stable ids) and report.json of one snapshot; return the JSON dict."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.html").write_text(
+        stable_html_ids(snapshot.get_html_str(as_iframe=False)), encoding="utf-8"
+    )
+    report = json.loads(snapshot.json())
+    (folder / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return report
+
+
+def training_seconds(stage_dirs: Mapping[str, str | os.PathLike | None]) -> dict[str, float | None]:
+    """``{stage: seconds}`` from each stage folder's metrics.json (None when absent or unrecorded)."""
+    out: dict[str, float | None] = {}
+    for stage, folder in stage_dirs.items():
+        metrics = None
+        if folder is not None and Path(folder, "metrics.json").exists():
+            metrics = read_json(Path(folder, "metrics.json"))
+        out[stage] = stage_seconds(metrics)
+    return out
+
+
+def judge_version(
+    version: str,
+    rows: Any,
+    previous: Any | None,
+    reference: Reference,
+    params: Params,
+    out: Path,
+    window: Mapping[str, Any],
+    end: datetime,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Summary and Evidently snapshots ({tag: snapshot}) of one model version's window rows."""
+    meta = {"model_version": version, "window_start": window["start"], "window_end": window["end"]}
+    snapshots: dict[str, Any] = {}
+    requests = int(rows["request_id"].nunique())
+    summary: dict[str, Any] = {
+        "model_version": version,
+        "rows": len(rows),
+        "requests": requests,
+        "predictions_by_label": {str(k): int(v) for k, v in sorted(rows[PREDICTION].value_counts().items())},
+    }
+
+    # Drift: a seeded sample against the reference.
+    if len(rows) < params.min_rows:
+        summary["drift"] = {"drift_detected": None, "skipped": SKIPPED_TOO_FEW_ROWS}
+        summary["prediction_drift"] = summary["score_drift"] = {
+            "drift_detected": None,
+            "skipped": SKIPPED_TOO_FEW_ROWS,
+        }
+    else:
+        keys = (rows["request_id"] + ":" + rows["item"].astype(str)).tolist()
+        sample = rows.iloc[sample_index(keys, params.max_rows, params.seed)]
+        current = text_frame(sample["text"].tolist(), sample[PREDICTION].tolist(), sample[SCORE].tolist())
+        reference_frame = reference.frame.drop(columns=[LABEL])
+        snapshot = run_drift_report(
+            reference_frame, current, params, timestamp=end, tags=["drift"], metadata=meta
+        )
+        summary.update(read_drift(write_snapshot(snapshot, out / version / "drift"), params.drift_share))
+        summary["drift"]["rows"] = len(sample)
+        snapshots["drift"] = snapshot
+
+    # Quality on labelled rows.
+    labelled = rows[rows[LABEL].notna()]
+    quality = quality_summary(
+        labelled[LABEL].astype(str).tolist(),
+        labelled[PREDICTION].astype(str).tolist(),
+        params.alerts.min_labels,
+    )
+    summary["quality"] = quality
+    reference_labelled = reference.frame[reference.frame[LABEL].notna()]
+    if quality.get("accuracy") is not None and len(reference_labelled) > 0:
+        try:
+            snapshot = run_quality_report(
+                reference_labelled, labelled, reference.labels, timestamp=end, tags=["quality"], metadata=meta
+            )
+        except (
+            KeyError,
+            ValueError,
+        ) as exc:  # e.g. a class absent from one side: Evidently's by-label view fails
+            log.warning("monitoring: quality report for %s skipped: %s: %s", version, type(exc).__name__, exc)
+            snapshot = None
+        if snapshot is not None:
+            write_snapshot(snapshot, out / version / "quality")
+            snapshots["quality"] = snapshot
+
+    # Latency and cost over every row; latency drift against the previous window.
+    latency = latency_summary(rows[LATENCY].tolist())
+    current_ops = ops_frame(rows, params.prices.serve_usd_per_hour)
+    previous_ops = None
+    if previous is not None and len(previous) >= params.min_rows:
+        previous_ops = ops_frame(previous, params.prices.serve_usd_per_hour)
+    snapshot = run_ops_report(current_ops, previous_ops, params, timestamp=end, tags=["ops"], metadata=meta)
+    report = write_snapshot(snapshot, out / version / "ops")
+    snapshots["ops"] = snapshot
+    latency["drift"] = (read_latency_drift(report) if previous_ops is not None else None) or {
+        "drift_detected": None,
+        "skipped": SKIPPED_NO_PREVIOUS,
+    }
+    summary["latency"] = latency
+    summary["cost"] = serving_cost(
+        requests=requests,
+        predictions=len(rows),
+        tokens=int(rows["tokens"].sum()),
+        compute_seconds=float(rows["compute_ms"].sum()) / 1000.0,
+        usd_per_hour=params.prices.serve_usd_per_hour,
+    )
+    return summary, snapshots
+
+
+def monitor_window(
+    log_uri: str,
+    reference: str | os.PathLike,
+    output: str | os.PathLike,
+    params: Params,
+    end: datetime,
+    *,
+    workspace: str | os.PathLike | None = None,
+    training: Mapping[str, str | os.PathLike | None] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Judge the window ending at ``end``; write ``output``; return the run summary.
+
+    ``training``: ``{"pretrain": dir, "finetune": dir}`` whose metrics.json give the training
+    cost. ``now``: the time up to which labels are read (default: the current time).
+    """
+    started = time.perf_counter()
+    start, end = window_bounds(end, params.window_minutes)
+    window = {"start": start.isoformat(), "end": end.isoformat(), "minutes": params.window_minutes}
+    read = read_window_with_labels(log_uri, start, end, now)
+    frame = read.frame
+    span = end - start
+    previous_frame = read_window(log_uri, start - span, start).frame
+    ref = load_reference(reference, params)
+    versions: dict[str, Any] = {}
+    alerts: list[Alert] = []
+    snapshots: dict[str, dict[str, Any]] = {}
+    with atomic_output_dir(str(output)) as out:
+        for version in sorted(frame["model_version"].unique()) if len(frame) else []:
+            rows = frame[frame["model_version"] == version].reset_index(drop=True)
+            previous = previous_frame[previous_frame["model_version"] == version]
+            summary, snapshots[version] = judge_version(
+                version, rows, previous, ref, params, out, window, end
+            )
+            versions[version] = summary
+            alerts += check_alerts(summary, params.alerts)
+        result = {
+            "window": window,
+            "rows": len(frame),
+            "requests": int(frame["request_id"].nunique()) if len(frame) else 0,
+            "partitions_read": read.partitions,
+            "versions": versions,
+            "training_cost": training_cost(
+                training_seconds(training or {}), params.prices.train_usd_per_hour
+            ),
+            "alerts": len(alerts),
+            "alert_kinds": sorted({a.kind for a in alerts}),
+            "reference_rows": len(ref.frame),
+            "seconds": time.perf_counter() - started,
+        }
+        write_json(out / ALERTS_FILE, alert_payload(alerts, window))
+        result = significant(result)
+        write_json(out / METRICS_FILE, result)
+    if workspace is not None:
+        from monitoring.workspace import add_snapshots, open_workspace
+
+        ws = open_workspace(workspace)
+        for version, version_snapshots in snapshots.items():
+            add_snapshots(ws, version, version_snapshots, run_name=f"window {window['end']}")
+    for alert in alerts:
+        log.warning("ALERT %s [%s]: %s", alert.kind, alert.model_version, alert.message)
+    log.info(
+        "monitoring: window %s .. %s: %d predictions, %d versions, %d alerts, %.1fs",
+        window["start"],
+        window["end"],
+        result["rows"],
+        len(versions),
+        len(alerts),
+        result["seconds"],
+    )
+    return result
+
+
+def run_dir(root: str | os.PathLike, end: datetime) -> Path:
+    """``root/<window end as YYYYmmddTHHMMSSZ>``: one folder per run."""
+    return Path(root) / end.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def run_forever(
+    once: Callable[[datetime], dict[str, Any]],
+    interval_s: float,
+    max_runs: int | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    sleep: Callable[[float], Any] = time.sleep,
+    stop: Callable[[], bool] = lambda: False,
+) -> list[dict[str, Any]]:
+    """Call ``once(end)`` every ``interval_s`` seconds (end = the clock at each start) until
+    ``stop()`` or ``max_runs`` runs; return the summaries. A failing run is logged, not fatal:
+    the next interval tries again (a monitor that dies on one bad window watches nothing)."""
+    results = []
+    runs = 0
+    while not stop() and (max_runs is None or runs < max_runs):
+        began = time.monotonic()
+        try:
+            results.append(once(clock()))
+        except Exception:
+            log.exception("monitoring: run failed; next try in %.0fs", interval_s)
+            results.append({"failed": True, "alerts": 0})
+        runs += 1
+        if max_runs is not None and runs >= max_runs:
+            break
+        wait = max(0.0, interval_s - (time.monotonic() - began))
+        deadline = time.monotonic() + wait
+        while not stop() and time.monotonic() < deadline:
+            sleep(min(1.0, deadline - time.monotonic()))
+    return results
+
+
+def window_end_floor(now: datetime, minutes: int) -> datetime:
+    """``now`` rounded down to a multiple of ``minutes`` since midnight UTC (aligned windows)."""
+    now = now.astimezone(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    elapsed = int((now - midnight).total_seconds() // 60)
+    return midnight + timedelta(minutes=elapsed - elapsed % minutes)
+
+
+def run_once(
+    log_uri: str,
+    reference: str | os.PathLike,
+    output_root: str | os.PathLike,
+    params: Params,
+    end: datetime,
+    *,
+    workspace: str | os.PathLike | None = None,
+    training: Mapping[str, str | os.PathLike | None] | None = None,
+    webhook: str | None = None,
+) -> tuple[dict[str, Any], Path]:
+    """One run into ``output_root/<window end>``, its alert JSON also copied to
+    ``output_root/alerts.json`` (the latest run's), and POSTed to ``webhook`` when it alerts.
+    Returns (summary, run folder)."""
+    from monitoring.alerts import post_webhook
+
+    folder = run_dir(output_root, window_bounds(end, params.window_minutes)[1])
+    summary = monitor_window(log_uri, reference, folder, params, end, workspace=workspace, training=training)
+    payload = read_json(folder / ALERTS_FILE)
+    payload["report"] = str(folder)
+    write_json(Path(output_root) / ALERTS_FILE, payload)
+    if webhook and payload["alerting"]:
+        post_webhook(webhook, payload)
+    return summary, folder

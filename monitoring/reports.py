@@ -1,0 +1,209 @@
+"""The Evidently reports of a continuous-monitor run, and the figures read back from them.
+
+Three reports per model version and window, declared once here:
+
+- ``drift`` (current window sample vs the reference = evaluation predictions): DataDriftPreset
+  over the text and its descriptors (length, word count, word length, non-letter share,
+  sentiment, OOV share; ``TEXT_DRIFT_COLUMNS``), plus ValueDrift of the predicted label and of
+  the score. The text verdict is Evidently's dataset-drift rule over the text columns (as in the
+  batch monitor stage); the prediction verdict is the ValueDrift test's status.
+- ``ops`` (every row of the window, vs the previous window when it has enough rows): row count,
+  latency mean and quantiles, compute, tokens and cost sums, and ValueDrift of latency. These
+  are what the dashboard plots over time.
+- ``quality`` (labelled rows vs the labelled reference), for binary models: Evidently's
+  ClassificationPreset. Accuracy and macro-F1 themselves are computed by
+  ``components.evaluate.metrics`` (also for more than two labels).
+
+Every report is built with ``include_tests=True``: Evidently then attaches a pass/fail test to
+each ValueDrift metric, and the drift verdict of a column is read from that test (so p-value
+tests, drifted when *below* the threshold, and distances, drifted when above, need no special
+case here). Values are read by metric type and column name, never by position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from monitoring.descriptors import DESCRIPTOR_COLUMNS, descriptor_values
+from monitoring.drift import TEXT_COLUMN, _evidently, _metric_type
+from monitoring.features import FEATURE_COLUMNS, text_features
+
+TEXT_DRIFT_COLUMNS: tuple[str, ...] = (TEXT_COLUMN, *FEATURE_COLUMNS, *DESCRIPTOR_COLUMNS)
+PREDICTION = "prediction"
+SCORE = "score"
+LABEL = "label"
+LATENCY = "latency_ms"
+# Per-row operational columns of the ops report (usd_per_1k: the row's cost x 1000, so its mean
+# is the cost per 1,000 predictions).
+OPS_COLUMNS: tuple[str, ...] = (LATENCY, "compute_ms", "tokens", "usd", "usd_per_1k")
+LATENCY_QUANTILES = (0.5, 0.95, 0.99)
+
+
+def text_frame(texts: Sequence[str], predictions: Sequence[str], scores: Sequence[float]):
+    """DataFrame: text, its features and descriptors, the predicted label and its score."""
+    import pandas as pd
+
+    frame = pd.DataFrame([text_features(t) for t in texts], columns=list(FEATURE_COLUMNS))
+    for name, values in descriptor_values(texts).items():
+        frame[name] = values
+    frame.insert(0, TEXT_COLUMN, list(texts))
+    frame[PREDICTION] = list(predictions)
+    frame[SCORE] = [float(s) for s in scores]
+    return frame
+
+
+def _drift_definition():
+    evidently = _evidently()
+    return evidently.DataDefinition(
+        text_columns=[TEXT_COLUMN],
+        numerical_columns=[*FEATURE_COLUMNS, *DESCRIPTOR_COLUMNS, SCORE],
+        categorical_columns=[PREDICTION],
+    )
+
+
+def run_drift_report(
+    reference: Any, current: Any, params: Any, timestamp: datetime | None = None, tags=(), metadata=None
+):
+    """The drift report of ``current`` against ``reference`` (``text_frame`` frames); a Snapshot."""
+    evidently = _evidently()
+    from evidently.metrics import ValueDrift
+    from evidently.presets import DataDriftPreset
+
+    definition = _drift_definition()
+    report = evidently.Report(
+        [
+            DataDriftPreset(
+                columns=list(TEXT_DRIFT_COLUMNS),
+                text_method=params.text_method,
+                text_threshold=params.text_threshold,
+                num_method=params.num_method,
+                num_threshold=params.num_threshold,
+                drift_share=params.drift_share,
+            ),
+            ValueDrift(
+                column=PREDICTION, method=params.prediction_method, threshold=params.prediction_threshold
+            ),
+            ValueDrift(column=SCORE, method=params.num_method, threshold=params.num_threshold),
+        ],
+        include_tests=True,
+    )
+    return report.run(
+        current_data=evidently.Dataset.from_pandas(current, data_definition=definition),
+        reference_data=evidently.Dataset.from_pandas(reference, data_definition=definition),
+        timestamp=timestamp,
+        tags=list(tags),
+        metadata=dict(metadata or {}),
+    )
+
+
+def _value_drift(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """{column: {"score", "method", "threshold", "drift_detected"}} of every ValueDrift metric.
+
+    ``drift_detected`` comes from the metric's Evidently test (FAIL = drifted); None when the
+    report has no test for it.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for metric in report.get("metrics", []):
+        if _metric_type(metric) == "ValueDrift":
+            config = metric["config"]
+            out[str(config["column"])] = {
+                "score": float(metric["value"]),
+                "method": config.get("method"),
+                "threshold": config.get("threshold"),
+                "drift_detected": None,
+            }
+    for test in report.get("tests", []):
+        params = (test.get("metric_config") or {}).get("params") or {}
+        if str(params.get("type", "")).endswith(":ValueDrift") and params.get("column") in out:
+            out[params["column"]]["drift_detected"] = test.get("status") == "FAIL"
+    return out
+
+
+def read_drift(report: Mapping[str, Any], drift_share: float) -> dict[str, Any]:
+    """The text verdict, prediction drift and score drift of a drift report (its JSON dict)."""
+    counts = None
+    for metric in report.get("metrics", []):
+        if _metric_type(metric) == "DriftedColumnsCount":
+            counts = metric["value"]
+    if counts is None:
+        raise KeyError("report has no DriftedColumnsCount metric")
+    drifts = _value_drift(report)
+    text_scores = {c: drifts[c]["score"] for c in TEXT_DRIFT_COLUMNS if c in drifts}
+    share = float(counts["share"])
+    return {
+        "drift": {
+            "drift_detected": share >= drift_share,
+            "drift_share": share,
+            "drift_share_threshold": drift_share,
+            "drifted_columns": int(counts["count"]),
+            "columns": len(text_scores),
+            "scores": dict(sorted(text_scores.items())),
+        },
+        "prediction_drift": drifts[PREDICTION],
+        "score_drift": drifts[SCORE],
+    }
+
+
+def run_ops_report(
+    current: Any, previous: Any | None, params: Any, timestamp: datetime | None = None, tags=(), metadata=None
+):
+    """Row count, latency and cost figures of ``current`` (every row of the window, with
+    ``OPS_COLUMNS``); with ``previous`` (the window before), also latency drift."""
+    evidently = _evidently()
+    from evidently.metrics import MeanValue, QuantileValue, RowCount, SumValue, ValueDrift
+
+    metrics: list[Any] = [RowCount(), MeanValue(column=LATENCY)]
+    metrics += [QuantileValue(column=LATENCY, quantile=q) for q in LATENCY_QUANTILES]
+    metrics += [SumValue(column=c) for c in ("compute_ms", "tokens", "usd")]
+    metrics.append(MeanValue(column="usd_per_1k"))
+    if previous is not None:
+        metrics.append(
+            ValueDrift(column=LATENCY, method=params.latency_method, threshold=params.latency_threshold)
+        )
+    definition = evidently.DataDefinition(numerical_columns=list(OPS_COLUMNS))
+    report = evidently.Report(metrics, include_tests=previous is not None)
+    return report.run(
+        current_data=evidently.Dataset.from_pandas(current[list(OPS_COLUMNS)], data_definition=definition),
+        reference_data=(
+            None
+            if previous is None
+            else evidently.Dataset.from_pandas(previous[list(OPS_COLUMNS)], data_definition=definition)
+        ),
+        timestamp=timestamp,
+        tags=list(tags),
+        metadata=dict(metadata or {}),
+    )
+
+
+def read_latency_drift(report: Mapping[str, Any]) -> dict[str, Any] | None:
+    return _value_drift(report).get(LATENCY)
+
+
+def run_quality_report(
+    reference: Any, current: Any, labels: Sequence[str], timestamp=None, tags=(), metadata=None
+):
+    """Evidently's ClassificationPreset on labelled rows (columns ``label`` and ``prediction``),
+    for binary models (positive class: the last label); None for more than two labels."""
+    if len(labels) != 2:
+        return None
+    evidently = _evidently()
+    from evidently.presets import ClassificationPreset
+
+    definition = evidently.DataDefinition(
+        categorical_columns=[LABEL, PREDICTION],
+        classification=[
+            evidently.BinaryClassification(target=LABEL, prediction_labels=PREDICTION, pos_label=labels[-1])
+        ],
+    )
+    report = evidently.Report([ClassificationPreset()])
+    return report.run(
+        current_data=evidently.Dataset.from_pandas(current[[LABEL, PREDICTION]], data_definition=definition),
+        reference_data=evidently.Dataset.from_pandas(
+            reference[[LABEL, PREDICTION]], data_definition=definition
+        ),
+        timestamp=timestamp,
+        tags=list(tags),
+        metadata=dict(metadata or {}),
+    )

@@ -1,0 +1,85 @@
+"""CLI: ``python -m serving --model DIR [--log URI] [--host H] [--port P] [--params params.yaml]``.
+
+Loads the model folder, validates the ``deploy`` params (the whole file, as every stage does:
+a bad key exits 2 with one line), and serves until SIGINT/SIGTERM. Prints
+``serving: listening on http://HOST:PORT (model VERSION)`` once the socket is bound (``--port 0``
+picks a free port; the line tells which). On SIGTERM uvicorn stops accepting, finishes the
+in-flight requests (up to ``deploy.shutdown_timeout_s``), and the prediction log writes every
+buffered row before the process exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+from collections.abc import Sequence
+
+from components.common.cli import DEFAULT_PARAMS, setup_logging
+from components.common.params import ParamsError, load_params
+
+DEFAULT_LOG = "outputs/prediction_log"
+
+
+def parser(prog: str = "python -m serving") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog, description="Serve a classifier folder over HTTP; log every prediction."
+    )
+    p.add_argument(
+        "--model", required=True, help="model folder (classifier.json, model.safetensors, tokenizer.json)"
+    )
+    p.add_argument(
+        "--log", default=DEFAULT_LOG, help="prediction-log URI: folder or s3://... (default: %(default)s)"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    p.add_argument(
+        "--port", type=int, default=8000, help="TCP port, 0 = any free port (default: %(default)s)"
+    )
+    p.add_argument("--params", default=DEFAULT_PARAMS, help="params file (default: %(default)s)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m serving") -> int:
+    args = parser(prog).parse_args(argv)
+    setup_logging()
+    try:
+        params = load_params(args.params, "deploy")
+    except ParamsError as exc:
+        print(f"error: {args.params}: {exc}", file=sys.stderr)
+        return 2
+
+    import uvicorn
+
+    from serving.app import create_app
+    from serving.model import load_model
+    from serving.prediction_log import PredictionLog
+
+    model = load_model(args.model, batch_size=params.eval_batch_size, cpu_threads=params.cpu_threads)
+    prediction_log = PredictionLog(args.log, params.log_flush_rows, params.log_flush_seconds)
+    app = create_app(model, params, prediction_log)
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(
+        app,
+        log_level="info",
+        access_log=False,  # the prediction log and /metrics record every request already
+        timeout_graceful_shutdown=params.shutdown_timeout_s,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    print(f"serving: listening on http://{shown}:{port} (model {model.version})", flush=True)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        prediction_log.close()  # a no-op after a clean shutdown; a last chance after a failed one
+        logging.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""``python -m components.evaluate``: arguments, params validation, outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from components.evaluate.__main__ import main
+from components.finetune.core import run as finetune
+from components.finetune.params import Params as FinetuneParams
+from tests.task_fixtures import make_pretrained, make_task, make_tokenized, write_params
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate_cli")
+    tokenized = make_tokenized(root / "tokenize")
+    pretrained = make_pretrained(root / "pretrain", tokenized)
+    task = make_task(root / "task.jsonl", {"train": 120, "valid": 40, "test": 30})
+    params = FinetuneParams(epochs=1, batch_size=16, max_length=32)
+    finetune(str(pretrained), str(tokenized), str(task), str(root / "finetune"), params)
+    return [
+        *("--pretrained", str(pretrained), "--tokenizer", str(tokenized)),
+        *("--finetuned", str(root / "finetune"), "--task", str(task)),
+    ]
+
+
+def test_main_writes_metrics_confusion_and_predictions(inputs, tmp_path):
+    params = write_params(tmp_path / "params.yaml", evaluate={"max_tokens": 256})
+    out = tmp_path / "evaluate"
+    assert main([*inputs, "--output", str(out), "--params", str(params)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["examples"] == 30 and metrics["lm_tokens"] == 256
+    assert {"perplexity", "accuracy", "macro_f1"} <= set(metrics)
+    with open(out / "confusion.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 30
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 30
+
+
+def test_bad_params_exit_2_before_any_work(inputs, tmp_path, capsys):
+    params = write_params(tmp_path / "params.yaml", evaluate={"max_tokens": -1})
+    out = tmp_path / "evaluate"
+    assert main([*inputs, "--output", str(out), "--params", str(params)]) == 2
+    assert "evaluate.max_tokens: must be > 0, got -1" in capsys.readouterr().err
+    assert not out.exists()

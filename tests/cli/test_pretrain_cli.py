@@ -1,0 +1,80 @@
+"""pretrain CLI: main() on temp dirs writes the stage outputs; bad params exit 2 before any work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.common.gpt import GPTShape
+from components.common.params import STAGES
+from components.pretrain.__main__ import main
+from tests.gpt_fixtures import make_token_data
+
+TINY = {
+    "model": {
+        "num_layers": 1,
+        "hidden_size": 32,
+        "num_attention_heads": 2,
+        "ffn_hidden_size": 64,
+        "seq_length": 32,
+    },
+    "make_vocab_size_divisible_by": 64,
+    "micro_batch_size": 4,
+    "global_batch_size": 4,
+    "train_steps": 6,
+    "warmup_steps": 2,
+    "eval_interval": 3,
+    "eval_iters": 1,
+}
+
+
+def _params(path: Path, **pretrain) -> Path:
+    data = {stage: {} for stage in STAGES}
+    data["pretrain"] = pretrain
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_token_data(tmp_path_factory.mktemp("tokenize"), docs=(60, 10, 10))
+
+
+def test_main_writes_model_checkpoint_losses_and_metrics(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pretrain"
+    params = _params(tmp_path / "params.yaml", **TINY)
+    assert main(["--data", str(data), "--output", str(out), "--params", str(params)]) == 0
+    shape = GPTShape.from_json(out / "model.json")
+    assert (shape.num_layers, shape.hidden_size, shape.vocab_size) == (1, 32, 320)
+    assert (out / "checkpoint" / "metadata.json").exists()
+    assert (out / "loss.csv").read_text().splitlines()[0] == "step,train_loss,valid_loss"
+    assert [line.split(",")[0] for line in (out / "loss.csv").read_text().splitlines()[1:]] == ["3", "6"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 6 and metrics["valid_loss"] < metrics["initial_valid_loss"]
+    assert {"train_loss", "valid_perplexity", "tokens_per_s", "parameters", "seconds"} <= metrics.keys()
+
+
+@pytest.mark.parametrize(
+    ("pretrain", "key"),
+    [
+        ({**TINY, "global_batch_size": 6}, "pretrain.global_batch_size"),
+        ({**TINY, "model": {"hidden_size": "wide"}}, "pretrain.model.hidden_size"),
+        ({**TINY, "pipeline_parallel_size": 2}, "pretrain.pipeline_parallel_size"),
+        ({**TINY, "learning_rate": 0.1}, "pretrain.learning_rate"),
+    ],
+)
+def test_bad_params_exit_2_without_output(data: Path, tmp_path: Path, capsys, pretrain, key) -> None:
+    out = tmp_path / "pretrain"
+    params = _params(tmp_path / "params.yaml", **pretrain)
+    assert main(["--data", str(data), "--output", str(out), "--params", str(params)]) == 2
+    assert key in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_missing_data_flag_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--output", str(tmp_path / "out")])
+    assert exc.value.code == 2

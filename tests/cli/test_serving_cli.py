@@ -1,0 +1,93 @@
+"""serving CLI: ``python -m serving`` as a real process on loopback; N requests give N log rows
+after SIGTERM (the rows were still buffered when the signal came); a bad params file exits 2."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from monitoring.window import read_window
+from serving.__main__ import main
+from tests.serving_fixtures import shared_model_dir
+from tests.task_fixtures import write_params
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return shared_model_dir(tmp_path_factory)
+
+
+def _start(model_dir: Path, log_uri: Path, params: Path) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving", "--model", str(model_dir), "--log", str(log_uri), "--port", "0"]
+        + ["--params", str(params)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    lines = []
+    for line in proc.stdout:  # the server prints one line once its socket is bound
+        lines.append(line)
+        if line.startswith("serving: listening on "):
+            return proc, line.split()[3]
+    proc.wait(timeout=10)
+    raise AssertionError("server did not start:\n" + "".join(lines[-30:]))
+
+
+def test_sigterm_flushes_every_logged_request(model_dir, tmp_path):
+    # A flush interval far beyond the test: rows reach disk only through the shutdown flush.
+    params = write_params(
+        tmp_path / "params.yaml", deploy={"log_flush_seconds": 3600.0, "log_flush_rows": 100_000}
+    )
+    log_uri = tmp_path / "log"
+    proc, url = _start(model_dir, log_uri, params)
+    n = 25
+    try:
+        with httpx.Client(base_url=url, timeout=30.0) as client:
+            assert client.get("/healthz").json()["status"] == "ok"
+            ids = []
+            for i in range(n):
+                response = client.post("/predict", json={"text": f"review {i}: a fine film"})
+                assert response.status_code == 200
+                ids.append(response.json()["request_id"])
+            assert client.post("/predict", json={"text": ""}).status_code == 422
+            pending = [
+                line
+                for line in client.get("/metrics").text.splitlines()
+                if line.startswith("serving_log_pending_rows")
+            ]
+            assert pending == [f"serving_log_pending_rows {float(n)}"]  # all still in memory
+        assert not (log_uri / "predictions").exists()
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # uvicorn drains, runs the shutdown (the log flush), then re-raises the signal: exit by SIGTERM.
+    assert proc.returncode in (0, -signal.SIGTERM), output[-3000:]
+    assert "Application shutdown complete" in output
+    frame = read_window(
+        str(log_uri), datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+    ).frame
+    assert len(frame) == n
+    assert sorted(frame["request_id"]) == sorted(ids)
+    assert frame["text"].str.startswith("review ").all()
+
+
+def test_bad_params_exit_2_before_loading_the_model(tmp_path, capsys):
+    params = write_params(tmp_path / "params.yaml", deploy={"max_batch_texts": -3})
+    assert main(["--model", str(tmp_path / "missing"), "--params", str(params)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "deploy.max_batch_texts: must be > 0" in err and len(err.splitlines()) == 1

@@ -1,0 +1,144 @@
+"""evaluate: metric helpers on hand-computed examples; perplexity windows; the stage end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from components.common.params import ParamsError, from_dict
+from components.evaluate.core import classification_metrics, lm_windows, run, stream_limit
+from components.evaluate.metrics import accuracy, confusion_counts, macro_f1, per_class, perplexity
+from components.evaluate.params import Params
+from components.finetune.core import run as finetune
+from components.finetune.params import Params as FinetuneParams
+from tests.task_fixtures import make_pretrained, make_task, make_tokenized
+
+ACTUAL = ["a", "a", "b", "b", "b"]
+PREDICTED = ["a", "b", "b", "b", "a"]
+
+
+def test_confusion_and_accuracy_by_hand():
+    # rows = actual, columns = predicted: a->a 1, a->b 1, b->a 1, b->b 2
+    assert confusion_counts(ACTUAL, PREDICTED, ["a", "b"]) == [[1, 1], [1, 2]]
+    assert accuracy(ACTUAL, PREDICTED) == pytest.approx(3 / 5)
+    assert accuracy([], []) == 0.0
+
+
+def test_per_class_and_macro_f1_by_hand():
+    scores = per_class(ACTUAL, PREDICTED, ["a", "b"])
+    # a: tp 1, predicted 2, actual 2 -> P = R = F1 = 1/2; b: tp 2, predicted 3, actual 3 -> 2/3.
+    assert scores["a"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
+    assert scores["b"] == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3})
+    assert macro_f1(ACTUAL, PREDICTED) == pytest.approx((1 / 2 + 2 / 3) / 2)
+
+
+def test_macro_f1_weighs_a_missed_minority_class():
+    # Always predicting the majority: accuracy 0.8, but the minority class has F1 0 (never
+    # predicted: precision 0 by the zero-division convention), so macro-F1 is far lower.
+    actual = ["pos"] * 8 + ["neg"] * 2
+    predicted = ["pos"] * 10
+    assert accuracy(actual, predicted) == pytest.approx(0.8)
+    assert per_class(actual, predicted, ["neg", "pos"])["neg"] == {
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "support": 2,
+    }
+    assert macro_f1(actual, predicted, ["neg", "pos"]) == pytest.approx((0 + 2 * 0.8 / 1.8) / 2)
+
+
+def test_metric_input_errors():
+    with pytest.raises(ValueError, match="differ in length"):
+        accuracy(["a"], ["a", "b"])
+    with pytest.raises(ValueError, match="'c' is not one of"):
+        confusion_counts(["a"], ["c"], ["a", "b"])
+
+
+def test_perplexity_is_exp_of_mean_loss():
+    assert perplexity(4 * math.log(10), 4) == pytest.approx(10.0)
+    assert perplexity(0.0, 3) == 1.0
+    with pytest.raises(ValueError):
+        perplexity(1.0, 0)
+
+
+def test_lm_windows_score_each_token_once():
+    stream = np.arange(10)
+    w = lm_windows(stream, window=3, max_tokens=100)
+    # inputs w[:, :-1] predict labels w[:, 1:]; windows share their boundary token.
+    assert w.tolist() == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
+    assert lm_windows(stream, window=3, max_tokens=6).shape == (2, 4)  # at most 6 tokens scored
+    assert lm_windows(stream, window=3, max_tokens=2).shape == (1, 4)  # but at least one window
+    assert stream_limit(3, 6) == 7 and stream_limit(3, 2) == 4
+    assert lm_windows(np.arange(5), window=8, max_tokens=100).tolist() == [[0, 1, 2, 3, 4]]
+    with pytest.raises(ValueError):
+        lm_windows(np.arange(1), window=3, max_tokens=10)
+
+
+def test_classification_metrics_bundle():
+    m = classification_metrics(ACTUAL, PREDICTED, ["a", "b"], majority="b")
+    assert m["confusion"] == {"a": {"a": 1, "b": 1}, "b": {"a": 1, "b": 2}}
+    assert m["majority_accuracy"] == pytest.approx(3 / 5)
+    assert m["examples"] == 5
+
+
+def test_params_are_checked():
+    with pytest.raises(ParamsError, match="evaluate.max_tokens: must be > 0"):
+        from_dict(Params, {"max_tokens": 0}, "evaluate")
+    with pytest.raises(ParamsError, match="evaluate.task_split: expected one of"):
+        from_dict(Params, {"task_split": "holdout"}, "evaluate")
+
+
+@pytest.fixture(scope="module")
+def stage_inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    tokenized = make_tokenized(root / "tokenize")
+    pretrained = make_pretrained(root / "pretrain", tokenized)
+    task = make_task(root / "task.jsonl")
+    params = from_dict(
+        FinetuneParams,
+        {"epochs": 3, "batch_size": 16, "lr": 1e-3, "head_lr": 3e-3, "max_length": 32},
+        "finetune",
+    )
+    finetune(str(pretrained), str(tokenized), str(task), str(root / "finetune"), params)
+    return root
+
+
+def test_evaluate_stage_end_to_end(stage_inputs, tmp_path):
+    root = stage_inputs
+    out = tmp_path / "evaluate"
+    params = from_dict(Params, {"max_tokens": 500, "batch_size": 4}, "evaluate")
+    metrics = run(
+        str(root / "pretrain"),
+        str(root / "tokenize"),
+        str(root / "finetune"),
+        str(root / "task.jsonl"),
+        str(out),
+        params,
+    )
+    # Perplexity of an untrained tiny GPT: finite, above 1, and near the (padded) vocabulary size
+    # that a uniform guess would give.
+    assert math.isfinite(metrics["perplexity"]) and metrics["perplexity"] > 1
+    assert metrics["perplexity"] < 2 * 320
+    assert metrics["lm_tokens"] == 480  # 500 // 32 windows of 32 tokens
+
+    predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    test = [json.loads(line) for line in (root / "task.jsonl").read_text().splitlines()]
+    test = [r for r in test if r["split"] == "test"]
+    assert [p["id"] for p in predictions] == [r["id"] for r in test]
+    assert all(set(p) == {"id", "text", "label", "prediction", "score"} for p in predictions)
+    assert all(0.5 <= p["score"] <= 1.0 for p in predictions)  # probability of the chosen label (2 classes)
+    with open(out / "confusion.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows == [{"actual": p["label"], "predicted": p["prediction"]} for p in predictions]
+    actual, predicted = [p["label"] for p in predictions], [p["prediction"] for p in predictions]
+    assert metrics["accuracy"] == pytest.approx(accuracy(actual, predicted), abs=1e-6)
+    assert metrics["macro_f1"] == pytest.approx(
+        macro_f1(actual, predicted, ["negative", "positive"]), abs=1e-6
+    )
+    # The fine-tuned classifier beats always answering the majority label.
+    assert metrics["accuracy"] > metrics["majority_accuracy"] + 0.1
+    assert json.loads((out / "metrics.json").read_text()) == metrics

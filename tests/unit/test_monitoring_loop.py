@@ -1,0 +1,582 @@
+"""The continuous monitor: it reads exactly its time window of the prediction log; a window of
+held-out reviews raises no alert and a window of plot summaries raises a drift alert (CLI exit
+status and alert JSON); quality, latency and cost alerts follow the params thresholds and prices;
+snapshots land in the Evidently workspace; NLTK descriptors work offline; the webhook posts the
+alert JSON; the Kubeflow pipeline compiles with the cron from params."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from components.common.io import write_jsonl
+from components.common.params import ParamsError, from_dict
+from components.monitor.params import Params
+from monitoring.__main__ import main
+from monitoring.alerts import Alert, alert_payload, check_alerts, post_webhook
+from monitoring.cost import serving_cost, stage_seconds, training_cost
+from monitoring.descriptors import oov_share, sentiment, words_of
+from monitoring.loop import latency_summary, monitor_window, run_forever, sample_index, window_end_floor
+from monitoring.window import attach_labels, parse_time, partition_dates, read_window, window_bounds
+from serving.prediction_log import LABELS, PREDICTIONS, PredictionLog
+from tests.task_fixtures import write_params
+
+ROOT = Path(__file__).resolve().parents[2]
+RAW = ROOT / "data" / "raw" / "rotten_tomatoes.csv.bz2"
+T0 = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+VERSION = "abc123def456"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    """Any connection beyond loopback fails the test (NLTK downloads, telemetry ...)."""
+    real_connect = socket.socket.connect
+
+    def connect(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if host not in LOOPBACK:
+            raise AssertionError(f"network access attempted: {address!r}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+
+
+# --- the time window ----------------------------------------------------------------------------
+
+
+def _row(request_id: str, ts: datetime, text: str = "a text", prediction: str = "positive", **extra) -> dict:
+    return {
+        "request_id": request_id,
+        "item": 0,
+        "ts": ts,
+        "text": text,
+        "prediction": prediction,
+        "score": 0.8,
+        "latency_ms": 20.0,
+        "compute_ms": 5.0,
+        "tokens": 30,
+        "model_version": VERSION,
+        **extra,
+    }
+
+
+def test_window_bounds_and_partition_days():
+    start, end = window_bounds(datetime(2026, 5, 2, 0, 30), 60)  # naive = UTC
+    assert (start, end) == (datetime(2026, 5, 1, 23, 30, tzinfo=UTC), datetime(2026, 5, 2, 0, 30, tzinfo=UTC))
+    assert partition_dates(start, end) == ["2026-05-01", "2026-05-02"]
+    # A window ending exactly at midnight does not touch the next day.
+    assert partition_dates(datetime(2026, 5, 1, 23, tzinfo=UTC), datetime(2026, 5, 2, tzinfo=UTC)) == [
+        "2026-05-01"
+    ]
+    assert partition_dates(end, start) == []
+    assert parse_time("2026-05-01T12:00:00Z") == datetime(2026, 5, 1, 12, tzinfo=UTC)
+    assert parse_time("2026-05-01T14:00:00+02:00") == datetime(2026, 5, 1, 12, tzinfo=UTC)
+    assert window_end_floor(datetime(2026, 5, 1, 12, 47, 3, tzinfo=UTC), 15) == datetime(
+        2026, 5, 1, 12, 45, tzinfo=UTC
+    )
+
+
+def test_the_monitor_reads_exactly_its_time_window(tmp_path):
+    log = PredictionLog(str(tmp_path / "log"), background=False)
+    start, end = datetime(2026, 5, 1, 23, 30, tzinfo=UTC), datetime(2026, 5, 2, 0, 30, tzinfo=UTC)
+    micro = timedelta(microseconds=1)
+    rows = {
+        "before": start - micro,
+        "at-start": start,
+        "late-day-1": datetime(2026, 5, 1, 23, 59, 59, 999999, tzinfo=UTC),
+        "midnight": datetime(2026, 5, 2, tzinfo=UTC),
+        "last": end - micro,
+        "at-end": end,  # belongs to the next window
+        "next-day": datetime(2026, 5, 3, 0, 10, tzinfo=UTC),
+        "old": datetime(2026, 4, 20, 12, tzinfo=UTC),
+    }
+    log.predictions.append(_row(name, ts) for name, ts in rows.items())
+    log.close()
+    # A part still being written (dot name) is never read.
+    partial = tmp_path / "log" / PREDICTIONS / "date=2026-05-01" / ".part-x.parquet.tmp"
+    partial.write_bytes(b"half a file")
+
+    read = read_window(str(tmp_path / "log"), start, end)
+    assert read.frame["request_id"].tolist() == ["at-start", "late-day-1", "midnight", "last"]
+    assert read.partitions == ["2026-05-01", "2026-05-02"]
+    assert all("date=2026-05-01" in f or "date=2026-05-02" in f for f in read.files)  # other days not opened
+    assert str(read.frame["ts"].dt.tz) == "UTC"
+
+    # Back-to-back windows split the rows with no overlap and no gap.
+    previous = (
+        read_window(str(tmp_path / "log"), start - timedelta(hours=1), start).frame["request_id"].tolist()
+    )
+    following = read_window(str(tmp_path / "log"), end, end + timedelta(hours=1)).frame["request_id"].tolist()
+    assert previous == ["before"] and following == ["at-end"]
+    empty = read_window(
+        str(tmp_path / "log"), datetime(2030, 1, 1, tzinfo=UTC), datetime(2030, 1, 2, tzinfo=UTC)
+    )
+    assert len(empty.frame) == 0 and "request_id" in empty.frame.columns and empty.files == []
+
+
+def test_labels_join_by_request_id_and_item_latest_wins():
+    predictions = pd.DataFrame(
+        {"request_id": ["a", "a", "b", "c"], "item": [0, 1, 0, 0], "prediction": ["p"] * 4}
+    )
+    labels = pd.DataFrame(
+        {
+            "request_id": ["a", "b", "b", "zzz"],
+            "item": [1, 0, 0, 0],
+            "ts": pd.to_datetime(
+                ["2026-05-01T10:00Z", "2026-05-01T11:00Z", "2026-05-01T10:00Z", "2026-05-01T10:00Z"]
+            ),
+            "label": ["positive", "negative", "positive", "positive"],
+        }
+    )
+    joined = attach_labels(predictions, labels)
+    assert joined["label"].tolist() == [None, "positive", "negative", None]
+    assert len(joined) == 4
+
+
+# --- pure pieces: sampling, latency, cost, alerts -----------------------------------------------
+
+
+def test_sample_index_is_seeded_and_order_free():
+    keys = [f"r{i}:0" for i in range(100)]
+    picked = sample_index(keys, 10, seed=0)
+    assert len(picked) == 10 and picked == sorted(picked)
+    reversed_keys = keys[::-1]
+    assert {reversed_keys[i] for i in sample_index(reversed_keys, 10, seed=0)} == {keys[i] for i in picked}
+    assert sample_index(keys, 1000, seed=0) == list(range(100))
+
+
+def test_latency_summary():
+    summary = latency_summary([float(v) for v in range(1, 101)])
+    assert summary["p50_ms"] == pytest.approx(50.5) and summary["p95_ms"] == pytest.approx(95.05)
+    assert summary["max_ms"] == 100.0 and summary["mean_ms"] == 50.5
+    assert latency_summary([])["p95_ms"] is None
+
+
+def test_cost_figures_come_from_params_prices():
+    cost = serving_cost(
+        requests=2000, predictions=2500, tokens=80_000, compute_seconds=7200.0, usd_per_hour=0.5
+    )
+    assert cost["usd"] == pytest.approx(1.0)  # 2 compute-hours at $0.50
+    assert cost["usd_per_1k_requests"] == pytest.approx(0.5)
+    assert cost["usd_per_1m_tokens"] == pytest.approx(12.5)
+    assert serving_cost(0, 0, 0, 0.0, 0.5)["usd_per_1k_requests"] is None
+    assert stage_seconds({"seconds": 90.5, "train_seconds": 80}) == 90.5
+    assert stage_seconds({"train_seconds": 80}) == 80.0
+    assert stage_seconds({"valid_accuracy": 0.8}) is None and stage_seconds(None) is None
+    training = training_cost({"pretrain": 1800.0, "finetune": None}, usd_per_hour=2.0)
+    assert training["usd"] == pytest.approx(1.0) and training["seconds"] == 1800.0
+    assert training["stages_missing"] == ["finetune"] and training["finetune_seconds"] is None
+
+
+def _summary(**overrides) -> dict:
+    summary = {
+        "model_version": VERSION,
+        "drift": {
+            "drift_detected": False,
+            "drift_share": 0.0,
+            "drift_share_threshold": 0.5,
+            "drifted_columns": 0,
+            "columns": 7,
+        },
+        "prediction_drift": {
+            "drift_detected": False,
+            "score": 0.02,
+            "threshold": 0.1,
+            "method": "jensenshannon",
+        },
+        "quality": {"labelled": 100, "accuracy": 0.9},
+        "latency": {"p95_ms": 50.0, "drift": {"drift_detected": None, "skipped": "no_previous_window"}},
+        "cost": {"usd_per_1k_requests": 0.001},
+    }
+    summary.update(overrides)
+    return summary
+
+
+def test_alerts_follow_the_thresholds():
+    thresholds = Params().alerts
+    assert check_alerts(_summary(), thresholds) == []
+    drifted = _summary(
+        drift={
+            "drift_detected": True,
+            "drift_share": 1.0,
+            "drift_share_threshold": 0.5,
+            "drifted_columns": 7,
+            "columns": 7,
+        },
+        quality={"labelled": 100, "accuracy": 0.4},
+        latency={
+            "p95_ms": 2500.0,
+            "drift": {"drift_detected": True, "score": 3.0, "threshold": 0.5, "method": "wasserstein"},
+        },
+        cost={"usd_per_1k_requests": 0.2},
+    )
+    kinds = [a.kind for a in check_alerts(drifted, thresholds)]
+    assert kinds == ["data_drift", "quality", "latency", "cost"]  # latency drift alerts only when asked
+    strict = from_dict(type(thresholds), {"latency_drift": True, "data_drift": False}, "monitor.alerts")
+    assert [a.kind for a in check_alerts(drifted, strict)] == ["quality", "latency", "latency_drift", "cost"]
+    skipped = _summary(quality={"labelled": 3, "accuracy": None, "skipped": "too_few_labels"})
+    assert check_alerts(skipped, thresholds) == []
+    payload = alert_payload([Alert("cost", VERSION, 0.2, 0.05, "too dear")], {"end": "x"})
+    assert payload == {
+        "alerting": True,
+        "count": 1,
+        "window": {"end": "x"},
+        "alerts": [
+            {"kind": "cost", "model_version": VERSION, "value": 0.2, "threshold": 0.05, "message": "too dear"}
+        ],
+    }
+
+
+def test_monitor_params_are_checked():
+    with pytest.raises(ParamsError, match=r"^monitor\.alerts\.min_accuracy: must be within \[0, 1\]"):
+        from_dict(Params, {"alerts": {"min_accuracy": 2}}, "monitor")
+    with pytest.raises(ParamsError, match=r"^monitor\.prices\.serve_usd_per_hour: must be >= 0"):
+        from_dict(Params, {"prices": {"serve_usd_per_hour": -1}}, "monitor")
+    with pytest.raises(ParamsError, match=r"^monitor\.schedule_cron: need 6 cron fields"):
+        from_dict(Params, {"schedule_cron": "0 * * * *"}, "monitor")
+    with pytest.raises(ParamsError, match=r"^monitor\.alerts\.max_p95: unknown key"):
+        from_dict(Params, {"alerts": {"max_p95": 3}}, "monitor")
+
+
+def test_webhook_posts_the_alert_json_and_survives_a_dead_endpoint():
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    payload = {"alerting": True, "count": 0, "alerts": []}
+    assert post_webhook(f"http://127.0.0.1:{server.server_port}/hook", payload, timeout_s=10)
+    thread.join(timeout=10)
+    server.server_close()
+    assert received == [payload]
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    assert post_webhook(f"http://127.0.0.1:{dead}/hook", payload, timeout_s=5) is False
+
+
+def test_run_forever_keeps_going_after_a_failed_run():
+    ends = iter(datetime(2026, 5, 1, h, tzinfo=UTC) for h in range(10))
+    seen = []
+
+    def once(end):
+        seen.append(end)
+        if len(seen) == 2:
+            raise RuntimeError("log unreachable")
+        return {"alerts": len(seen) == 3}
+
+    results = run_forever(once, interval_s=0.0, max_runs=3, clock=lambda: next(ends), sleep=lambda s: None)
+    assert [r.get("failed", False) for r in results] == [False, True, False]
+    assert [e.hour for e in seen] == [0, 1, 2]
+
+
+# --- NLTK descriptors (installed at setup, never downloaded) -------------------------------------
+
+
+def test_descriptors_offline():
+    assert sentiment("A wonderful, moving and beautiful film.") > 0.5
+    assert sentiment("An awful, boring, terrible mess.") < -0.5
+    assert sentiment("The film runs 120 minutes.") == 0.0
+    assert words_of("It's 2 hours -- long!") == ["Its", "2", "hours", "long"]
+    assert oov_share("the cats were running") == 0.0  # lemmas: cat, run
+    assert oov_share("the qwzx blorf") == pytest.approx(2 / 3)
+    assert oov_share("!!!") == 0.0
+
+
+def test_missing_nltk_data_is_an_error_not_a_download(tmp_path):
+    code = "from monitoring.descriptors import sentiment; sentiment('fine')"
+    env = {**os.environ, "NLTK_DATA": str(tmp_path / "empty"), "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    assert "MissingNLTKData" in result.stderr and "fetch_nltk_data.py" in result.stderr
+
+
+# --- the continuous monitor over a prediction log -----------------------------------------------
+
+POSITIVE_WORDS = {"good", "great", "best", "fun", "funny", "love", "beautiful", "moving", "fine", "wonderful"}
+
+
+def rule_model(text: str) -> tuple[str, float]:
+    """Stands in for the classifier when writing the log: the monitor only reads what was logged."""
+    return ("positive", 0.8) if set(text.lower().split()) & POSITIVE_WORDS else ("negative", 0.6)
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory) -> dict:
+    """A reference (600 reviews with model predictions and labels) and a prediction log with held-out
+    reviews in 10:00-11:00 (100 of them labelled later, 80 correctly) and plot summaries in 11:00-12:00."""
+    root = tmp_path_factory.mktemp("monitoring")
+    df = pd.read_csv(RAW, usecols=["category", "text"]).dropna().sample(frac=1.0, random_state=0)
+    reviews = df.loc[df["category"] != "plot", "text"].tolist()
+    plots = df.loc[df["category"] == "plot", "text"].tolist()
+    write_jsonl(
+        root / "predictions.jsonl",
+        (
+            {
+                "id": f"t{i}",
+                "text": t,
+                "label": rule_model(t)[0] if i % 4 else "negative",
+                "prediction": rule_model(t)[0],
+                "score": rule_model(t)[1],
+            }
+            for i, t in enumerate(reviews[:600])
+        ),
+    )
+    log = PredictionLog(str(root / "log"), background=False)
+
+    def rows(texts, start, prefix, latency):
+        for i, text in enumerate(texts):
+            label, score = rule_model(text)
+            yield _row(
+                f"{prefix}{i}",
+                start + timedelta(seconds=11 * i),
+                text,
+                label,
+                score=score,
+                latency_ms=latency + i % 7,
+            )
+
+    log.predictions.append(rows(reviews[600:900], T0, "h", latency=20.0))
+    log.predictions.append(rows(plots[:300], T0 + timedelta(hours=1), "p", latency=40.0))
+    log.labels.append(
+        {
+            "request_id": f"h{i}",
+            "item": 0,
+            "ts": T0 + timedelta(hours=2),
+            "label": rule_model(reviews[600 + i])[0]
+            if i % 5
+            else ("positive" if rule_model(reviews[600 + i])[0] == "negative" else "negative"),
+        }
+        for i in range(100)
+    )
+    log.close()
+    pretrain = root / "pretrain"
+    pretrain.mkdir()
+    (pretrain / "metrics.json").write_text(json.dumps({"seconds": 180.0, "valid_loss": 5.0}))
+    return {
+        "root": root,
+        "log": str(root / "log"),
+        "reference": str(root / "predictions.jsonl"),
+        "pretrain": str(pretrain),
+    }
+
+
+def _cli(scenario, end: str, out: Path, params: Path, *extra: str) -> int:
+    return main(
+        [
+            "--once",
+            "--end",
+            end,
+            "--log",
+            scenario["log"],
+            "--reference",
+            scenario["reference"],
+            "--output",
+            str(out),
+        ]
+        + [
+            "--workspace",
+            str(out / "workspace"),
+            "--pretrain",
+            scenario["pretrain"],
+            "--finetune",
+            str(out / "none"),
+        ]
+        + ["--params", str(params), *extra]
+    )
+
+
+def test_held_out_reviews_raise_no_alert_and_plot_summaries_do(scenario, tmp_path):
+    params = write_params(tmp_path / "params.yaml")
+    out = tmp_path / "monitoring"
+
+    assert _cli(scenario, "2026-05-01T11:00:00Z", out, params) == 0
+    run = out / "20260501T110000Z"
+    metrics = json.loads((run / "metrics.json").read_text())
+    reviews = metrics["versions"][VERSION]
+    assert metrics["rows"] == 300 and metrics["partitions_read"] == ["2026-05-01"]
+    assert reviews["drift"]["drift_detected"] is False and reviews["drift"]["columns"] == 7
+    assert reviews["drift"]["scores"]["text"] < 0.6
+    assert reviews["prediction_drift"]["drift_detected"] is False
+    assert reviews["quality"]["labelled"] == 100 and reviews["quality"]["accuracy"] == pytest.approx(0.8)
+    assert reviews["latency"]["p50_ms"] == pytest.approx(23.0)
+    assert reviews["latency"]["drift"]["skipped"] == "no_previous_window"
+    assert reviews["cost"]["requests"] == 300 and reviews["cost"]["tokens"] == 9000
+    assert reviews["cost"]["usd"] == pytest.approx(300 * 5.0 / 1000 / 3600 * 0.10, rel=1e-3)
+    assert metrics["training_cost"]["pretrain_seconds"] == 180.0
+    assert metrics["training_cost"]["stages_missing"] == ["finetune"]
+    assert json.loads((run / "alerts.json").read_text())["alerting"] is False
+    for report in ("drift", "ops", "quality"):
+        assert (run / VERSION / report / "report.json").exists()
+        assert "<html" in (run / VERSION / report / "report.html").read_text()[:2000].lower()
+
+    assert _cli(scenario, "2026-05-01T12:00:00Z", out, params) == 1
+    run = out / "20260501T120000Z"
+    plots = json.loads((run / "metrics.json").read_text())["versions"][VERSION]
+    assert plots["drift"]["drift_detected"] is True
+    assert plots["drift"]["drifted_columns"] >= 5 and plots["drift"]["scores"]["text"] > 0.75
+    assert plots["latency"]["drift"]["drift_detected"] is True  # 40 ms against the 20 ms hour before
+    alerts = json.loads((run / "alerts.json").read_text())
+    assert alerts["alerting"] is True and "data_drift" in [a["kind"] for a in alerts["alerts"]]
+    assert all(a["model_version"] == VERSION for a in alerts["alerts"])
+    latest = json.loads((out / "alerts.json").read_text())
+    assert latest["alerts"] == alerts["alerts"] and latest["report"] == str(run)
+
+    # Both runs are snapshots in the model's project, whose dashboard has the promised panels.
+    from monitoring.workspace import model_project, open_workspace
+
+    workspace = open_workspace(out / "workspace")
+    project = model_project(workspace, VERSION)
+    assert [p.name for p in workspace.list_projects()] == [f"sentiment model {VERSION}"]
+    assert len(workspace.list_runs(project.id)) == 3 + 2  # drift, ops, quality; then drift, ops
+    titles = " | ".join(p.title for p in workspace.get_dashboard(project.id).panels)
+    for word in ("drift", "Latency", "Cost", "accuracy"):
+        assert word in titles
+
+
+def test_quality_latency_and_cost_alerts_follow_params(scenario, tmp_path):
+    params = from_dict(
+        Params,
+        {
+            "alerts": {"min_accuracy": 0.9, "max_latency_p95_ms": 10.0, "max_usd_per_1k_requests": 0.01},
+            "prices": {"serve_usd_per_hour": 100.0},
+        },
+        "monitor",
+    )
+    summary = monitor_window(
+        scenario["log"],
+        scenario["reference"],
+        tmp_path / "run",
+        params,
+        T0 + timedelta(hours=1),
+        now=T0 + timedelta(hours=3),
+    )
+    assert summary["alert_kinds"] == ["cost", "latency", "quality"]
+    cost = summary["versions"][VERSION]["cost"]
+    # 300 requests x 5 ms of compute at $100 per hour.
+    assert cost["usd"] == pytest.approx(300 * 0.005 / 3600 * 100.0, rel=1e-4)
+    assert cost["usd_per_1k_requests"] == pytest.approx(cost["usd"] / 300 * 1000, rel=1e-4)
+    alerts = json.loads((tmp_path / "run" / "alerts.json").read_text())
+    assert {a["kind"] for a in alerts["alerts"]} == {"cost", "latency", "quality"}
+
+    # Labels not yet arrived (now = the window's end): quality is not judged, so it cannot alert.
+    early = monitor_window(
+        scenario["log"],
+        scenario["reference"],
+        tmp_path / "early",
+        params,
+        T0 + timedelta(hours=1),
+        now=T0 + timedelta(hours=1),
+    )
+    assert early["versions"][VERSION]["quality"]["skipped"] == "too_few_labels"
+    assert "quality" not in early["alert_kinds"]
+
+
+def test_an_empty_window_is_not_an_alert(scenario, tmp_path):
+    params = write_params(tmp_path / "params.yaml")
+    assert _cli(scenario, "2026-06-01T00:00:00Z", tmp_path / "out", params, "--no-workspace") == 0
+    metrics = json.loads((tmp_path / "out" / "20260601T000000Z" / "metrics.json").read_text())
+    assert metrics["rows"] == 0 and metrics["versions"] == {} and metrics["partitions_read"] == ["2026-05-31"]
+    assert not (tmp_path / "out" / "workspace").exists()
+
+
+def test_bad_monitor_params_exit_2(scenario, tmp_path, capsys):
+    params = write_params(tmp_path / "params.yaml", monitor={"window_minutes": 0})
+    assert _cli(scenario, "2026-05-01T11:00:00Z", tmp_path / "out", params) == 2
+    assert "monitor.window_minutes: must be > 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_labels_log_kind_reads_by_arrival_time(scenario):
+    labels = read_window(scenario["log"], T0, T0 + timedelta(hours=3), kind=LABELS).frame
+    assert len(labels) == 100 and set(labels["request_id"]) == {f"h{i}" for i in range(100)}
+
+
+def test_monitoring_pipeline_compiles_with_the_cron_from_params(tmp_path):
+    import yaml
+
+    from pipelines.monitoring_pipeline import compile_pipeline, recurring_run_arguments
+    from pipelines.monitoring_pipeline import schedule as schedule_run
+
+    params = write_params(tmp_path / "params.yaml", monitor={"schedule_cron": "0 */15 * * * *"})
+    path = compile_pipeline(params, tmp_path / "monitoring.yaml")
+    spec = yaml.safe_load(path.read_text())
+    assert spec["pipelineInfo"]["name"] == "llm-monitoring"
+    assert "monitor-window" in spec["root"]["dag"]["tasks"]
+    defaults = spec["root"]["inputDefinitions"]["parameters"]["monitor"]["defaultValue"]
+    assert defaults["schedule_cron"] == "0 */15 * * * *"
+    schedule = recurring_run_arguments(from_dict(Params, defaults, "monitor", struct_numbers=True))
+    assert schedule == {
+        "cron_expression": "0 */15 * * * *",
+        "max_concurrency": 1,
+        "no_catchup": True,
+        "enabled": True,
+    }
+
+    class RecordingClient:  # records what would be sent to a Kubeflow API server
+        def create_recurring_run(self, **kwargs):
+            self.kwargs = kwargs
+            return "run"
+
+    client = RecordingClient()
+    assert schedule_run(client, str(path), str(params), "exp-1", log_uri="s3://lake/log") == "run"
+    assert client.kwargs["cron_expression"] == "0 */15 * * * *" and client.kwargs["experiment_id"] == "exp-1"
+    assert client.kwargs["params"]["log_uri"] == "s3://lake/log"
+    assert client.kwargs["params"]["monitor"]["schedule_cron"] == "0 */15 * * * *"
+
+
+def test_kubeflow_component_runs_the_same_monitor_locally(scenario, tmp_path):
+    """The recurring run's component under kfp.local: same code, alert JSON as an artifact."""
+    import shutil
+
+    from kfp import dsl, local
+
+    from components.common.params import to_dict
+    from monitoring.component import monitor_window as monitor_component
+
+    evaluation = tmp_path / "evaluation"
+    evaluation.mkdir()
+    shutil.copyfile(scenario["reference"], evaluation / "predictions.jsonl")
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+
+    def one_window(monitor: dict):
+        imported = dsl.importer(artifact_uri=str(evaluation), artifact_class=dsl.Dataset)
+        monitor_component(
+            log_uri=scenario["log"],
+            evaluation=imported.output,
+            params=monitor,
+            window_end="2026-05-01T12:00:00Z",
+            fail_on_alert=False,
+        )
+
+    one_window.__annotations__ = {"monitor": dict}  # this module's annotations are strings (PEP 563)
+    one_window = dsl.pipeline(one_window)
+
+    one_window(monitor=to_dict(Params()))
+    (alerts,) = (tmp_path / "root").glob("*/monitor-window/alerts")
+    payload = json.loads(alerts.read_text())
+    assert payload["alerting"] is True and "data_drift" in [a["kind"] for a in payload["alerts"]]
+    (page,) = (tmp_path / "root").glob("*/monitor-window/report")
+    assert page.read_text().count("<iframe") == 2  # the drift and ops reports of the one version
