@@ -1,4 +1,5 @@
-"""The DAG as a Kubeflow Pipelines v2 pipeline.
+"""The DAG as a Kubeflow Pipelines v2 pipeline (no `from __future__ import annotations` here: kfp
+reads the pipeline signature's annotations as types).
 
 Each pipeline parameter named like a stage (``ingest``, ``clean`` ...) carries that stage's
 params.yaml section as a dict; its default is filled from params.yaml through the same strict
@@ -7,7 +8,6 @@ secret, PVC, shared memory, retries) come from pipelines/cluster.yaml; accelerat
 ``pretrain`` and ``finetune`` sections.
 """
 
-from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any

@@ -28,6 +28,8 @@ TINY = {
     "warmup_steps": 2,
     "eval_interval": 3,
     "eval_iters": 1,
+    "cpu_threads": 1,
+    "checkpoint_interval": 3,
 }
 
 
@@ -44,9 +46,10 @@ def data(tmp_path_factory) -> Path:
 
 
 def test_main_writes_model_checkpoint_losses_and_metrics(data: Path, tmp_path: Path) -> None:
-    out = tmp_path / "pretrain"
+    out, checkpoints = tmp_path / "pretrain", tmp_path / "ckpt"
     params = _params(tmp_path / "params.yaml", **TINY)
-    assert main(["--data", str(data), "--output", str(out), "--params", str(params)]) == 0
+    argv = ["--data", str(data), "--output", str(out), "--params", str(params)]
+    assert main([*argv, "--checkpoint-dir", str(checkpoints)]) == 0
     shape = GPTShape.from_json(out / "model.json")
     assert (shape.num_layers, shape.hidden_size, shape.vocab_size) == (1, 32, 320)
     assert (out / "checkpoint" / "metadata.json").exists()
@@ -54,7 +57,11 @@ def test_main_writes_model_checkpoint_losses_and_metrics(data: Path, tmp_path: P
     assert [line.split(",")[0] for line in (out / "loss.csv").read_text().splitlines()[1:]] == ["3", "6"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 6 and metrics["valid_loss"] < metrics["initial_valid_loss"]
-    assert {"train_loss", "valid_perplexity", "tokens_per_s", "parameters", "seconds"} <= metrics.keys()
+    assert {"train_loss", "valid_perplexity", "tokens_per_s", "mfu", "cost", "parameters", "seconds"} <= metrics.keys()
+    # The resumable checkpoints live in --checkpoint-dir, outside the output folder.
+    (latest,) = checkpoints.glob("*/latest")
+    assert latest.read_text().strip() == "step_00000006"
+    assert sorted(p.name for p in latest.parent.glob("step_*")) == ["step_00000003", "step_00000006"]
 
 
 @pytest.mark.parametrize(
@@ -62,7 +69,8 @@ def test_main_writes_model_checkpoint_losses_and_metrics(data: Path, tmp_path: P
     [
         ({**TINY, "global_batch_size": 6}, "pretrain.global_batch_size"),
         ({**TINY, "model": {"hidden_size": "wide"}}, "pretrain.model.hidden_size"),
-        ({**TINY, "pipeline_parallel_size": 2}, "pretrain.pipeline_parallel_size"),
+        ({**TINY, "pipeline_parallel_size": 2}, "pretrain.pipeline_parallel_size"),  # 1 layer
+        ({**TINY, "tensor_parallel_size": 4}, "pretrain.tensor_parallel_size"),  # 2 heads
         ({**TINY, "learning_rate": 0.1}, "pretrain.learning_rate"),
     ],
 )
@@ -72,6 +80,23 @@ def test_bad_params_exit_2_without_output(data: Path, tmp_path: Path, capsys, pr
     assert main(["--data", str(data), "--output", str(out), "--params", str(params)]) == 2
     assert key in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("pretrain", "key"),
+    [
+        ({**TINY, "precision": "bf16"}, "pretrain.precision"),
+        ({**TINY, "use_distributed_optimizer": True}, "pretrain.use_distributed_optimizer"),
+    ],
+)
+def test_gpu_only_settings_exit_2_on_cpu_before_any_launch(data: Path, tmp_path: Path, capsys, pretrain, key):
+    out = tmp_path / "pretrain"
+    params = _params(tmp_path / "params.yaml", **pretrain)
+    with pytest.raises(SystemExit) as exc:
+        main(["--data", str(data), "--output", str(out), "--params", str(params)])
+    assert exc.value.code == 2
+    assert key in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "pretrain.checkpoints").exists()
 
 
 def test_missing_data_flag_is_a_usage_error(tmp_path: Path) -> None:

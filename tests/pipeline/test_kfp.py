@@ -22,7 +22,8 @@ def test_compiled_pipeline_loads_back_with_kfp(tmp_path: Path):
     path = compile_pipeline(ROOT / "params.yaml", tmp_path / "pipeline.yaml")
     loaded = components.load_component_from_file(str(path))
     assert loaded.name == "llm-production-line"
-    spec = yaml.safe_load(path.read_text())
+    # The compiled file holds the pipeline spec, then the Kubernetes platform spec (kfp-kubernetes).
+    spec, platform = yaml.safe_load_all(path.read_text())
     assert set(spec["root"]["dag"]["tasks"]) == set(STAGES)
     # Every stage's pipeline parameter defaults to its params.yaml section, under the same name.
     parameters = spec["root"]["inputDefinitions"]["parameters"]
@@ -30,6 +31,28 @@ def test_compiled_pipeline_loads_back_with_kfp(tmp_path: Path):
         assert parameters[stage]["defaultValue"] == json.loads(json.dumps(to_dict(params)))
     executors = spec["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values()} == {BASE_IMAGE}
+    # Training pods get shared memory and the checkpoint PVC; the data-lake step its secret.
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert {"exec-pretrain", "exec-finetune"} <= {name for name, cfg in k8s.items() if "pvcMount" in cfg}
+    assert all(k8s[e]["emptyDirMounts"][0]["mountPath"] == "/dev/shm" for e in ("exec-pretrain", "exec-finetune"))
+    assert k8s["exec-ingest"]["secretAsEnv"][0]["secretName"] == "data-lake-credentials"
+    tasks = spec["root"]["dag"]["tasks"]
+    assert all(task["cachingOptions"]["enableCache"] for task in tasks.values())
+    assert tasks["ingest"]["retryPolicy"]["maxRetryCount"] == 3
+
+
+def test_accelerators_come_from_params(tmp_path: Path):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["finetune"].update(accelerator_type="nvidia.com/gpu", accelerator_count=1)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    spec, _ = yaml.safe_load_all(compile_pipeline(params, tmp_path / "p.yaml").read_text())
+    resources = {
+        name: e["container"].get("resources", {}) for name, e in spec["deploymentSpec"]["executors"].items()
+    }
+    accelerator = resources["exec-finetune"]["accelerator"]
+    assert (accelerator["resourceType"], accelerator["resourceCount"]) == ("nvidia.com/gpu", "1")
+    assert "accelerator" not in resources["exec-pretrain"]
 
 
 def test_checked_in_pipeline_yaml_is_in_sync(tmp_path: Path):

@@ -128,3 +128,55 @@ def test_runtime_restarts(tmp_path):
         second = _tensors(build_gpt(SHAPE))
     for key, value in first.items():
         assert torch.equal(value, second[key]), key
+
+
+def test_fused_attention_matches_megatrons_dot_product_attention(runtime):
+    # build_gpt's local spec swaps megatron's unfused DotProductAttention for SDPAttention: the
+    # same function, so the same seed gives the same logits and gradients up to float rounding.
+    from megatron.core.transformer.dot_product_attention import DotProductAttention
+
+    from components.common.gpt.attention import SDPAttention
+    from components.common.gpt.model import layer_spec
+
+    assert layer_spec(SHAPE).submodules.self_attention.submodules.core_attention is SDPAttention
+    init_runtime(seed=5)
+    ours = build_gpt(SHAPE)
+    init_runtime(seed=5)
+    theirs = build_gpt(SHAPE)
+    for layer in theirs.decoder.layers:
+        layer.self_attention.core_attention.__class__ = DotProductAttention
+    ids = torch.randint(0, SHAPE.vocab_size, (2, 12), generator=torch.Generator().manual_seed(4))
+    a, b = token_losses(ours, ids, ids.roll(-1, 1)), token_losses(theirs, ids, ids.roll(-1, 1))
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    a.sum().backward()
+    b.sum().backward()
+    grad = "decoder.layers.0.self_attention.linear_qkv.weight"
+    ga, gb = (dict(m.named_parameters())[grad].grad for m in (ours, theirs))
+    torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-6)
+
+
+def test_fused_attention_honours_a_non_causal_mask(runtime):
+    # Any mask other than the cached causal one is read (True = masked out, megatron's convention).
+    from components.common.gpt import causal_inputs
+
+    model = build_gpt(SHAPE).eval()
+    ids = torch.randint(0, SHAPE.vocab_size, (1, 8), generator=torch.Generator().manual_seed(3))
+    positions, causal = causal_inputs(ids)
+    with torch.no_grad():
+        expected = model(ids, positions, causal)
+        same = model(ids, positions, causal.clone())  # equal values, not the cached object
+        blind = torch.ones_like(causal)
+        blind[..., 0] = False  # every position sees only the first token
+        first_only = model(ids, positions, blind)
+    torch.testing.assert_close(same, expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(first_only[:, 1:], expected[:, 1:])
+
+
+def test_bf16_weights_are_saved_as_fp32_and_load_into_an_fp32_model(runtime, tmp_path):
+    model = build_gpt(SHAPE).to(torch.bfloat16)
+    save_checkpoint(model, tmp_path / "checkpoint")
+    other = build_gpt(SHAPE)
+    load_checkpoint(other, tmp_path / "checkpoint")
+    for key, value in _tensors(model).items():
+        loaded = _tensors(other)[key]
+        assert loaded.dtype == torch.float32 and torch.equal(loaded, value.float()), key

@@ -1,17 +1,24 @@
-"""pretrain: schedule and vocabulary helpers, and training on a tiny corpus (loss falls,
-runs are reproducible, the checkpoint reproduces the recorded validation loss)."""
+"""pretrain: schedule, data, accounting, checkpoint and launch helpers; training on a tiny corpus
+(loss falls, runs are reproducible, the checkpoint reproduces the recorded validation loss).
+
+The multi-process layouts and the kill-and-resume run are in test_pretrain_parallel.py.
+"""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
-from components.common.params import ParamsError, from_dict
+from components.common.gpt import GPTShape
+from components.common.params import ParamsError, from_dict, load_all
+from components.pretrain import accounting, checkpointing, launch
 from components.pretrain.core import (
     build_datasets,
     eval_steps,
@@ -23,8 +30,12 @@ from components.pretrain.core import (
     run,
     tokenizer_info,
 )
+from components.pretrain.data import blend_config, eval_sample_ids, source_prefix, step_sample_ids
 from components.pretrain.params import Params
+from components.pretrain.schedule import checkpoint_steps
 from tests.gpt_fixtures import make_token_data
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TINY = {
     "model": {
@@ -32,7 +43,7 @@ TINY = {
         "hidden_size": 64,
         "num_attention_heads": 4,
         "ffn_hidden_size": 128,
-        "seq_length": 64,
+        "seq_length": 32,
     },
     "make_vocab_size_divisible_by": 64,
     "micro_batch_size": 4,
@@ -44,14 +55,19 @@ TINY = {
     "eval_interval": 10,
     "eval_iters": 2,
     "seed": 7,
+    "cpu_threads": 1,
+    "checkpoint_interval": 0,
 }
+TIMING = {"tokens_per_s", "seconds", "train_seconds", "model_flops_per_s", "mfu", "accelerator_hours", "cost"}
+CPU = launch.Machine(cuda=False, gpus=0, transformer_engine=False)
+GPU_TE = launch.Machine(cuda=True, gpus=8, transformer_engine=True)
 
 
 def _params(**overrides) -> Params:
     return from_dict(Params, {**TINY, **overrides}, "pretrain")
 
 
-# ---------------------------------------------------------------- pure helpers
+# ---------------------------------------------------------------- schedule and params
 
 
 def test_padded_vocab_size_rounds_up_to_the_multiple_times_tp():
@@ -71,19 +87,31 @@ def test_lr_warms_up_linearly_then_decays_by_cosine_to_min_lr():
     assert all(a >= b for a, b in zip(decay, decay[1:], strict=False))
 
 
-def test_eval_steps_include_the_last_step():
+def test_eval_and_checkpoint_steps_include_the_last_step():
     assert eval_steps(_params(train_steps=30, eval_interval=10)) == [10, 20, 30]
     assert eval_steps(_params(train_steps=25, eval_interval=10)) == [10, 20, 25]
     assert eval_steps(_params(train_steps=5, eval_interval=10, warmup_steps=1)) == [5]
+    assert checkpoint_steps(_params(train_steps=25, checkpoint_interval=10)) == [10, 20, 25]
+    assert checkpoint_steps(_params(train_steps=25, checkpoint_interval=0)) == [25]
 
 
 @pytest.mark.parametrize(
     ("overrides", "key"),
     [
         ({"global_batch_size": 6}, "pretrain.global_batch_size"),
+        ({"data_parallel_size": 4}, "pretrain.global_batch_size"),  # 8 is not a multiple of 4 * 4
         ({"min_lr": 1.0}, "pretrain.min_lr"),
         ({"warmup_steps": 31}, "pretrain.warmup_steps"),
-        ({"tensor_parallel_size": 2}, "pretrain.tensor_parallel_size"),
+        ({"tensor_parallel_size": 3}, "pretrain.tensor_parallel_size"),
+        ({"pipeline_parallel_size": 4}, "pretrain.pipeline_parallel_size"),
+        ({"data_parallel_size": 2, "num_nodes": 4}, "pretrain.num_nodes"),
+        ({"accelerator_count": 8}, "pretrain.accelerator_type"),
+        ({"accelerator_type": "nvidia.com/gpu", "accelerator_count": 8}, "pretrain.accelerator_count"),
+        ({"precision": "fp16"}, "pretrain.precision"),
+        ({"data": {"sources": []}}, "pretrain.data.sources"),
+        ({"data": {"sources": [{"name": "a"}, {"name": "a"}]}}, "pretrain.data.sources"),
+        ({"data": {"sources": [{"name": "a", "weight": 0}]}}, "pretrain.data.sources.weight"),
+        ({"data": {"split": "90,10"}}, "pretrain.data.split"),
         ({"model": {"hidden_size": 60, "num_attention_heads": 8}}, "pretrain.model.num_attention_heads"),
         ({"model": {"num_layers": "two"}}, "pretrain.model.num_layers"),
         ({"lr_schedule": "cosine"}, "pretrain.lr_schedule"),
@@ -96,7 +124,127 @@ def test_bad_params_name_the_key(overrides, key):
 
 def test_shape_pads_the_tokenizer_vocabulary():
     shape = gpt_shape(_params(), vocab_size=300)
-    assert (shape.vocab_size, shape.seq_length, shape.hidden_size) == (320, 64, 64)
+    assert (shape.vocab_size, shape.seq_length, shape.hidden_size) == (320, 32, 64)
+    assert gpt_shape(_params(tensor_parallel_size=2), vocab_size=300).vocab_size == 384
+
+
+@pytest.mark.parametrize("profile", sorted((ROOT / "params" / "profiles").glob("*.yaml")), ids=lambda p: p.stem)
+def test_hardware_profiles_load_with_the_strict_loader(profile):
+    params = load_all(profile)["pretrain"]
+    assert params.accelerator_count == params.procs_per_node > 0
+    assert params.precision == "bf16" and params.peak_flops_per_accelerator > 1e14
+    # The GPU paths that exist only there are refused on this CPU before anything starts ...
+    with pytest.raises(ParamsError, match=r"pretrain\.(precision|use_distributed_optimizer|num_nodes)"):
+        launch.check_machine(params, CPU)
+    # ... and accepted on a machine with the GPUs the profile asks for.
+    launch.check_machine(params, GPU_TE, launcher_world=params.world_size if params.num_nodes > 1 else None)
+    assert launch.resolve_transformer_impl(params, GPU_TE) == "transformer_engine"
+
+
+# ---------------------------------------------------------------- machine checks and launch
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"precision": "bf16"}, "pretrain.precision"),
+        ({"use_distributed_optimizer": True}, "pretrain.use_distributed_optimizer"),
+        ({"transformer_impl": "transformer_engine"}, "pretrain.transformer_impl"),
+        ({"data_parallel_size": 2, "num_nodes": 2}, "pretrain.num_nodes"),
+    ],
+)
+def test_what_a_cpu_cannot_run_is_refused_before_launch(overrides, key):
+    with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
+        launch.check_machine(_params(**overrides), CPU)
+
+
+def test_launcher_world_and_visible_gpus_must_match_the_layout():
+    with pytest.raises(ParamsError, match="launcher started 4 processes"):
+        launch.check_machine(_params(data_parallel_size=2), CPU, launcher_world=4)
+    with pytest.raises(ParamsError, match="2 GPUs are visible"):
+        launch.check_machine(_params(data_parallel_size=4, global_batch_size=16), dataclasses.replace(GPU_TE, gpus=2))
+    launch.check_machine(_params(data_parallel_size=2, num_nodes=2), CPU, launcher_world=2)
+    assert launch.resolve_transformer_impl(_params(), CPU) == "local"
+    assert launch.resolve_transformer_impl(_params(), dataclasses.replace(GPU_TE, transformer_engine=False)) == "local"
+
+
+def test_torchrun_command_names_the_port_and_one_process_per_rank():
+    command = launch.torchrun_command(_params(tensor_parallel_size=2), 29123, ["--data", "d"])
+    assert command[1:3] == ["-m", "torch.distributed.run"]
+    assert "--nproc-per-node=2" in command and "--master-port=29123" in command
+    assert command[-4:] == ["-m", launch.WORKER_MODULE, "--data", "d"]
+
+
+# ---------------------------------------------------------------- data order and accounting
+
+
+def test_data_parallel_ranks_split_each_global_batch_exactly():
+    single = _params(train_steps=4, micro_batch_size=2, global_batch_size=8)
+    dp2 = _params(train_steps=4, micro_batch_size=2, global_batch_size=8, data_parallel_size=2)
+    for step in (1, 4):
+        one = sorted(i for mb in step_sample_ids(step, single) for i in mb)
+        two = sorted(i for r in (0, 1) for mb in step_sample_ids(step, dp2, r) for i in mb)
+        assert one == two == list(range((step - 1) * 8, step * 8))
+    assert step_sample_ids(1, dp2, 1) == [[2, 3], [6, 7]]  # megatron's sampler: rank r, slice r
+    assert eval_sample_ids(dp2, 0) == [[0, 1]] and eval_sample_ids(dp2, 1) == [[2, 3]]
+
+
+def test_blend_config_per_split_files_or_a_ratio_split(tmp_path):
+    one = blend_config(tmp_path, _params())
+    assert one["blend_per_split"][0] == ([source_prefix(tmp_path, "train", "text")], None)
+    assert one["blend_per_split"][2] is None
+    two = blend_config(tmp_path, _params(data={"sources": [{"name": "a", "weight": 3}, {"name": "b"}]}))
+    assert two["blend_per_split"][1] == ([source_prefix(tmp_path, "valid", n) for n in "ab"], [3.0, 1.0])
+    ratio = blend_config(tmp_path, _params(data={"split": "98,1,1"}))
+    assert ratio == {"blend": ([source_prefix(tmp_path, "train", "text")], None), "split": "98,1,1"}
+
+
+def test_model_flops_match_the_megatron_paper_formula():
+    # 72 B s l h^2 (1 + s/6h + V/12lh) per batch of B sequences when ffn = 4h (Narayanan et al. 2021).
+    shape = GPTShape(vocab_size=51200, seq_length=2048, num_layers=24, hidden_size=2048, num_attention_heads=16, ffn_hidden_size=8192)
+    s, l, h, v = 2048, 24, 2048, 51200
+    paper = 72 * s * l * h * h * (1 + s / (6 * h) + v / (12 * l * h)) / s
+    assert accounting.model_flops_per_token(shape) == pytest.approx(paper)
+    assert accounting.mfu(1000.0, 1e9, 1e12, 2) == pytest.approx(0.5)
+    assert accounting.accelerator_hours(1800, 8) == 4.0
+    assert accounting.cost(1800, 8, 2.5) == 10.0
+
+
+# ---------------------------------------------------------------- checkpoint files
+
+
+def test_fingerprint_ignores_how_the_run_is_executed(tmp_path):
+    (tmp_path / "f.idx").write_bytes(b"index")
+    base = dataclasses.asdict(_params())
+    same = dataclasses.asdict(_params(tensor_parallel_size=2, cpu_threads=2, checkpoint_interval=5))
+    other = dataclasses.asdict(_params(lr=1e-3))
+    shape = {"vocab_size": 320}
+    fid = checkpointing.fingerprint(base, shape, [tmp_path / "f.idx"])[0]
+    assert checkpointing.fingerprint(same, shape, [tmp_path / "f.idx"])[0] == fid
+    assert checkpointing.fingerprint(other, shape, [tmp_path / "f.idx"])[0] != fid
+    (tmp_path / "f.idx").write_bytes(b"index2")
+    assert checkpointing.fingerprint(base, shape, [tmp_path / "f.idx"])[0] != fid
+
+
+def test_commit_is_atomic_points_latest_and_keeps_the_newest(tmp_path):
+    assert checkpointing.latest_checkpoint(tmp_path) is None
+    for step in (4, 8, 12):
+        partial = checkpointing.begin(tmp_path, step)
+        checkpointing.write_state(partial, checkpointing.TrainState(step=step))
+        checkpointing.commit(tmp_path, step, keep=2)
+    assert checkpointing.latest_checkpoint(tmp_path).name == "step_00000012"
+    assert sorted(p.name for p in tmp_path.glob("step_*")) == ["step_00000008", "step_00000012"]
+    # A save killed half-way leaves only a .partial folder: latest still names step 12, and the
+    # next save of that step starts from an empty folder.
+    leftover = checkpointing.begin(tmp_path, 16)
+    (leftover / "junk").write_text("half")
+    assert checkpointing.read_state(checkpointing.latest_checkpoint(tmp_path)).step == 12
+    assert list(checkpointing.begin(tmp_path, 16).iterdir()) == []
+
+
+def test_default_checkpoint_root_sits_beside_the_output():
+    assert checkpointing.default_root("outputs/pretrain") == Path("outputs/pretrain.checkpoints")
+    assert checkpointing.default_root("s3://bucket/pretrain") == Path(".cache/pretrain-checkpoints")
 
 
 # ---------------------------------------------------------------- training
@@ -120,7 +268,7 @@ def _loss_rows(out: Path) -> list[dict[str, str]]:
 
 def test_training_lowers_the_loss_and_writes_the_outputs(trained):
     out, metrics = trained
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "loss.csv", "metrics.json", "model.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "loss.csv", "metrics.json", "model.json", "steps.csv"]
     rows = _loss_rows(out)
     assert [int(r["step"]) for r in rows] == [10, 20, 30]
     valid = [float(r["valid_loss"]) for r in rows]
@@ -131,19 +279,25 @@ def test_training_lowers_the_loss_and_writes_the_outputs(trained):
     assert valid == sorted(valid, reverse=True) and train == sorted(train, reverse=True)
     assert metrics["valid_loss"] == pytest.approx(valid[-1], abs=1e-6)
     assert metrics["valid_perplexity"] == pytest.approx(math.exp(metrics["valid_loss"]), rel=1e-5)
-    assert metrics["steps"] == 30 and metrics["tokens"] == 30 * 8 * 64
+    assert metrics["steps"] == 30 and metrics["tokens"] == 30 * 8 * 32
     assert metrics["parameters"] == json.loads((out / "metrics.json").read_text())["parameters"] > 0
+    shape = GPTShape.from_json(out / "model.json")
+    assert metrics["parameters"] == shape.num_parameters()
+    # Accounting: model FLOP/s = tokens/s x FLOPs/token; MFU against the params' peak.
+    assert metrics["model_flops_per_s"] == pytest.approx(metrics["tokens_per_s"] * accounting.model_flops_per_token(shape), rel=1e-4)
+    assert metrics["mfu"] == pytest.approx(metrics["model_flops_per_s"] / 3.0e11, rel=1e-3)
+    assert metrics["accelerators"] == 1 and metrics["accelerator_hours"] > 0 and metrics["cost"] == 0
+    steps = list(csv.DictReader(open(out / "steps.csv", newline="")))
+    assert [int(r["step"]) for r in steps] == list(range(1, 31))
+    assert float(steps[0]["lr"]) == pytest.approx(1e-3) and float(steps[0]["grad_norm"]) > 0
 
 
 def test_same_data_and_params_give_identical_losses(data, trained, tmp_path):
     out, metrics = trained
     again = run(str(data), str(tmp_path / "again"), _params())
-    assert (tmp_path / "again" / "loss.csv").read_bytes() == (out / "loss.csv").read_bytes()
-    assert (tmp_path / "again" / "model.json").read_bytes() == (out / "model.json").read_bytes()
-    timing = {"tokens_per_s", "seconds"}
-    assert {k: v for k, v in again.items() if k not in timing} == {
-        k: v for k, v in metrics.items() if k not in timing
-    }
+    for name in ("loss.csv", "steps.csv", "model.json"):
+        assert (tmp_path / "again" / name).read_bytes() == (out / name).read_bytes(), name
+    assert {k: v for k, v in again.items() if k not in TIMING} == {k: v for k, v in metrics.items() if k not in TIMING}
 
 
 def test_checkpoint_reproduces_the_recorded_validation_loss(data, trained):
@@ -158,4 +312,35 @@ def test_checkpoint_reproduces_the_recorded_validation_loss(data, trained):
         _train, valid = build_datasets(data, params, vocab_size, eod, cache)
         batches = list(micro_batches(valid, 0, params.eval_iters, params.micro_batch_size))
         loss = evaluate(model, batches)
-    assert loss == pytest.approx(metrics["valid_loss"], abs=1e-6)
+    assert loss == pytest.approx(metrics["valid_loss"], abs=1e-5)
+
+
+def test_two_sources_are_blended_by_weight(data, tmp_path):
+    import numpy as np
+
+    from components.common.gpt import megatron_runtime
+    from components.tokenize.core import encode_documents, load_tokenizer, token_dtype, write_indexed_dataset
+    from tests.gpt_fixtures import synthetic_documents
+
+    tokenizer = load_tokenizer(data / "tokenizer.json")
+    for split, n in (("train", 200), ("valid", 30)):
+        docs = encode_documents(tokenizer, synthetic_documents(n, seed=99))
+        write_indexed_dataset(source_prefix(data, split, "extra"), docs, token_dtype(tokenizer.get_vocab_size()))
+    sources = [{"name": "text", "weight": 3.0}, {"name": "extra", "weight": 1.0}]
+    params = _params(data={"sources": sources})
+    vocab_size, eod = tokenizer_info(data)
+    with megatron_runtime():  # megatron builds blends on rank 0 first, then the others
+        train, valid = build_datasets(data, params, vocab_size, eod, tmp_path)
+    assert len(train) >= params.train_steps * params.global_batch_size
+    share = np.bincount(train.dataset_index[: len(train)], minlength=2) / len(train)
+    assert share == pytest.approx([0.75, 0.25], abs=0.02)
+    assert train[0]["tokens"].shape == (32,) and len(valid) >= params.eval_iters * params.micro_batch_size
+
+
+def test_params_file_with_every_pretrain_key_validates():
+    # tmp_params/pretrain.yaml is the section the lead pastes into params.yaml: every key.
+    section = yaml.safe_load((ROOT / "tmp_params" / "pretrain.yaml").read_text())["pretrain"]
+    params = from_dict(Params, section, "pretrain")
+    assert params == Params()
+    known = {f.name for f in dataclasses.fields(Params)}
+    assert set(section) == known and set(section["model"]) == {f.name for f in dataclasses.fields(params.model)}
