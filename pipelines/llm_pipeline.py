@@ -90,7 +90,10 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
             params=evaluate,
         )
         deploy_task = deploy_c.deploy(
-            finetuned=finetune_task.outputs["finetuned"], evaluation=evaluate_task.outputs["evaluation"], params=deploy
+            finetuned=finetune_task.outputs["finetuned"],
+            evaluation=evaluate_task.outputs["evaluation"],
+            data=ingest_task.outputs["data"],
+            params=deploy,
         )
         monitor_task = monitor_c.monitor(
             evaluation=evaluate_task.outputs["evaluation"], data=ingest_task.outputs["data"], params=monitor

@@ -49,8 +49,10 @@ def plan(params_path: str | Path, experiment: str, env: dict[str, str] | None = 
     return Submission(host, env.get("KFP_NAMESPACE") or None, experiment, version, pipeline_arguments(params_path))
 
 
-def submit(sub: Submission, params_path: str | Path, start_run: bool = True) -> None:
+def submit(sub: Submission, params_path: str | Path, start_run: bool = True, monitor_schedule: bool = False) -> None:
     import kfp
+
+    from pipelines import monitoring_pipeline
 
     client = kfp.Client(host=sub.host, namespace=sub.namespace)
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,6 +70,11 @@ def submit(sub: Submission, params_path: str | Path, start_run: bool = True) -> 
                 namespace=sub.namespace, enable_caching=True,
             )
             print(f"started run {run.run_id}: {sub.host.rstrip('/')}/#/runs/details/{run.run_id}")
+        if monitor_schedule:
+            experiment = client.create_experiment(sub.experiment, namespace=sub.namespace)
+            package = monitoring_pipeline.compile_pipeline(params_path, Path(tmp) / "monitoring.yaml")
+            job = monitoring_pipeline.schedule(client, str(package), str(params_path), experiment.experiment_id)
+            print(f"scheduled {monitoring_pipeline.PIPELINE_NAME}: recurring run {job.recurring_run_id}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,13 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--experiment", default=PIPELINE_NAME)
     parser.add_argument("--no-run", action="store_true", help="upload only")
+    parser.add_argument(
+        "--monitor-schedule", action="store_true", help="also create the monitor's recurring run (cron from params)"
+    )
     args = parser.parse_args(argv)
     try:
         sub = plan(args.params, args.experiment)
     except ParamsError as exc:
         print(f"error: {args.params}: {exc}", file=sys.stderr)
         return 2
-    submit(sub, args.params, start_run=not args.no_run)
+    submit(sub, args.params, start_run=not args.no_run, monitor_schedule=args.monitor_schedule)
     return 0
 
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from components.clean.params import Params
-from components.clean.report import COUNT_FILE, STATS_DIR, AccountingError, make_report, write_reports
+from components.clean.report import COUNT_FILE, SPILL_DIR, STATS_DIR, AccountingError, make_report, write_reports
 from components.common.io import atomic_output_dir, is_remote, list_files
 from components.common.metrics import write_metrics
 
@@ -78,17 +78,13 @@ def input_files(uri: str) -> tuple[list[str], str]:
     return files, protocol + root.rstrip("/") + "/"
 
 
-def _write_grouped(pcoll, label: str, path_of):
-    """Group ``(key, (id, zlib(JSON line)))`` rows and write each group sorted by id to ``path_of(key)``."""
+def _write_grouped(pcoll, label: str, path_of, spill: str):
+    """Group ``(key, (id, row pointer))`` rows and write each group sorted by id to ``path_of(key)``."""
     import apache_beam as beam
 
     from components.clean import pipeline as t
 
-    return (
-        pcoll
-        | f"Group{label}" >> beam.GroupByKey()
-        | f"Write{label}" >> beam.MapTuple(lambda key, rows: t.write_rows(path_of(key), rows))
-    )
+    return pcoll | f"Group{label}" >> beam.GroupByKey() | f"Write{label}" >> beam.ParDo(t.WriteRows(path_of, spill))
 
 
 def build_pipeline(p, files: list[str], prefix: str, work: str, params: Params, eval_uri: str | None = None) -> None:
@@ -100,6 +96,7 @@ def build_pipeline(p, files: list[str], prefix: str, work: str, params: Params, 
     from components.clean import pipeline as t
 
     stats = f"{work}/{STATS_DIR}"
+    spill = f"{work}/{SPILL_DIR}"
     n = params.num_shards
     lines = p | "Files" >> beam.Create(files) | "ReadLines" >> beam.ParDo(t.ReadLines(prefix))
     _ = (
@@ -109,7 +106,7 @@ def build_pipeline(p, files: list[str], prefix: str, work: str, params: Params, 
     )
 
     # 1. parse, denoise, redact.
-    prepared = lines | "Prepare" >> beam.ParDo(t.Prepare(params)).with_outputs(
+    prepared = lines | "Prepare" >> beam.ParDo(t.Prepare(params, spill)).with_outputs(
         "rejected", "dropped", "ids", "lines", main="ok"
     )
     dup_ids = prepared.ids | "GroupIds" >> beam.GroupByKey() | "DuplicateIds" >> beam.FlatMap(t.duplicate_ids)
@@ -146,8 +143,8 @@ def build_pipeline(p, files: list[str], prefix: str, work: str, params: Params, 
 
     # 2. rules.
     curated = prepared.ok | "Curate" >> beam.ParDo(
-        t.Curate(params), AsDict(dup_ids), AsSingleton(boilerplate), eval_index
-    ).with_outputs("rejected", "dropped", "features", "keys", "texts", "boilerplate", main="ok")
+        t.Curate(params, spill), AsDict(dup_ids), AsSingleton(boilerplate), eval_index
+    ).with_outputs("rejected", "dropped", "features", "keys", "boilerplate", main="ok")
     _ = (
         curated.boilerplate
         | "CountRemoved" >> beam.combiners.Count.PerElement()
@@ -163,9 +160,9 @@ def build_pipeline(p, files: list[str], prefix: str, work: str, params: Params, 
         | "Limits" >> beam.MapTuple(lambda docs, hists: _limits(hists, docs, params))
     )
     _ = limits | "WriteLimits" >> beam.Map(lambda lim: t.write_json_value(f"{stats}/outliers.json", lim))
-    inlier_keys = curated.keys | "FilterOutliers" >> beam.ParDo(t.FilterOutliers(), AsSingleton(limits)).with_outputs(
-        "exact", main="bands"
-    )
+    inlier_keys = curated.keys | "FilterOutliers" >> beam.ParDo(
+        t.FilterOutliers(tuple(params.outliers.features)), AsSingleton(limits)
+    ).with_outputs("exact", "pointers", main="bands")
     exact = inlier_keys.exact | "GroupText" >> beam.GroupByKey() | "ExactLosers" >> beam.FlatMap(t.exact_losers)
     if params.dedup.near:
         d = params.dedup
@@ -182,11 +179,11 @@ def build_pipeline(p, files: list[str], prefix: str, work: str, params: Params, 
             | "DistinctIds" >> beam.Distinct()
             | "CandidateKeys" >> beam.Map(lambda doc_id: (doc_id, True))
         )
-        # Shingles come from the texts projection, not from curated.ok: FnApiRunner (Beam 2.77)
-        # deadlocks ("watermark-pending bundles did not execute") when one PCollection feeds two
-        # side-input-waiting ParDos and the second one's side input depends on the first one.
-        shingled = curated.texts | "Shingles" >> beam.ParDo(
-            t.CandidateShingles(d.shingle_words), AsDict(candidates)
+        # The inliers' pointers, not curated.ok: FnApiRunner (Beam 2.77) deadlocks ("watermark-pending
+        # bundles did not execute") when one PCollection feeds two side-input-waiting ParDos and the
+        # second one's side input depends on the first one's output.
+        shingled = inlier_keys.pointers | "Shingles" >> beam.ParDo(
+            t.CandidateShingles(d.shingle_words, spill), AsDict(candidates)
         )
         halves = (
             {"shingles": shingled, "partners": pairs}
@@ -207,14 +204,14 @@ def build_pipeline(p, files: list[str], prefix: str, work: str, params: Params, 
         near = {}
 
     # 4. route: outliers and duplicates dropped, the rest annotated and sharded.
-    routed = curated.ok | "Route" >> beam.ParDo(t.Route(n), AsSingleton(limits), AsDict(exact), near).with_outputs(
+    routed = curated.ok | "Route" >> beam.ParDo(t.Route(n, spill), AsSingleton(limits), AsDict(exact), near).with_outputs(
         "dropped", main="ok"
     )
 
     # Writers.
-    _write_grouped(routed.ok, "Documents", lambda s: f"{work}/documents/{t.part_name(s, n)}")
+    _write_grouped(routed.ok, "Documents", lambda s: f"{work}/documents/{t.part_name(s, n)}", spill)
     dropped = (prepared.dropped, curated.dropped, routed.dropped) | "FlattenDropped" >> beam.Flatten()
-    _write_grouped(dropped, "Dropped", lambda reason: f"{work}/dropped/{filters.reason_path(reason)}")
+    _write_grouped(dropped, "Dropped", lambda reason: f"{work}/dropped/{filters.reason_path(reason)}", spill)
     rejected = (
         (prepared.rejected, curated.rejected)
         | "FlattenRejected" >> beam.Flatten()
@@ -287,7 +284,7 @@ def run(
     start = time.monotonic()
     with atomic_output_dir(output) as out:
         work = Path(out)
-        for sub in ("documents", "dropped", "rejected", STATS_DIR):
+        for sub in ("documents", "dropped", "rejected", STATS_DIR, SPILL_DIR):
             (work / sub).mkdir()
         p = beam.Pipeline(options=pipeline_options(params))
         build_pipeline(p, files, prefix, str(work), params, decontaminate)

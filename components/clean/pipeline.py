@@ -1,12 +1,18 @@
 """The Beam side of clean: DoFns that wrap the pure rules, and the writers.
 
-Element shapes: a line is ``(location, raw_bytes | None)`` with ``location = (relative_file, line_no)``
-(``None`` marks a file that could not be read past that line). Between stages a document travels
-packed, as ``(id, blob)`` with ``blob = zlib(pickle(record))``: the in-process runner keeps every
-PCollection that waits for a side input in memory, and packing halves that memory (the record is
-the dict of ``filters.parse_line`` plus private ``_`` fields, removed on output). Output rows
-travel as ``(id, zlib(JSON line))``. Every writer sorts its group before writing, so file bytes do
-not depend on runner scheduling.
+Documents travel by claim check: their payloads (a record as ``zlib(pickle(record))``, an output
+row as ``zlib(JSON line)``) are appended to spill files under ``<work>/_spill`` by the DoFn that
+makes them (``Spill``), and PCollections carry ``(id, pointer)`` with ``pointer = (file, offset,
+length)``. A shuffle or a side-input wait then moves ~100 bytes per document instead of the text:
+the in-process runner keeps each buffered PCollection in memory at ~5x its encoded size, and
+distributed runners shuffle less. A pointer is only read in a later stage, after the bundle that
+wrote it has finished (and flushed its spill file). With a distributed runner the output folder
+(and so the spill folder) must be on storage that all workers share, as for the writers.
+
+Other element shapes: a line is ``(location, raw_bytes | None)`` with ``location = (relative_file,
+line_no)`` (``None`` marks a file that could not be read past that line); a record is the dict of
+``filters.parse_line`` plus private ``_`` fields, removed on output. Writers sort by id before
+writing, so file bytes do not depend on runner scheduling.
 
 Stages (each ends where a later step needs a corpus-wide result as a side input):
 1. ``Prepare``: parse, denoise, redact personal data; votes for boilerplate lines; ids for the
@@ -15,7 +21,7 @@ Stages (each ends where a later step needs a corpus-wide result as a side input)
    decontamination; emits the outlier features, and light dedup keys (exact key, MinHash bands).
 3. the dedup branch works on the light keys only: ``FilterOutliers`` (robust limits from the corpus
    histograms) -> exact groups, LSH buckets -> candidate pairs -> exact Jaccard of the candidates'
-   shingles (from a compressed text projection) -> clusters.
+   shingles -> clusters.
 4. ``Route``: outliers, exact and near duplicates dropped; kept documents annotated and sharded.
 """
 
@@ -24,6 +30,7 @@ from __future__ import annotations
 import logging
 import pickle
 import traceback
+import uuid
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -64,22 +71,94 @@ def public(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if not k.startswith("_")}
 
 
-def pack(record: dict[str, Any]) -> tuple[str, bytes]:
-    """A record as it travels between stages: ``(id, zlib(pickle(record)))`` (about half the bytes)."""
-    return record["id"], zlib.compress(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL), 1)
+def pack(record: dict[str, Any]) -> bytes:
+    """A record's spilled payload: ``zlib(pickle(record))`` (about half the bytes)."""
+    return zlib.compress(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL), 1)
 
 
-def unpack(element: tuple[str, bytes]) -> dict[str, Any]:
-    return pickle.loads(zlib.decompress(element[1]))
+def unpack(payload: bytes) -> dict[str, Any]:
+    return pickle.loads(zlib.decompress(payload))
 
 
-def packed_row(record: dict[str, Any]) -> tuple[str, bytes]:
-    """An output row: ``(id, zlib(JSON line))`` with private fields removed."""
-    return record["id"], zlib.compress(jsonl_line(public(record)).encode("utf-8"), 1)
+def row_payload(record: dict[str, Any]) -> bytes:
+    """An output row's spilled payload: ``zlib(JSON line)`` with private fields removed."""
+    return zlib.compress(jsonl_line(public(record)).encode("utf-8"), 1)
 
 
-class _Counted(beam.DoFn):
-    """A DoFn with lazily created Beam counters (``clean`` namespace)."""
+Pointer = tuple[str, int, int]  # (spill file name, offset, length)
+
+
+class Spill:
+    """Append-only payload files under ``root``: ``put(bytes) -> pointer``, ``get(pointer) -> bytes``.
+
+    Payloads are buffered up to ``chunk_bytes`` and written as one file (a whole object on object
+    stores), named by a random id so that retried bundles never collide. ``flush`` must run before
+    the bundle ends (``finish_bundle``).
+    """
+
+    def __init__(self, root: str, chunk_bytes: int = 16 << 20):
+        self.root = root
+        self.chunk_bytes = chunk_bytes
+        self._buf = bytearray()
+        self._name: str | None = None
+        self._readers: dict[str, Any] = {}
+
+    def put(self, payload: bytes) -> Pointer:
+        if self._name is None:
+            self._name = f"{uuid.uuid4().hex[:16]}.bin"
+        pointer = (self._name, len(self._buf), len(payload))
+        self._buf += payload
+        if len(self._buf) >= self.chunk_bytes:
+            self.flush()
+        return pointer
+
+    def flush(self) -> None:
+        if self._name is not None:
+            with open_uri(f"{self.root}/{self._name}", "wb", compression=None) as f:
+                f.write(self._buf)
+        self._buf, self._name = bytearray(), None
+
+    def get(self, pointer: Pointer) -> bytes:
+        name, offset, length = pointer
+        f = self._readers.get(name)
+        if f is None:
+            if len(self._readers) >= 64:  # keep few files open
+                self.close_readers()
+            f = self._readers[name] = open_uri(f"{self.root}/{name}", "rb", compression=None).open()
+        f.seek(offset)
+        return f.read(length)
+
+    def close_readers(self) -> None:
+        for f in self._readers.values():
+            f.close()
+        self._readers = {}
+
+
+class _Spilling(beam.DoFn):
+    """A DoFn with a ``Spill`` store: written payloads are flushed at the end of every bundle."""
+
+    spill_root: str | None = None
+    spill: Spill | None = None
+
+    def __init__(self, spill_root: str | None = None):
+        self.spill_root = spill_root
+
+    def setup(self) -> None:
+        if self.spill_root is not None:
+            self.spill = Spill(self.spill_root)
+
+    def finish_bundle(self):
+        if self.spill is not None:
+            self.spill.flush()
+
+    def teardown(self) -> None:
+        if self.spill is not None:
+            self.spill.close_readers()
+
+
+class _Counted(_Spilling):
+    """A spilling DoFn with lazily created Beam counters (``clean`` namespace) and the drop and
+    reject outputs."""
 
     def _inc(self, name: str, n: int = 1) -> None:
         counters = self.__dict__.setdefault("_counters", {})
@@ -90,7 +169,8 @@ class _Counted(beam.DoFn):
 
     def _drop(self, record: dict[str, Any], reason: str, **extra: Any):
         self._inc(f"dropped.{reason}")
-        return beam.pvalue.TaggedOutput("dropped", (reason, packed_row({**record, "reason": reason, **extra})))
+        pointer = self.spill.put(row_payload({**record, "reason": reason, **extra}))
+        return beam.pvalue.TaggedOutput("dropped", (reason, (record["id"], pointer)))
 
     def _reject(self, loc: tuple[str, int], reason: str, **extra: Any):
         self._inc(f"rejected.{reason}")
@@ -133,13 +213,14 @@ class ReadLines(beam.DoFn):
 
 
 class Prepare(_Counted):
-    """Raw line -> denoised, redacted record (main), or ``rejected`` / ``dropped``.
+    """Raw line -> ``(id, pointer)`` of the denoised, redacted record (main), or ``rejected`` / ``dropped``.
 
     Side outputs: ``ids`` ``(id, location)`` for every parsed record (the duplicate-id check) and
     ``lines`` (keys of the record's short lines, once per record: boilerplate votes).
     """
 
-    def __init__(self, params):
+    def __init__(self, params, spill_root: str):
+        super().__init__(spill_root)
         self.max_bytes = params.max_record_bytes
         self.form = params.normalization
         self.denoise = params.denoise
@@ -187,7 +268,7 @@ class Prepare(_Counted):
         except Exception as exc:  # noqa: BLE001 - see _Counted._error
             yield self._error(loc, record["id"], exc)
             return
-        yield pack(record)
+        yield record["id"], self.spill.put(pack(record))
 
 
 def duplicate_ids(element: tuple[str, Iterable[str]]) -> Iterator[tuple[str, str]]:
@@ -204,26 +285,28 @@ def _loc_sort_key(loc: str) -> tuple[str, int]:
 
 
 class Curate(_Counted):
-    """Packed record -> packed kept record (main), or ``dropped`` / ``rejected``.
+    """``(id, pointer)`` -> ``(id, pointer)`` of the curated record (main), or ``dropped`` / ``rejected``.
 
     Side inputs: ``dup_ids`` {location: first location}, ``boilerplate`` (line keys),
     ``eval_index`` (``dedup.eval_index``). Side outputs: ``features`` (outlier features, for the
-    corpus histograms), ``keys`` ``(id, features, text key, band keys)`` for the dedup branch,
-    ``texts`` ``(id, zlib(text))`` for the shingles of candidate pairs, ``boilerplate`` removed
-    lines.
+    corpus histograms), ``keys`` ``(id, features, text key, band keys bytes, pointer)`` for the dedup
+    branch, ``boilerplate`` removed lines.
     """
 
-    def __init__(self, params):
+    def __init__(self, params, spill_root: str):
+        super().__init__(spill_root)
         self.p = params
         self.near = params.dedup.near
+        self.feature_names = tuple(params.outliers.features)
         self._perm = None
 
     def setup(self) -> None:
+        super().setup()
         d = self.p.dedup
         self._perm = dedup.permutations(d.num_perm, d.seed) if self.near else None
 
-    def process(self, element: tuple[str, bytes], dup_ids, boilerplate, eval_index):
-        record = unpack(element)
+    def process(self, element: tuple[str, Pointer], dup_ids, boilerplate, eval_index):
+        record = unpack(self.spill.get(element[1]))
         loc = record["_loc"]
         first = dup_ids.get(location_str(loc))
         if first is not None:
@@ -289,11 +372,13 @@ class Curate(_Counted):
         if self.near:
             a, b = self._perm
             shingle_set = dedup.shingles(stats.word_hashes, p.dedup.shingle_words)
-            bands = dedup.band_keys(dedup.signature(shingle_set, a, b), p.dedup.bands, p.dedup.rows)
-            yield beam.pvalue.TaggedOutput("texts", (record["id"], zlib.compress(text.encode("utf-8"), 6)))
+            keys = dedup.band_keys(dedup.signature(shingle_set, a, b), p.dedup.bands, p.dedup.rows)
+            bands = np.asarray(keys, dtype=np.uint64).tobytes()
         text_key = filters.text_key(text) if p.dedup.exact else None
-        yield beam.pvalue.TaggedOutput("keys", (record["id"], features, text_key, bands))
-        yield pack(record)
+        pointer = self.spill.put(pack(record))
+        selected = tuple(features[name] for name in self.feature_names)
+        yield beam.pvalue.TaggedOutput("keys", (record["id"], selected, text_key, bands, pointer))
+        yield record["id"], pointer
 
 
 class HistogramFn(beam.CombineFn):
@@ -315,19 +400,24 @@ class HistogramFn(beam.CombineFn):
 
 
 class FilterOutliers(beam.DoFn):
-    """Dedup keys of inliers only: ``exact`` ``(text key, id)`` and main ``(id, band keys)``.
+    """Dedup keys of inliers only: ``exact`` ``(text key, id)``, ``pointers`` ``(id, pointer)`` and
+    main ``(id, band keys bytes)``.
 
     Outliers are dropped later by ``Route`` with the same limits; here they only leave the dedup
     branch, so a cluster's representative is never an outlier.
     """
 
+    def __init__(self, feature_names: tuple[str, ...]):
+        self.feature_names = feature_names
+
     def process(self, element, limits):
-        doc_id, features, text_key, bands = element
-        if outliers.outlier_reason(features, limits):
+        doc_id, values, text_key, bands, pointer = element
+        if outliers.outlier_reason(dict(zip(self.feature_names, values, strict=True)), limits):
             return
         if text_key is not None:
             yield beam.pvalue.TaggedOutput("exact", (text_key, doc_id))
         if bands is not None:
+            yield beam.pvalue.TaggedOutput("pointers", (doc_id, pointer))
             yield doc_id, bands
 
 
@@ -351,9 +441,9 @@ class PackBands(beam.DoFn):
         self._buf: dict[int, tuple[list[int], list[str]]] = defaultdict(lambda: ([], []))
         self._docs = 0
 
-    def process(self, element: tuple[str, list[int]]):
+    def process(self, element: tuple[str, bytes]):
         doc_id, bands = element
-        for band, key in enumerate(bands):
+        for band, key in enumerate(np.frombuffer(bands, dtype=np.uint64).tolist()):
             keys, ids = self._buf[band * BAND_PREFIXES + (key >> 58)]
             keys.append(key)
             ids.append(doc_id)
@@ -396,16 +486,17 @@ class BucketPairs(_Counted):
                 yield pair
 
 
-class CandidateShingles(beam.DoFn):
-    """``(id, zlib(text))`` -> ``(id, (characters, shingle hashes bytes))`` for documents in a candidate pair."""
+class CandidateShingles(_Spilling):
+    """``(id, pointer)`` -> ``(id, (characters, shingle hashes bytes))`` for documents in a candidate pair."""
 
-    def __init__(self, shingle_words: int):
+    def __init__(self, shingle_words: int, spill_root: str):
+        super().__init__(spill_root)
         self.n = shingle_words
 
-    def process(self, element: tuple[str, bytes], candidates):
-        doc_id, packed_text = element
+    def process(self, element: tuple[str, Pointer], candidates):
+        doc_id, pointer = element
         if doc_id in candidates:
-            text = zlib.decompress(packed_text).decode("utf-8")
+            text = unpack(self.spill.get(pointer))["text"]
             yield doc_id, (len(text), dedup.text_shingles(text, self.n).tobytes())
 
 
@@ -446,15 +537,16 @@ def build_clusters(edges: list[tuple[str, str, int, int]]) -> dict[str, tuple[st
 
 
 class Route(_Counted):
-    """Packed record -> ``(shard, (id, zlib(JSON line)))`` kept and annotated, or ``dropped`` as an
+    """``(id, pointer)`` -> ``(shard, (id, row pointer))`` kept and annotated, or ``dropped`` as an
     outlier or a duplicate. Side inputs: outlier ``limits``, ``exact`` {id: kept id}, ``near``
     {id: (representative, cluster size)}."""
 
-    def __init__(self, num_shards: int):
+    def __init__(self, num_shards: int, spill_root: str):
+        super().__init__(spill_root)
         self.num_shards = num_shards
 
-    def process(self, element: tuple[str, bytes], limits, exact, near):
-        record = unpack(element)
+    def process(self, element: tuple[str, Pointer], limits, exact, near):
+        record = unpack(self.spill.get(element[1]))
         doc_id = record["id"]
         features = record.get("_features", {})
         reason = outliers.outlier_reason(features, limits)
@@ -482,20 +574,27 @@ class Route(_Counted):
         if record.get("_notes"):
             annotations["denoise"] = record["_notes"]
         record["meta"] = {**record["meta"], "clean": annotations}
-        yield shard_of(doc_id, self.num_shards), packed_row(record)
+        yield shard_of(doc_id, self.num_shards), (doc_id, self.spill.put(row_payload(record)))
 
 
 def _rounded(values: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 4) for k, v in values.items()}
 
 
-def write_rows(path: str, rows: Iterable[tuple[str, bytes]]) -> int:
-    """Write packed output rows ``(id, zlib(JSON line))`` sorted by id; return the count."""
-    ordered = sorted(rows)
-    with open_uri(path, "wt", encoding="utf-8", compression=None) as f:
-        for _, blob in ordered:
-            f.write(zlib.decompress(blob).decode("utf-8"))
-    return len(ordered)
+class WriteRows(_Spilling):
+    """``(key, [(id, row pointer)])`` -> the rows written sorted by id to ``path_of(key)``."""
+
+    def __init__(self, path_of, spill_root: str):
+        super().__init__(spill_root)
+        self.path_of = path_of
+
+    def process(self, element):
+        key, rows = element
+        ordered = sorted(rows)
+        with open_uri(self.path_of(key), "wt", encoding="utf-8", compression=None) as f:
+            for _, pointer in ordered:
+                f.write(zlib.decompress(self.spill.get(pointer)).decode("utf-8"))
+        yield len(ordered)
 
 
 def write_sorted(path: str, records: Iterable[dict[str, Any]], key) -> int:

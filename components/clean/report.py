@@ -20,6 +20,7 @@ from components.common.seed import stable_hash
 
 COUNT_FILE = ".input_count"
 STATS_DIR = "_stats"  # small JSON results written by the pipeline, folded into the report
+SPILL_DIR = "_spill"  # document payloads the pipeline passes by pointer (pipeline.Spill)
 
 
 class AccountingError(RuntimeError):
@@ -106,6 +107,7 @@ def make_report(
         report["label_conflicts"] = {"count": len(conflicts), "examples": conflicts[:20]}
     report["counters"] = counters
     shutil.rmtree(work / STATS_DIR, ignore_errors=True)
+    shutil.rmtree(work / SPILL_DIR, ignore_errors=True)
 
     extra = {
         "kept_fraction": kept / n_input if n_input else 0.0,

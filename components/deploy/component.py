@@ -7,7 +7,12 @@ from components.common.kfp import stage_component
 
 @stage_component
 def deploy(
-    finetuned: Input[Model], evaluation: Input[Dataset], params: dict, release: Output[Model], metrics: Output[Metrics]
+    finetuned: Input[Model],
+    evaluation: Input[Dataset],
+    data: Input[Dataset],
+    params: dict,
+    release: Output[Model],
+    metrics: Output[Metrics],
 ):
     """The fine-tuned classifier -> a smoke-tested bundle (``model/`` + ``release.json``) in ``release``."""
     import os
@@ -16,4 +21,6 @@ def deploy(
     from components.deploy.core import run
 
     reference = os.path.join(evaluation.path, "predictions.jsonl")
-    log_metrics(metrics, run(finetuned.path, release.path, stage_params("deploy", params), reference=reference))
+    result = run(finetuned.path, release.path, stage_params("deploy", params), reference=reference, dataset=data.path)
+    release.metadata["dataset_version"] = data.metadata.get("dataset_version", "")
+    log_metrics(metrics, result)

@@ -9,7 +9,7 @@ release never reaches the server.
 
 Outputs (one folder, written atomically):
 - ``model/``        classifier.json, model.safetensors, tokenizer.json
-- ``release.json``  {version, files: {name: sha256}, source, smoke: {...}}
+- ``release.json``  {version, files: {name: sha256}, source, smoke: {...}, dataset: {version, files}}
 - ``metrics.json``  version agreement and load time
 """
 
@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from components.common.io import read_jsonl, write_json
+from components.common.io import read_json, read_jsonl, write_json
+from components.common.lineage import DATASET_FILE
 from components.common.metrics import write_metrics
 from components.deploy.params import Params
 
@@ -41,9 +42,13 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def run(model: str, output: str, params: Params, reference: str | None = None) -> dict[str, Any]:
+def run(
+    model: str, output: str, params: Params, reference: str | None = None, dataset: str | None = None
+) -> dict[str, Any]:
     """Bundle ``model`` (a classifier folder) into ``output``.
 
+    ``dataset``: ingest's output folder; its ``dataset.json`` (the raw data's content hashes) is
+    recorded in release.json, so the served version traces back to its exact data.
     ``reference``: JSONL with {text, prediction} (evaluate's predictions.jsonl); the first
     ``params.smoke_examples`` texts are labelled by the loaded model and must match exactly.
     """
@@ -83,6 +88,7 @@ def run(model: str, output: str, params: Params, reference: str | None = None) -
             "labels": served.labels,
             "source": str(source),
             "smoke": smoke,
+            "dataset": read_json(Path(dataset) / DATASET_FILE) if dataset else None,
         }
         write_json(tmp / "release.json", release)
         metrics = write_metrics(

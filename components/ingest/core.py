@@ -22,7 +22,10 @@ byte-identical):
 - ``task.jsonl``              {id, text, label, split}
 - ``batches/reviews.jsonl``   {id, text, label}
 - ``batches/plots.jsonl``     {id, text}
-- ``metrics.json``            counts per source, split and label, and skipped rows per reason
+- ``dataset.json``            the raw inputs' content hashes (MD5, as DVC records them) and their
+                              combined ``version``
+- ``metrics.json``            counts per source, split and label, skipped rows per reason, and
+                              ``dataset_version``
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from components.common.io import atomic_output_dir, write_jsonl
+from components.common.io import atomic_output_dir, write_json, write_jsonl
+from components.common.lineage import DATASET_FILE, dataset_version
 from components.common.metrics import write_metrics
 from components.common.seed import stable_fraction
 from components.ingest import readers
@@ -215,7 +219,11 @@ def run(
         "skipped": {src: dict(sorted(c.items())) for src, c in sorted(skipped.items()) if c},
         "skipped_total": sum(sum(c.values()) for c in skipped.values()),
     }
+    # The raw data's content hashes travel with every later artifact (release bundle, KFP metadata).
+    dataset = dataset_version([uri for uri in (news, reviews, *inputs) if uri])
+    metrics["dataset_version"] = dataset["version"]
     with atomic_output_dir(output) as out:
+        write_json(Path(out) / DATASET_FILE, dataset)
         write_jsonl(Path(out) / "corpus.jsonl", corpus)
         write_jsonl(Path(out) / "task.jsonl", task)
         write_jsonl(Path(out) / "batches" / "reviews.jsonl", heldout)
