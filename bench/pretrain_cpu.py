@@ -71,7 +71,9 @@ def peer_step_fn():
     decay = [p for p in model.parameters() if p.ndim >= 2]
     rest = [p for p in model.parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}], lr=6e-4, betas=(0.9, 0.95)
+        [{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
+        lr=6e-4,
+        betas=(0.9, 0.95),
     )
 
     def step(batch: dict[str, torch.Tensor]) -> float:
@@ -107,7 +109,12 @@ def ours_step_fn():
         "pretrain",
     )
     shape = GPTShape(
-        vocab_size=VOCAB, seq_length=SEQ, num_layers=LAYERS, hidden_size=HIDDEN, num_attention_heads=HEADS, ffn_hidden_size=FFN
+        vocab_size=VOCAB,
+        seq_length=SEQ,
+        num_layers=LAYERS,
+        hidden_size=HIDDEN,
+        num_attention_heads=HEADS,
+        ffn_hidden_size=FFN,
     )
     trainer = Trainer(shape, params, "local")
     counter = iter(range(1, 10**9))
@@ -148,8 +155,12 @@ def main() -> None:
         f"GPT {LAYERS}x{HIDDEN} (heads {HEADS}, ffn {FFN}, seq {SEQ}, vocab {VOCAB}), {n_ours:,} parameters, "
         f"batch {BATCH}, fp32, {args.threads} threads, {args.rounds} rounds x {args.steps} steps"
     )
-    print(f"  ours (megatron-core step): {ours_rate:8.0f} tokens/s   rounds {[round(r) for r in rates['ours']]}")
-    print(f"  peer (plain PyTorch):      {peer_rate:8.0f} tokens/s   rounds {[round(r) for r in rates['peer']]}")
+    print(
+        f"  ours (megatron-core step): {ours_rate:8.0f} tokens/s   rounds {[round(r) for r in rates['ours']]}"
+    )
+    print(
+        f"  peer (plain PyTorch):      {peer_rate:8.0f} tokens/s   rounds {[round(r) for r in rates['peer']]}"
+    )
     print(f"  ratio ours/peer: {ours_rate / peer_rate:.2f} (goal >= 0.90)")
 
 

@@ -18,8 +18,6 @@ import numpy as np
 
 ALNUM, ALPHA, DIGIT, UPPER, SPACE, SYMBOL = 1, 2, 4, 8, 16, 32
 
-# Punctuation that prose uses; every other non-alphanumeric, non-space character is a "symbol".
-_PROSE_PUNCT = set(".,;:!?'\"()-\u2010\u2011\u2012\u2013\u2014\u2018\u2019\u201c\u201d\u2026\u00ab\u00bb")
 
 _U64 = np.uint64
 _BASE = 0x100000001B3  # FNV-1 64-bit prime (odd, so invertible mod 2^64)
@@ -42,7 +40,7 @@ def _char_flags(cp: int) -> int:
             flags |= UPPER
     elif ch.isspace():
         flags |= SPACE
-    elif ch not in _PROSE_PUNCT and not unicodedata.category(ch).startswith("P"):
+    elif unicodedata.category(ch).startswith("S"):  # math, currency, modifier, other symbols
         flags |= SYMBOL
     return flags
 

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -120,10 +121,10 @@ def fingerprint(
 
 
 def prepare_run_dir(root: str | Path, run_id: str, covered: dict) -> Path:
-    """Create ``root/run_id`` (with run.json); return it."""
+    """Create ``root/run_id`` (with run.json, written by global rank 0); return it."""
     run_dir = Path(root) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not (run_dir / RUN_FILE).exists():
+    if os.environ.get("RANK", "0") == "0" and not (run_dir / RUN_FILE).exists():
         _atomic_write(run_dir / RUN_FILE, dumps_json(covered))
     return run_dir
 
@@ -175,7 +176,7 @@ def commit(run_dir: str | Path, step: int, keep: int) -> Path:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()

@@ -57,7 +57,15 @@ def test_main_writes_model_checkpoint_losses_and_metrics(data: Path, tmp_path: P
     assert [line.split(",")[0] for line in (out / "loss.csv").read_text().splitlines()[1:]] == ["3", "6"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 6 and metrics["valid_loss"] < metrics["initial_valid_loss"]
-    assert {"train_loss", "valid_perplexity", "tokens_per_s", "mfu", "cost", "parameters", "seconds"} <= metrics.keys()
+    assert {
+        "train_loss",
+        "valid_perplexity",
+        "tokens_per_s",
+        "mfu",
+        "cost",
+        "parameters",
+        "seconds",
+    } <= metrics.keys()
     # The resumable checkpoints live in --checkpoint-dir, outside the output folder.
     (latest,) = checkpoints.glob("*/latest")
     assert latest.read_text().strip() == "step_00000006"

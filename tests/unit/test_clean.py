@@ -1,21 +1,37 @@
-"""clean: drop and reject reasons, idempotent normalization, exact dedup, the accounting invariant."""
+"""clean: the Beam pipeline on tiny fixtures: reasons, accounting (also on fuzzed input), clusters,
+annotations, decontamination, reports and byte-identical reruns; plus normalization helpers."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
 import json
+import random
 import unicodedata
 from pathlib import Path
 
 import pytest
 
-from components.clean import filters
+from components.clean import filters, quality
 from components.clean.core import AccountingError, make_report, run
 from components.clean.params import Params
 from components.common.params import ParamsError, from_dict
+from tests.unit.test_clean_rules import prose
 
-SMALL = from_dict(Params, {"min_chars": 10, "max_chars": 60, "min_words": 3}, "clean")
+# The length and exact-dedup rules only: what the first version of the stage did.
+BASIC = {
+    "denoise": {"boilerplate_min_docs": 0},
+    "language": {"enabled": False},
+    "gopher_quality": {"enabled": False},
+    "gopher_repetition": {"enabled": False},
+    "c4": {"enabled": False},
+    "fineweb": {"enabled": False},
+    "outliers": {"enabled": False},
+    "dedup": {"near": False},
+    "pii": {"enabled": False},
+}
+SMALL = from_dict(Params, {**BASIC, "min_chars": 10, "max_chars": 60, "min_words": 3}, "clean")
+COUNTS = ("input", "kept", "dropped", "rejected")
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -30,7 +46,15 @@ def _digest(folder: Path) -> str:
     return h.hexdigest()
 
 
-# --- pure helpers ---------------------------------------------------------------------------------
+def _counts(report: dict) -> dict:
+    return {k: report[k] for k in COUNTS}
+
+
+def _balanced(report: dict) -> bool:
+    return report["input"] == report["kept"] + sum(report["dropped"].values()) + sum(report["rejected"].values())
+
+
+# --- normalization helpers ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -44,6 +68,7 @@ def _digest(folder: Path) -> str:
         ("para one \n\n\n\n para two", "para one\n\npara two"),
         ("line\u2028sep\x0cfeed", "line\nsep\nfeed"),
         ("lone \ud800surrogate", "lone surrogate"),
+        ("non\ufdd0char\uffff", "nonchar"),
         ("Cafe\u0301", "Caf\u00e9"),  # NFC composes
     ],
 )
@@ -113,7 +138,7 @@ def test_parse_line_moves_extra_keys_into_meta() -> None:
     assert record == {"id": "7", "text": "t", "source": "", "meta": {"a": 1, "lang": "en"}}
 
 
-# --- the Beam pipeline ----------------------------------------------------------------------------
+# --- the Beam pipeline: basic rules ---------------------------------------------------------------
 
 
 def _doc(doc_id: str, text: str) -> str:
@@ -149,7 +174,7 @@ def test_pipeline_reasons_and_accounting(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     metrics = run(str(corpus), out, SMALL)
     report = json.loads((out / "report.json").read_text())
-    assert report == {
+    assert _counts(report) == {
         "input": 11,
         "kept": 2,
         "dropped": {"duplicate_exact": 1, "too_few_words": 1, "too_long": 1, "too_short": 1},
@@ -161,18 +186,18 @@ def test_pipeline_reasons_and_accounting(corpus: Path, tmp_path: Path) -> None:
             "non_string_text": 1,
         },
     }
-    assert report["input"] == report["kept"] + sum(report["dropped"].values()) + sum(
-        report["rejected"].values()
-    )
+    assert _balanced(report)
     assert metrics["kept_by_source"] == {"s": 2}
+    assert report["counters"]["input"] == 11 and report["counters"]["kept"] == 2
 
     (part,) = sorted((out / "documents").iterdir())
     assert part.name == "part-00000-of-00001.jsonl"
     docs = _jsonl(part)
-    assert docs == [
-        {"id": "d1", "text": GOOD, "source": "s", "meta": {"k": "d1"}},
-        {"id": "d2", "text": "another fine document here", "source": "s", "meta": {"k": "d2"}},
+    assert [(d["id"], d["text"], d["source"]) for d in docs] == [
+        ("d1", GOOD, "s"),
+        ("d2", "another fine document here", "s"),
     ]
+    assert docs[0]["meta"]["k"] == "d1" and docs[0]["meta"]["clean"]["dedup"] == {"cluster": "d1", "cluster_size": 1}
     (dup,) = _jsonl(out / "dropped" / "duplicate_exact.jsonl")
     assert (dup["id"], dup["duplicate_of"], dup["reason"]) == ("d3", "d1", "duplicate_exact")
     assert [d["id"] for d in _jsonl(out / "dropped" / "too_short.jsonl")] == ["short"]
@@ -186,10 +211,9 @@ def test_pipeline_reasons_and_accounting(corpus: Path, tmp_path: Path) -> None:
         ("corpus.jsonl:12", "duplicate_id"),
     ]
     assert rejected[-1]["duplicate_of"] == "corpus.jsonl:3"  # the first d2 (by line) is kept
-
-    # Byte-identical rerun.
-    run(str(corpus), tmp_path / "again", SMALL)
-    assert _digest(out) == _digest(tmp_path / "again")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "documents", "dropped", "metrics.json", "rejected", "report.json", "report.md",
+    ]  # fmt: skip
 
 
 def test_folder_input_shards_and_gzip(tmp_path: Path) -> None:
@@ -200,9 +224,10 @@ def test_folder_input_shards_and_gzip(tmp_path: Path) -> None:
     with gzip.open(src / "sub" / "b.jsonl.gz", "wt", encoding="utf-8") as f:
         f.write("\n".join(_doc(f"b{i:02d}", t) for i, t in enumerate(texts[6:])) + "\n{oops\n")
     (src / "ignored.txt").write_text("not jsonl")
-    params = from_dict(Params, {"min_chars": 10, "min_words": 3, "num_shards": 3}, "clean")
+    (src / "c.jsonl.gz").write_bytes(gzip.compress(b'{"id": "c0", "text": "document zero of c"}\n')[:-12])
+    params = from_dict(Params, {**BASIC, "min_chars": 10, "min_words": 3, "num_shards": 3}, "clean")
     report = run(str(src), tmp_path / "out", params)
-    assert (report["input"], report["kept"], report["rejected"]) == (13, 12, {"invalid_json": 1})
+    assert (report["input"], report["kept"], report["rejected"]) == (14, 12, {"invalid_json": 1, "unreadable": 1})
     parts = sorted((tmp_path / "out" / "documents").iterdir())
     assert [p.name for p in parts] == [f"part-{s:05d}-of-00003.jsonl" for s in range(3)]
     ids = []
@@ -211,8 +236,11 @@ def test_folder_input_shards_and_gzip(tmp_path: Path) -> None:
         assert shard_ids == sorted(shard_ids)
         ids += shard_ids
     assert sorted(ids) == [f"a{i:02d}" for i in range(6)] + [f"b{i:02d}" for i in range(6)]
-    (bad,) = _jsonl(tmp_path / "out" / "rejected" / "rejected.jsonl")
-    assert bad["location"] == "sub/b.jsonl.gz:7"
+    rejected = _jsonl(tmp_path / "out" / "rejected" / "rejected.jsonl")
+    assert [(r["location"], r["reason"]) for r in rejected] == [
+        ("c.jsonl.gz:1", "unreadable"),  # a truncated gzip: one rejected record, the run goes on
+        ("sub/b.jsonl.gz:7", "invalid_json"),
+    ]
 
 
 def test_report_refuses_counts_that_do_not_add_up(tmp_path: Path) -> None:
@@ -247,3 +275,178 @@ def test_no_input_files_is_an_error(tmp_path: Path) -> None:
 def test_bad_params_name_the_key(data: dict, key: str) -> None:
     with pytest.raises(ParamsError, match=f"^{key}"):
         from_dict(Params, data, "clean")
+
+
+# --- fuzzed bad input: the accounting invariant ---------------------------------------------------
+
+
+def _fuzz_lines(seed: int, n: int) -> list[bytes]:
+    rng = random.Random(seed)
+    lines: list[bytes] = []
+    for i in range(n):
+        kind = rng.randrange(16)
+        doc_id = f"f{i:04d}" if rng.random() > 0.05 else f"f{rng.randrange(max(i, 1)):04d}"  # some repeat ids
+        if kind < 6:
+            text = prose(rng.randrange(10**6), rng.randrange(1, 12))
+            if rng.random() < 0.3:
+                text = "<p>" + text.replace(". ", ".</p>\n<p>", 2) + "</p> caf\u00c3\u00a9 &amp;"
+            lines.append(json.dumps({"id": doc_id, "text": text, "meta": {"i": i}}).encode())
+        elif kind == 6:
+            lines.append(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 80))).replace(b"\n", b" "))
+        elif kind == 7:
+            full = json.dumps({"id": doc_id, "text": prose(i, 3)}).encode()
+            lines.append(full[: rng.randrange(1, len(full) - 1)])
+        elif kind == 8:
+            lines.append(rng.choice([b"[]", b"42", b'"text"', b"null", b"true", b"{}"]))
+        elif kind == 9:
+            lines.append(json.dumps({"id": rng.choice([None, "", True, 1.5, []]), "text": prose(i, 6)}).encode())
+        elif kind == 10:
+            text = rng.choice([None, 7, ["a"], {"t": 1}, "   ", "\x00\x01\x02", "\ufffd" * 50 + " x"])
+            lines.append(json.dumps({"id": doc_id, "text": text}).encode())
+        elif kind == 11:
+            lines.append(json.dumps({"id": doc_id, "text": prose(i, 400)}).encode())  # too large (> 20 kB)
+        elif kind == 12:
+            lines.append(b'{"id": "\\udc80x", "text": "lone surrogate id"}')
+        elif kind == 13:
+            lines.append(json.dumps({"id": doc_id, "text": "\ud83d broken " + prose(i, 7)}).encode())
+        elif kind == 14:
+            lines.append(json.dumps({"id": doc_id, "text": "BOOM " + prose(i, 7)}).encode())
+        else:
+            lines.append(b"   ")  # blank: not a record
+    return lines
+
+
+def test_fuzzed_input_is_fully_accounted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_fineweb = quality.fineweb
+
+    def exploding_fineweb(text, *args):  # a bug on some records must not lose the run
+        if text.startswith("BOOM"):
+            raise ZeroDivisionError("boom")
+        return real_fineweb(text, *args)
+
+    monkeypatch.setattr(quality, "fineweb", exploding_fineweb)
+    path = tmp_path / "fuzz.jsonl"
+    lines = _fuzz_lines(7, 400)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    params = from_dict(Params, {"max_record_bytes": 20_000, "outliers": {"min_docs": 20}}, "clean")
+    out = tmp_path / "out"
+    report = run(str(path), out, params)
+
+    n_records = sum(1 for line in lines if line.strip())
+    assert report["input"] == n_records
+    assert _balanced(report)
+    kept = sum(len(_jsonl(p)) for p in (out / "documents").glob("*.jsonl"))
+    dropped = {filters.reason_of_path(p.relative_to(out / "dropped").as_posix()): len(_jsonl(p)) for p in (out / "dropped").rglob("*.jsonl")}
+    rejected = _jsonl(out / "rejected" / "rejected.jsonl")
+    assert (kept, dropped) == (report["kept"], report["dropped"])
+    assert kept + sum(dropped.values()) + len(rejected) == n_records
+    assert len({r["location"] for r in rejected}) == len(rejected)  # one row per bad line
+    reasons = set(report["rejected"])
+    assert {"invalid_utf8", "invalid_json", "not_an_object", "missing_id", "non_string_text"} <= reasons
+    assert {"too_large", "duplicate_id", "processing_error", "invalid_unicode"} <= reasons
+    assert "ZeroDivisionError" in next(r["error"] for r in rejected if r["reason"] == "processing_error")
+    assert report["dropped"].get("denoise:replacement_chars", 0) >= 1
+    assert report["kept"] > 50
+    for doc in (d for p in (out / "documents").glob("*.jsonl") for d in _jsonl(p)):
+        assert "<p>" not in doc["text"] and "&amp;" not in doc["text"] and "\u00c3" not in doc["text"]
+
+
+# --- curation end to end on a planted fixture -----------------------------------------------------
+
+GERMAN = (
+    "Der schnelle braune Fuchs springt über den faulen Hund. Die Stadt ist im Winter sehr kalt, und die "
+    "Menschen bleiben gern zu Hause. Sie lesen Bücher und trinken Tee mit ihren Freunden. Am Abend gehen "
+    "viele Leute in das Theater oder in ein kleines Restaurant. Die Kinder spielen im Park, bis es dunkel "
+    "wird. Im Sommer fahren die Familien an das Meer und schwimmen jeden Tag."
+)
+LEAK = "an utterly charming and wonderfully acted story that keeps its quiet nerve until the very last scene"
+
+
+def _edit(text: str, swaps: dict[int, str]) -> str:
+    words = text.split(" ")
+    for i, w in swaps.items():
+        words[i] = w
+    return " ".join(words)
+
+
+@pytest.fixture
+def planted(tmp_path: Path) -> tuple[Path, Path]:
+    docs: list[tuple[str, str]] = [(f"base{i:02d}", prose(1000 + i, 9)) for i in range(22)]
+    base = prose(42, 14)
+    docs += [
+        ("near-a", base),
+        ("near-b", _edit(base, {5: "lantern", 40: "orchard"})),
+        ("near-c", base + " " + prose(43, 1)),  # the longest: the cluster's representative
+        ("exact-1", prose(50, 9)),
+        ("exact-2", prose(50, 9)),
+        ("german", GERMAN),
+        ("lorem", prose(51, 8) + " Lorem ipsum dolor sit amet, consectetur adipiscing elit."),
+        ("pii", prose(52, 8) + " Write to jane.doe@example.org or call (202) 555-0143 today."),
+        ("leak", prose(53, 8) + f" Critics wrote that it is {LEAK}."),
+        ("train-text", prose(54, 8) + " Critics wrote that this is a plain and simple story about a family and its old dog."),
+        ("digits", prose(55, 9) + " Codes: " + " ".join(str(10**7 + 7919 * k) for k in range(26)) + "."),
+    ]
+    for i in range(5):  # a repeated line in five documents is boilerplate
+        docs[i] = (docs[i][0], "Subscribe to our newsletter\n\n" + docs[i][1])
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(_doc(i, t) + "\n" for i, t in docs) + "{not json\n", encoding="utf-8")
+    evals = [
+        {"id": "r1", "text": f"It is {LEAK}.", "label": "positive", "split": "test"},
+        {"id": "r2", "text": "A plain and simple story about a family and its old dog.", "label": "negative", "split": "train"},
+        {"id": "r3", "text": "Bland,  dull and far too long.", "label": "negative", "split": "valid"},
+        {"id": "r4", "text": "bland, dull and far too long.", "label": "positive", "split": "train"},
+    ]
+    eval_path = tmp_path / "task.jsonl"
+    eval_path.write_text("".join(json.dumps(r) + "\n" for r in evals), encoding="utf-8")
+    return corpus, eval_path
+
+
+def test_curation_end_to_end(planted: tuple[Path, Path], tmp_path: Path) -> None:
+    corpus, evals = planted
+    params = from_dict(Params, {"outliers": {"min_docs": 10}, "min_chars": 100}, "clean")
+    out = tmp_path / "out"
+    run(str(corpus), out, params, decontaminate=str(evals))
+    report = json.loads((out / "report.json").read_text())
+    assert _balanced(report)
+    assert (report["input"], report["rejected"]) == (34, {"invalid_json": 1})
+
+    def dropped(reason: str) -> dict[str, dict]:
+        return {d["id"]: d for d in _jsonl(out / "dropped" / filters.reason_path(reason))}
+
+    assert set(dropped("duplicate_near")) == {"near-a", "near-b"}
+    assert {d["duplicate_of"] for d in dropped("duplicate_near").values()} == {"near-c"}
+    assert dropped("duplicate_exact")["exact-2"]["duplicate_of"] == "exact-1"
+    assert set(dropped("language:de")) == {"german"}
+    assert set(dropped("c4:lorem_ipsum")) == {"lorem"}
+    assert set(dropped("contaminated")) == {"leak"}  # the train-split text is not evaluation data
+    assert set(dropped("outlier:digit_ratio")) == {"digits"}
+    assert report["kept"] == 34 - 1 - 7
+
+    kept = {d["id"]: d for p in (out / "documents").glob("*.jsonl") for d in _jsonl(p)}
+    assert "train-text" in kept and "base00" in kept
+    signals = kept["near-c"]["meta"]["clean"]
+    assert signals["dedup"] == {"cluster": "near-c", "cluster_size": 3}
+    assert kept["exact-1"]["meta"]["clean"]["dedup"] == {"cluster": "exact-1", "cluster_size": 2}
+    assert (signals["language"], signals["language_score"] > 0.9) == ("en", True)
+    assert {"words", "stop_words", "mean_word_length", "digit_ratio", "dup_5gram"} <= set(signals["quality"])
+    assert "<EMAIL>" in kept["pii"]["text"] and "<PHONE>" in kept["pii"]["text"]
+    assert "jane.doe" not in kept["pii"]["text"]
+    assert kept["pii"]["meta"]["clean"]["pii"] == {"card_number": 0, "email": 1, "ip_address": 0, "phone": 1}
+    assert not any("Subscribe to our newsletter" in d["text"] for d in kept.values())
+    assert kept["base00"]["meta"]["clean"]["denoise"] == {"boilerplate_lines": 1}
+
+    assert report["boilerplate"]["top"] == [{"line": "Subscribe to our newsletter", "removed": 5}]
+    assert report["pii"]["replaced"] == {"card_number": 0, "email": 1, "ip_address": 0, "phone": 1}
+    assert report["dedup"]["clusters"] == 2 and report["dedup"]["near_duplicates"] == 2
+    assert report["decontamination"] == {"eval_records": 4, "contaminated": 1}
+    (conflict,) = report["label_conflicts"]["examples"]
+    assert (conflict["labels"], conflict["ids"]) == (["negative", "positive"], ["r3", "r4"])
+    assert report["outliers"]["active"] and "digit_ratio" in report["outliers"]["features"]
+    assert report["counters"]["dropped.duplicate_near"] == 2
+    md = (out / "report.md").read_text()
+    for heading in ("## Dropped by reason", "## Outlier limits (applied)", "### dropped:duplicate_near", "## Samples"):
+        assert heading in md
+    assert "`near-a` duplicate_of=near-c" in md
+
+    run(str(corpus), tmp_path / "again", params, decontaminate=str(evals))
+    assert _digest(out) == _digest(tmp_path / "again")  # byte-identical rerun

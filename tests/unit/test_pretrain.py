@@ -128,7 +128,9 @@ def test_shape_pads_the_tokenizer_vocabulary():
     assert gpt_shape(_params(tensor_parallel_size=2), vocab_size=300).vocab_size == 384
 
 
-@pytest.mark.parametrize("profile", sorted((ROOT / "params" / "profiles").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "profile", sorted((ROOT / "params" / "profiles").glob("*.yaml")), ids=lambda p: p.stem
+)
 def test_hardware_profiles_load_with_the_strict_loader(profile):
     params = load_all(profile)["pretrain"]
     assert params.accelerator_count == params.procs_per_node > 0
@@ -162,10 +164,15 @@ def test_launcher_world_and_visible_gpus_must_match_the_layout():
     with pytest.raises(ParamsError, match="launcher started 4 processes"):
         launch.check_machine(_params(data_parallel_size=2), CPU, launcher_world=4)
     with pytest.raises(ParamsError, match="2 GPUs are visible"):
-        launch.check_machine(_params(data_parallel_size=4, global_batch_size=16), dataclasses.replace(GPU_TE, gpus=2))
+        launch.check_machine(
+            _params(data_parallel_size=4, global_batch_size=16), dataclasses.replace(GPU_TE, gpus=2)
+        )
     launch.check_machine(_params(data_parallel_size=2, num_nodes=2), CPU, launcher_world=2)
     assert launch.resolve_transformer_impl(_params(), CPU) == "local"
-    assert launch.resolve_transformer_impl(_params(), dataclasses.replace(GPU_TE, transformer_engine=False)) == "local"
+    assert (
+        launch.resolve_transformer_impl(_params(), dataclasses.replace(GPU_TE, transformer_engine=False))
+        == "local"
+    )
 
 
 def test_torchrun_command_names_the_port_and_one_process_per_rank():
@@ -201,9 +208,16 @@ def test_blend_config_per_split_files_or_a_ratio_split(tmp_path):
 
 def test_model_flops_match_the_megatron_paper_formula():
     # 72 B s l h^2 (1 + s/6h + V/12lh) per batch of B sequences when ffn = 4h (Narayanan et al. 2021).
-    shape = GPTShape(vocab_size=51200, seq_length=2048, num_layers=24, hidden_size=2048, num_attention_heads=16, ffn_hidden_size=8192)
-    s, l, h, v = 2048, 24, 2048, 51200
-    paper = 72 * s * l * h * h * (1 + s / (6 * h) + v / (12 * l * h)) / s
+    shape = GPTShape(
+        vocab_size=51200,
+        seq_length=2048,
+        num_layers=24,
+        hidden_size=2048,
+        num_attention_heads=16,
+        ffn_hidden_size=8192,
+    )
+    s, layers, h, v = 2048, 24, 2048, 51200
+    paper = 72 * s * layers * h * h * (1 + s / (6 * h) + v / (12 * layers * h)) / s
     assert accounting.model_flops_per_token(shape) == pytest.approx(paper)
     assert accounting.mfu(1000.0, 1e9, 1e12, 2) == pytest.approx(0.5)
     assert accounting.accelerator_hours(1800, 8) == 4.0
@@ -268,7 +282,13 @@ def _loss_rows(out: Path) -> list[dict[str, str]]:
 
 def test_training_lowers_the_loss_and_writes_the_outputs(trained):
     out, metrics = trained
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "loss.csv", "metrics.json", "model.json", "steps.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint",
+        "loss.csv",
+        "metrics.json",
+        "model.json",
+        "steps.csv",
+    ]
     rows = _loss_rows(out)
     assert [int(r["step"]) for r in rows] == [10, 20, 30]
     valid = [float(r["valid_loss"]) for r in rows]
@@ -284,10 +304,13 @@ def test_training_lowers_the_loss_and_writes_the_outputs(trained):
     shape = GPTShape.from_json(out / "model.json")
     assert metrics["parameters"] == shape.num_parameters()
     # Accounting: model FLOP/s = tokens/s x FLOPs/token; MFU against the params' peak.
-    assert metrics["model_flops_per_s"] == pytest.approx(metrics["tokens_per_s"] * accounting.model_flops_per_token(shape), rel=1e-4)
+    assert metrics["model_flops_per_s"] == pytest.approx(
+        metrics["tokens_per_s"] * accounting.model_flops_per_token(shape), rel=1e-4
+    )
     assert metrics["mfu"] == pytest.approx(metrics["model_flops_per_s"] / 3.0e11, rel=1e-3)
     assert metrics["accelerators"] == 1 and metrics["accelerator_hours"] > 0 and metrics["cost"] == 0
-    steps = list(csv.DictReader(open(out / "steps.csv", newline="")))
+    with open(out / "steps.csv", newline="") as f:
+        steps = list(csv.DictReader(f))
     assert [int(r["step"]) for r in steps] == list(range(1, 31))
     assert float(steps[0]["lr"]) == pytest.approx(1e-3) and float(steps[0]["grad_norm"]) > 0
 
@@ -297,7 +320,9 @@ def test_same_data_and_params_give_identical_losses(data, trained, tmp_path):
     again = run(str(data), str(tmp_path / "again"), _params())
     for name in ("loss.csv", "steps.csv", "model.json"):
         assert (tmp_path / "again" / name).read_bytes() == (out / name).read_bytes(), name
-    assert {k: v for k, v in again.items() if k not in TIMING} == {k: v for k, v in metrics.items() if k not in TIMING}
+    assert {k: v for k, v in again.items() if k not in TIMING} == {
+        k: v for k, v in metrics.items() if k not in TIMING
+    }
 
 
 def test_checkpoint_reproduces_the_recorded_validation_loss(data, trained):
@@ -325,7 +350,9 @@ def test_two_sources_are_blended_by_weight(data, tmp_path):
     tokenizer = load_tokenizer(data / "tokenizer.json")
     for split, n in (("train", 200), ("valid", 30)):
         docs = encode_documents(tokenizer, synthetic_documents(n, seed=99))
-        write_indexed_dataset(source_prefix(data, split, "extra"), docs, token_dtype(tokenizer.get_vocab_size()))
+        write_indexed_dataset(
+            source_prefix(data, split, "extra"), docs, token_dtype(tokenizer.get_vocab_size())
+        )
     sources = [{"name": "text", "weight": 3.0}, {"name": "extra", "weight": 1.0}]
     params = _params(data={"sources": sources})
     vocab_size, eod = tokenizer_info(data)
@@ -343,4 +370,173 @@ def test_params_file_with_every_pretrain_key_validates():
     params = from_dict(Params, section, "pretrain")
     assert params == Params()
     known = {f.name for f in dataclasses.fields(Params)}
-    assert set(section) == known and set(section["model"]) == {f.name for f in dataclasses.fields(params.model)}
+    assert set(section) == known and set(section["model"]) == {
+        f.name for f in dataclasses.fields(params.model)
+    }
+
+
+# ---------------------------------------------------------------- recomputation
+
+
+def test_activation_recomputation_changes_memory_not_numbers():
+    import torch
+
+    from components.common.gpt import megatron_runtime
+    from components.pretrain.training import Trainer
+
+    model = {**TINY["model"], "hidden_dropout": 0.1, "attention_dropout": 0.1}  # RNG replay matters
+    shape = gpt_shape(_params(model=model), vocab_size=300)
+    tokens = torch.randint(0, 300, (4, 33), generator=torch.Generator().manual_seed(0))
+    batch = {"tokens": tokens[:, :-1], "labels": tokens[:, 1:], "loss_mask": torch.ones(4, 32)}
+    results = {}
+    for recompute in ("none", "selective", "full"):
+        params = _params(model=model, recompute=recompute, micro_batch_size=4, global_batch_size=4)
+        with megatron_runtime(seed=3):
+            trainer = Trainer(shape, params, "local")
+            results[recompute] = [trainer.train_step(step, [batch])[:2] for step in (1, 2, 3)]
+    assert results["selective"] == results["none"] == results["full"]
+
+
+# ---------------------------------------------------------------- multi-node: PyTorchJob
+
+from components.pretrain import pytorchjob  # noqa: E402
+
+MULTI = {
+    "data_parallel_size": 4,
+    "num_nodes": 2,
+    "global_batch_size": 16,
+    "accelerator_type": "nvidia.com/gpu",
+}
+
+
+def _manifest(**overrides) -> dict:
+    params = _params(**{**MULTI, "accelerator_count": 2, **overrides})
+    return pytorchjob.pytorchjob_manifest(
+        params,
+        name="pretrain-abc",
+        namespace="team",
+        image="registry/llm:1",
+        data="/mnt/ckpt/jobs/x/data",
+        output="/mnt/ckpt/jobs/x/output",
+        checkpoint_dir="/mnt/ckpt/pretrain",
+        params_file="/mnt/ckpt/jobs/x/params.yaml",
+        pvc_name="llm-checkpoints",
+        pvc_mount="/mnt/ckpt",
+    )
+
+
+def test_pytorchjob_manifest_runs_the_stage_with_torchrun_on_every_node():
+    job = _manifest()
+    assert (job["apiVersion"], job["kind"], job["metadata"]["namespace"]) == (
+        "kubeflow.org/v1",
+        "PyTorchJob",
+        "team",
+    )
+    assert job["spec"]["nprocPerNode"] == "2"
+    specs = job["spec"]["pytorchReplicaSpecs"]
+    assert (specs["Master"]["replicas"], specs["Worker"]["replicas"]) == (1, 1)
+    pod = specs["Worker"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["name"] == "pytorch" and container["image"] == "registry/llm:1"
+    assert container["ports"] == [{"name": "pytorchjob-port", "containerPort": 23456}]
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+    command = container["command"]
+    assert command[:3] == ["python", "-m", "torch.distributed.run"]
+    assert {"--nnodes=2", "--nproc-per-node=2", "--node-rank=$(RANK)", "--master-addr=$(MASTER_ADDR)"} <= set(
+        command
+    )
+    tail = command[command.index("components.pretrain") :]
+    assert tail == [
+        "components.pretrain",
+        "--data",
+        "/mnt/ckpt/jobs/x/data",
+        "--output",
+        "/mnt/ckpt/jobs/x/output",
+        "--checkpoint-dir",
+        "/mnt/ckpt/pretrain",
+        "--params",
+        "/mnt/ckpt/jobs/x/params.yaml",
+    ]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["checkpoints"]["persistentVolumeClaim"] == {"claimName": "llm-checkpoints"}
+    assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
+    assert {"name": "checkpoints", "mountPath": "/mnt/ckpt"} in container["volumeMounts"]
+
+
+def test_single_node_job_has_no_workers_and_cpu_jobs_request_no_accelerator():
+    job = _manifest(
+        num_nodes=1, data_parallel_size=2, global_batch_size=8, accelerator_count=0, accelerator_type=""
+    )
+    assert list(job["spec"]["pytorchReplicaSpecs"]) == ["Master"]
+    assert (
+        "resources" not in job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]
+    )
+
+
+def test_job_phase_reads_the_operator_conditions():
+    assert pytorchjob.job_phase({}) == "Running"
+    running = {
+        "status": {
+            "conditions": [{"type": "Created", "status": "True"}, {"type": "Running", "status": "True"}]
+        }
+    }
+    assert pytorchjob.job_phase(running) == "Running"
+    ok = {
+        "status": {
+            "conditions": [{"type": "Running", "status": "False"}, {"type": "Succeeded", "status": "True"}]
+        }
+    }
+    assert pytorchjob.job_phase(ok) == "Succeeded"
+    assert (
+        pytorchjob.job_phase({"status": {"conditions": [{"type": "Failed", "status": "True"}]}}) == "Failed"
+    )
+
+
+class _FakeApi:
+    """Stands in for the API server: 'runs' the job by writing its output on the shared volume."""
+
+    def __init__(self, outcome: str) -> None:
+        self.outcome, self.created, self.polls = outcome, [], 0
+
+    def create(self, manifest: dict) -> None:
+        self.created.append(manifest)
+        command = manifest["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0][
+            "command"
+        ]
+        output = Path(command[command.index("--output") + 1])
+        params_file = Path(command[command.index("--params") + 1])
+        assert load_all(params_file)["pretrain"].num_nodes == 2  # the CLI will accept the file
+        assert (Path(command[command.index("--data") + 1]) / "tokenizer.json").exists()
+        output.mkdir(parents=True)
+        (output / "metrics.json").write_text(json.dumps({"valid_loss": 3.5}))
+        (output / "model.json").write_text("{}")
+
+    def get(self, namespace: str, name: str) -> dict:
+        self.polls += 1
+        if self.polls < 3:
+            return {"status": {"conditions": [{"type": "Running", "status": "True"}]}}
+        return {
+            "status": {
+                "conditions": [{"type": self.outcome, "status": "True", "reason": "R", "message": "m"}]
+            }
+        }
+
+
+def test_launcher_creates_the_job_waits_and_copies_the_output(tmp_path):
+    data = tmp_path / "tokenized"
+    data.mkdir()
+    (data / "tokenizer.json").write_text("{}")
+    api = _FakeApi("Succeeded")
+    params = _params(**MULTI, accelerator_count=2)
+    kwargs = {"image": "img", "pvc_name": "pvc", "pvc_mount": str(tmp_path / "pvc"), "namespace": "team"}
+    metrics = pytorchjob.run_pytorchjob(
+        str(data), str(tmp_path / "out"), params, **kwargs, api=api, sleep=lambda s: None
+    )
+    assert metrics == {"valid_loss": 3.5} and api.polls == 3 and len(api.created) == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["metrics.json", "model.json"]
+    failing = _FakeApi("Failed")
+    with pytest.raises(RuntimeError, match="failed"):
+        pytorchjob.run_pytorchjob(
+            str(data), str(tmp_path / "out2"), params, **kwargs, api=failing, sleep=lambda s: None
+        )
+    assert not (tmp_path / "out2").exists()

@@ -3,7 +3,8 @@
 - TP=2 and DP=2 give the single-process loss at every step within ``TOLERANCE`` (they differ only
   in the order of floating-point sums: the all-reduce of row-parallel outputs and of gradients);
 - PP=2 (1F1B, tied embeddings across the two stages) trains: its loss falls;
-- the weights saved at TP=2 load at TP=1 and reproduce the recorded validation loss;
+- the weights saved at TP=2 load at TP=1 and reproduce the recorded validation loss; a
+  resumable checkpoint written by one process resumes at TP=2 (model and optimizer resharded);
 - a run SIGKILLed mid-training resumes from its latest checkpoint and then matches the
   uninterrupted run bit for bit (losses at every step, data order, dropout, final weights);
 - invalid layouts are refused before anything is launched.
@@ -36,7 +37,13 @@ ROOT = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-4
 
 TINY = {
-    "model": {"num_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "ffn_hidden_size": 128, "seq_length": 32},
+    "model": {
+        "num_layers": 2,
+        "hidden_size": 64,
+        "num_attention_heads": 4,
+        "ffn_hidden_size": 128,
+        "seq_length": 32,
+    },
     # 32 * tp(2) = 64 divides the padded 320 rows, so TP=1 and TP=2 build the same 320-row model.
     "make_vocab_size_divisible_by": 32,
     "micro_batch_size": 2,
@@ -49,7 +56,7 @@ TINY = {
     "eval_iters": 2,
     "seed": 11,
     "cpu_threads": 1,
-    "checkpoint_interval": 0,
+    "checkpoint_interval": 4,
 }
 
 
@@ -73,7 +80,9 @@ def single(data, tmp_path_factory) -> tuple[Path, dict]:
     return out, run(str(data), str(out), _params())
 
 
-@pytest.mark.parametrize("layout", [{"tensor_parallel_size": 2}, {"data_parallel_size": 2}], ids=["tp2", "dp2"])
+@pytest.mark.parametrize(
+    "layout", [{"tensor_parallel_size": 2}, {"data_parallel_size": 2}], ids=["tp2", "dp2"]
+)
 def test_two_processes_match_one_process(data, single, tmp_path, layout):
     out, metrics = tmp_path / "out", None
     metrics = run(str(data), str(out), _params(**layout))
@@ -95,6 +104,25 @@ def test_two_processes_match_one_process(data, single, tmp_path, layout):
             _train, valid = build_datasets(data, params, vocab_size, eod, cache)
             loss = evaluate(model, list(micro_batches(valid, 0, params.eval_iters, params.micro_batch_size)))
         assert loss == pytest.approx(metrics["valid_loss"], abs=TOLERANCE)
+
+
+def test_a_single_process_checkpoint_resumes_at_tensor_parallel_2(data, single, tmp_path):
+    import shutil
+
+    base_out, base = single
+    (run_dir,) = [p.parent for p in Path(f"{base_out}.checkpoints").glob("*/latest")]
+    # As if the single process had been killed right after its step-4 checkpoint.
+    copy = tmp_path / "ckpt" / run_dir.name
+    shutil.copytree(run_dir, copy)
+    shutil.rmtree(copy / "step_00000008")
+    (copy / "latest").write_text("step_00000004\n")
+    out = tmp_path / "out"
+    metrics = run(str(data), str(out), _params(tensor_parallel_size=2), checkpoint_dir=str(tmp_path / "ckpt"))
+    assert metrics["resumed_from_step"] == 4 and metrics["accelerators"] == 2
+    expected, got = _step_losses(base_out), _step_losses(out)
+    assert got[:4] == expected[:4]  # the history of the first run
+    assert max(abs(a - b) for a, b in zip(got[4:], expected[4:], strict=True)) <= TOLERANCE
+    assert metrics["valid_loss"] == pytest.approx(base["valid_loss"], abs=TOLERANCE)
 
 
 def test_pipeline_parallel_trains(data, tmp_path):
@@ -177,7 +205,15 @@ def test_killed_run_resumes_and_matches_the_uninterrupted_run(data, tmp_path):
     assert _final_state(ckpt).evals == _final_state(tmp_path / "full-ckpt").evals
     for name in ("loss.csv", "steps.csv", "model.json"):
         assert (out / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name
-    timing = {"tokens_per_s", "seconds", "train_seconds", "model_flops_per_s", "mfu", "accelerator_hours", "cost"}
+    timing = {
+        "tokens_per_s",
+        "seconds",
+        "train_seconds",
+        "model_flops_per_s",
+        "mfu",
+        "accelerator_hours",
+        "cost",
+    }
     assert {k: v for k, v in resumed.items() if k not in timing | {"resumed_from_step"}} == {
         k: v for k, v in full.items() if k not in timing | {"resumed_from_step"}
     }
@@ -185,7 +221,9 @@ def test_killed_run_resumes_and_matches_the_uninterrupted_run(data, tmp_path):
     # Another rerun finds the final checkpoint and trains no further step.
     again = run(str(data), str(tmp_path / "again"), params, checkpoint_dir=str(ckpt))
     assert again["resumed_from_step"] == RESUME["train_steps"]
-    assert json.loads((tmp_path / "again" / "model.json").read_text()) == json.loads((out / "model.json").read_text())
+    assert json.loads((tmp_path / "again" / "model.json").read_text()) == json.loads(
+        (out / "model.json").read_text()
+    )
 
 
 def _assert_same_weights(a: Path, b: Path) -> None:
