@@ -79,16 +79,24 @@ def synthetic_documents(n: int, pool: Sequence[str], seed: int = 0) -> Iterable[
         yield {"id": f"syn:{i:07d}", "text": "\n\n".join([title, *paragraphs]), "source": "synthetic"}
 
 
-def params_file(path: Path, clean: dict) -> Path:
-    """A params.yaml with every stage section (defaults) and the given clean overrides."""
-    import yaml
+def clean_command(input_path: Path, output: Path, clean: dict, decontaminate: Path | None = None) -> list[str]:
+    """The command that runs the clean stage (``components.clean.core.run``, what the CLI calls) in
+    a fresh process, with the ``clean`` params section given as a dict (the other stages' sections
+    play no part)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "run-clean", str(input_path), str(output), json.dumps(clean)]
+    return cmd + ([str(decontaminate)] if decontaminate else [])
 
-    from components.common.params import STAGES
 
-    data = {stage: {} for stage in STAGES}
-    data["clean"] = clean
-    path.write_text(yaml.safe_dump(data))
-    return path
+def _run_clean(argv: list[str]) -> None:
+    import logging
+
+    from components.clean.core import run
+    from components.clean.params import Params
+    from components.common.params import from_dict
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    input_path, output, clean = argv[0], argv[1], json.loads(argv[2])
+    run(input_path, output, from_dict(Params, clean, "clean"), decontaminate=argv[3] if len(argv) > 3 else None)
 
 
 def run_measured(cmd: Sequence[str], env: dict | None = None, cwd: Path = ROOT) -> tuple[float, int, str]:
@@ -140,30 +148,70 @@ def run_measured(cmd: Sequence[str], env: dict | None = None, cwd: Path = ROOT) 
 # --- the datatrove peer ---------------------------------------------------------------------------
 
 DATATROVE_VENV = ROOT / ".cache" / "bench-venvs" / "datatrove"
-# Pinned so the peer is the same on every machine (datatrove 0.10.1 with the versions checked here;
-# xxhash 4 breaks its MinHash). Installed with pip into its own venv, never into .venv.
+# The whole resolved set, pinned, so the peer is the same on every machine (datatrove 0.10.1 with
+# spaCy for English words; xxhash 4 breaks its MinHash). Installed with pip into its own venv, never
+# into .venv.
 DATATROVE_PINS = (
-    "datatrove==0.10.1",
-    "orjson==3.13.0",
-    "spacy==3.8.18",
-    "regex==2026.11.19",
-    "tokenizers==0.23.3",
-    "xxhash==3.8.2",
-    "numpy==2.4.6",
-    "fsspec==2026.9.0",
-    "huggingface_hub==2.4.0",
-    "loguru==0.7.3",
-    "multiprocess==0.70.19",
-    "dill==0.4.1",
-    "humanize==4.17.0",
-    "tqdm==4.70.1",
-    "pydantic==2.14.4",
-    "thinc==8.3.14",
+    "annotated-doc==0.0.7",
+    "annotated-types==0.8.0",
+    "anyio==4.16.0",
     "blis==1.3.4",
-    "srsly==2.5.6",
+    "catalogue==2.0.10",
+    "certifi==2026.10.19.post1",
+    "charset-normalizer==3.5.3",
+    "click==8.5.1",
+    "cloudpathlib==0.26.0",
+    "confection==1.3.4",
     "cymem==2.0.16",
-    "preshed==3.0.15",
+    "datatrove==0.10.1",
+    "dill==0.4.1",
+    "filelock==4.3.1",
+    "fsspec==2026.9.0",
+    "h11==0.16.0",
+    "hf-xet==1.8.0",
+    "httpcore==1.0.9",
+    "httpcore2==2.16.2",
+    "httpx==0.28.1",
+    "httpx2==2.16.2",
+    "huggingface_hub==2.4.0",
+    "humanize==4.17.0",
+    "idna==3.20",
+    "Jinja2==3.1.6",
+    "loguru==0.7.3",
+    "markdown-it-py==4.3.0",
+    "MarkupSafe==3.0.4",
+    "mdurl==0.1.2",
+    "multiprocess==0.70.19",
     "murmurhash==1.0.16",
+    "numpy==2.4.6",
+    "orjson==3.13.0",
+    "packaging==26.4",
+    "preshed==3.0.15",
+    "pydantic==2.14.4",
+    "pydantic_core==2.50.5",
+    "Pygments==2.21.0",
+    "PyYAML==6.0.4",
+    "regex==2026.11.19",
+    "requests==2.34.2",
+    "rich==15.0.0",
+    "shellingham==1.5.4",
+    "smart_open==9.0.2",
+    "spacy==3.8.18",
+    "spacy-legacy==3.0.12",
+    "spacy-loggers==1.0.5",
+    "srsly==2.5.6",
+    "thinc==8.3.14",
+    "tokenizers==0.23.3",
+    "tqdm==4.70.1",
+    "truststore==0.10.5",
+    "typer==0.29.2",
+    "typing-inspection==0.4.5",
+    "typing_extensions==4.16.0",
+    "urllib3==2.8.0",
+    "wasabi==1.1.3",
+    "weasel==1.0.1",
+    "wrapt==2.5.2",
+    "xxhash==3.8.2",
 )
 
 
@@ -181,3 +229,7 @@ def datatrove_python() -> Path:
     )
     stamp.write_text(" ".join(DATATROVE_PINS) + "\n")
     return py
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["run-clean"]:
+    _run_clean(sys.argv[2:])

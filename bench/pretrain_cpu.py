@@ -87,7 +87,7 @@ def peer_step_fn():
     return model, step
 
 
-def ours_step_fn():
+def ours_step_fn(unfused: bool = False):
     from components.common.gpt import GPTShape
     from components.common.params import from_dict
     from components.pretrain.params import Params
@@ -117,6 +117,11 @@ def ours_step_fn():
         ffn_hidden_size=FFN,
     )
     trainer = Trainer(shape, params, "local")
+    if unfused:  # megatron's own DotProductAttention: the untuned step, for comparison
+        from megatron.core.transformer.dot_product_attention import DotProductAttention
+
+        for layer in trainer.gpt.decoder.layers:
+            layer.self_attention.core_attention.__class__ = DotProductAttention
     counter = iter(range(1, 10**9))
     return trainer.gpt, lambda batch: trainer.train_step(next(counter), [batch])[0]
 
@@ -126,6 +131,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=4, help="timed steps per side and round")
+    parser.add_argument(
+        "--with-unfused", action="store_true", help="also time our step with megatron's unfused attention"
+    )
     args = parser.parse_args()
 
     from components.common.gpt import megatron_runtime
@@ -138,14 +146,17 @@ def main() -> None:
         torch.manual_seed(0)
         peer_model, peer = peer_step_fn()
         ours_model, ours = ours_step_fn()
+        sides = {"ours": ours, "peer": peer}
+        if args.with_unfused:
+            sides["ours_unfused"] = ours_step_fn(unfused=True)[1]
         n_peer = sum(p.numel() for p in peer_model.parameters())
         n_ours = sum(p.numel() for p in ours_model.parameters())
         assert n_peer == n_ours, (n_peer, n_ours)
-        first = {"ours": ours(batch), "peer": peer(batch)}  # warm-up (allocations, lazy init)
+        first = {name: step(batch) for name, step in sides.items()}  # warm-up (allocations, lazy init)
         assert all(abs(v - math.log(VOCAB)) < 0.5 for v in first.values()), first
-        rates: dict[str, list[float]] = {"ours": [], "peer": []}
+        rates: dict[str, list[float]] = {name: [] for name in sides}
         for _ in range(args.rounds):
-            for name, step in (("ours", ours), ("peer", peer)):
+            for name, step in sides.items():
                 t0 = time.perf_counter()
                 for _ in range(args.steps):
                     step(batch)
@@ -161,6 +172,11 @@ def main() -> None:
     print(
         f"  peer (plain PyTorch):      {peer_rate:8.0f} tokens/s   rounds {[round(r) for r in rates['peer']]}"
     )
+    if args.with_unfused:
+        unfused = statistics.median(rates["ours_unfused"])
+        print(
+            f"  ours, megatron unfused attention: {unfused:8.0f} tokens/s   ratio {unfused / peer_rate:.2f}"
+        )
     print(f"  ratio ours/peer: {ours_rate / peer_rate:.2f} (goal >= 0.90)")
 
 

@@ -35,7 +35,9 @@ def compile_pipeline(params_path: str | Path, output: str | Path) -> Path:
     from pipelines.llm_pipeline import build_pipeline
 
     pipeline = build_pipeline(load_all(params_path), load_cluster())
-    compiler.Compiler().compile(pipeline, package_path=str(output), pipeline_parameters=pipeline_arguments(params_path))
+    compiler.Compiler().compile(
+        pipeline, package_path=str(output), pipeline_parameters=pipeline_arguments(params_path)
+    )
     return Path(output)
 
 

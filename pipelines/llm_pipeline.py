@@ -8,7 +8,6 @@ secret, PVC, shared memory, retries) come from pipelines/cluster.yaml; accelerat
 ``pretrain`` and ``finetune`` sections.
 """
 
-
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +38,9 @@ def _data_lake_step(task: dsl.PipelineTask, cluster: Cluster) -> None:
         secret_key_to_env={k: k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")},
         optional=True,
     )
-    task.set_retry(num_retries=cluster.io_retries, backoff_duration=cluster.io_retry_backoff, backoff_factor=2.0)
+    task.set_retry(
+        num_retries=cluster.io_retries, backoff_duration=cluster.io_retry_backoff, backoff_factor=2.0
+    )
 
 
 def _training_step(task: dsl.PipelineTask, stage_params: Any, cluster: Cluster) -> None:
@@ -101,7 +102,14 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
         # Every step is deterministic for its inputs and params (DESIGN rule 8): cache them all, so a
         # rerun with one changed parameter reruns only the steps downstream of it.
         for task in (
-            ingest_task, clean_task, tokenize_task, pretrain_task, finetune_task, evaluate_task, deploy_task, monitor_task
+            ingest_task,
+            clean_task,
+            tokenize_task,
+            pretrain_task,
+            finetune_task,
+            evaluate_task,
+            deploy_task,
+            monitor_task,
         ):
             task.set_caching_options(True)
 

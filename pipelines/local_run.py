@@ -20,7 +20,9 @@ RAW_NEWS = "data/raw/news_articles.csv"
 RAW_REVIEWS = "data/raw/rotten_tomatoes.csv.bz2"
 
 
-def run_local(params_path: str | Path, root: str | Path, news: str = RAW_NEWS, reviews: str = RAW_REVIEWS) -> Path:
+def run_local(
+    params_path: str | Path, root: str | Path, news: str = RAW_NEWS, reviews: str = RAW_REVIEWS
+) -> Path:
     """Run the pipeline; return the run folder (ROOT/<pipeline>-<timestamp>)."""
     from components.common.params import load_all
     from pipelines.cluster import load_cluster
@@ -30,14 +32,18 @@ def run_local(params_path: str | Path, root: str | Path, news: str = RAW_NEWS, r
     root.mkdir(parents=True, exist_ok=True)
     before = set(root.iterdir())
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    args = pipeline_arguments(params_path, news_uri=str(Path(news).resolve()), reviews_uri=str(Path(reviews).resolve()))
+    args = pipeline_arguments(
+        params_path, news_uri=str(Path(news).resolve()), reviews_uri=str(Path(reviews).resolve())
+    )
     build_pipeline(load_all(params_path), load_cluster())(**args)
     (run_dir,) = set(root.iterdir()) - before
     return run_dir
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.local_run", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.local_run", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--root", default="outputs/kfp-local")
     args = parser.parse_args(argv)

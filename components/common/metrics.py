@@ -40,9 +40,7 @@ def flatten(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
             flat.update(flatten(value, f"{name}."))
-        elif isinstance(value, bool):
-            flat[name] = float(value)
-        elif isinstance(value, int | float) and value is not None:
+        elif isinstance(value, bool) or isinstance(value, int | float) and value is not None:
             flat[name] = float(value)
     return flat
 

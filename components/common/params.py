@@ -27,7 +27,9 @@ STAGES: tuple[str, ...] = (
     "tokenize",
     "pretrain",
     "finetune",
+    "compress",
     "evaluate",
+    "select",
     "deploy",
     "monitor",
 )
@@ -117,9 +119,7 @@ def from_dict(cls: type[T], data: Any, section: str, struct_numbers: bool = Fals
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ParamsError(
-            f"{section}.{unknown[0]}: unknown key (known keys: {', '.join(sorted(fields))})"
-        )
+        raise ParamsError(f"{section}.{unknown[0]}: unknown key (known keys: {', '.join(sorted(fields))})")
     kwargs = {}
     for name, field in fields.items():
         key = f"{section}.{name}"

@@ -22,7 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", help="ingest's output folder (its dataset.json is recorded)")
     parser.add_argument("--output", required=True, help="release bundle folder")
     return run_stage(
-        "deploy", parser, argv, lambda a, p: run(a.model, a.output, p, reference=a.reference, dataset=a.dataset)
+        "deploy",
+        parser,
+        argv,
+        lambda a, p: run(a.model, a.output, p, reference=a.reference, dataset=a.dataset),
     )
 
 

@@ -21,6 +21,8 @@ def deploy(
     from components.deploy.core import run
 
     reference = os.path.join(evaluation.path, "predictions.jsonl")
-    result = run(finetuned.path, release.path, stage_params("deploy", params), reference=reference, dataset=data.path)
+    result = run(
+        finetuned.path, release.path, stage_params("deploy", params), reference=reference, dataset=data.path
+    )
     release.metadata["dataset_version"] = data.metadata.get("dataset_version", "")
     log_metrics(metrics, result)

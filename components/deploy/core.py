@@ -93,7 +93,11 @@ def run(
         write_json(tmp / "release.json", release)
         metrics = write_metrics(
             tmp,
-            {"smoke_examples": smoke["examples"], "smoke_agreement": smoke["agreement"], "load_seconds": load_s},
+            {
+                "smoke_examples": smoke["examples"],
+                "smoke_agreement": smoke["agreement"],
+                "load_seconds": load_s,
+            },
         )
     log.info("deploy: released model %s to %s", version, output)
     return metrics

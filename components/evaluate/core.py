@@ -9,7 +9,14 @@ Contract: ``run(pretrained, tokenizer, finetuned, task, output, params)`` writes
   the task's test split;
 - ``confusion.csv``: ``actual,predicted`` one row per test example (DVC's confusion template);
 - ``predictions.jsonl``: ``{id, text, label, prediction, score}`` per test example, score being
-  the probability of the predicted label (the reference data of the monitor stage).
+  the probability of the predicted label (the reference data of the monitor stage);
+- ``models.json`` / ``table.md``: one row per model: the fine-tuned classifier (``finetuned``),
+  every variant folder under ``candidates`` (the compress stage's output, by folder name) and the
+  TF-IDF + logistic regression ``baseline`` (trained on the train split in this run; not a
+  deployable model folder): accuracy, macro-F1, per-class precision / recall, ECE, latency
+  p50 / p95 of single-review requests (ms), batch throughput (reviews/s), size on disk (bytes) and
+  parameter count. Latency and throughput are wall-clock measurements (noisy on a shared machine),
+  so they are kept out of ``metrics.json``, which stays deterministic.
 
 Perplexity is measured the way megatron evaluates: the test documents (eod-terminated) are
 concatenated in order and cut into non-overlapping windows of ``window`` tokens, each predicting
@@ -19,6 +26,7 @@ its next ``window`` tokens; the first ``max_tokens`` tokens are scored.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -26,10 +34,18 @@ from typing import Any
 
 import numpy as np
 
-from components.common.io import atomic_output_dir, write_jsonl
+from components.common.io import atomic_output_dir, write_json, write_jsonl
 from components.common.metrics import write_csv, write_metrics
 from components.common.progress import Progress
-from components.evaluate.metrics import accuracy, confusion_counts, macro_f1, per_class, perplexity
+from components.evaluate.metrics import (
+    accuracy,
+    confusion_counts,
+    expected_calibration_error,
+    macro_f1,
+    per_class,
+    percentile,
+    perplexity,
+)
 from components.evaluate.params import Params
 
 log = logging.getLogger(__name__)
@@ -107,8 +123,154 @@ def classification_metrics(
     }
 
 
+FINETUNED = "finetuned"  # the row name of the fine-tuned float model
+BASELINE = "baseline"  # the row name of the TF-IDF + logistic regression baseline
+TABLE_COLUMNS = (
+    ("model", "model", "{}"),
+    ("accuracy", "accuracy", "{:.4f}"),
+    ("macro_f1", "macro-F1", "{:.4f}"),
+    ("ece", "ECE", "{:.4f}"),
+    ("latency_p50_ms", "p50 ms", "{:.1f}"),
+    ("latency_p95_ms", "p95 ms", "{:.1f}"),
+    ("throughput_per_s", "reviews/s", "{:.0f}"),
+    ("size_mb", "size MB", "{:.2f}"),
+    ("parameters", "parameters", "{:,}"),
+)
+
+
+def score_row(
+    actual: list[str], predicted: list[str], confidences: list[float], labels: list[str], bins: int
+) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision / recall / F1 and ECE of one model's predictions."""
+    return {
+        "accuracy": accuracy(actual, predicted),
+        "macro_f1": macro_f1(actual, predicted, labels),
+        "per_class": per_class(actual, predicted, labels),
+        "ece": expected_calibration_error(
+            confidences, [a == p for a, p in zip(actual, predicted, strict=True)], bins
+        ),
+    }
+
+
+def timing(predictors: dict[str, Any], texts: list[str], params: Params) -> dict[str, dict[str, float]]:
+    """Wall-clock speed of each ``predict(texts)`` in ``predictors`` (name -> callable):
+    latency p50 / p95 (ms) over ``latency_requests`` single-review calls and throughput
+    (reviews/s) of ``throughput_examples`` reviews in one call (the best of 3 tries).
+
+    The models are timed *interleaved* (request i goes to every model in turn, the order rotating
+    with i), so load from other processes on a shared machine hits all of them alike and the
+    comparison stays fair even when the absolute numbers are noisy. Five warm-up calls each first.
+    """
+    names = list(predictors)
+    for name in names:
+        for text in texts[:5]:
+            predictors[name]([text])
+    latencies: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(params.latency_requests):
+        text = texts[i % len(texts)]
+        for k in range(len(names)):
+            name = names[(i + k) % len(names)]
+            start = time.perf_counter()
+            predictors[name]([text])
+            latencies[name].append((time.perf_counter() - start) * 1000.0)
+    batch = [texts[i % len(texts)] for i in range(params.throughput_examples)]
+    best: dict[str, float] = {name: float("inf") for name in names}
+    for _ in range(3):
+        for name in names:
+            start = time.perf_counter()
+            predictors[name](batch)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {
+        name: {
+            "latency_p50_ms": percentile(latencies[name], 50),
+            "latency_p95_ms": percentile(latencies[name], 95),
+            "throughput_per_s": len(batch) / best[name] if best[name] > 0 else 0.0,
+        }
+        for name in names
+    }
+
+
+def folder_size(directory: str | Path) -> int:
+    """Bytes of the model files in a model folder (classifier.json, weights, tokenizer)."""
+    from components.finetune.model import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE
+
+    return sum(
+        (Path(directory) / f).stat().st_size
+        for f in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE)
+        if (Path(directory) / f).exists()
+    )
+
+
+def stored_parameters(directory: str | Path) -> int:
+    """Parameters of a model folder: the elements of the tensors in its model.safetensors (int8
+    matrices count once; their per-row scales do not count)."""
+    from safetensors import safe_open
+
+    from components.finetune.model import INT8_SCALE_SUFFIX, WEIGHTS_FILE
+
+    total = 0
+    with safe_open(str(Path(directory) / WEIGHTS_FILE), framework="pt") as f:
+        for key in f.keys():  # noqa: SIM118 (safe_open is not iterable)
+            if not key.endswith(INT8_SCALE_SUFFIX):
+                total += math.prod(f.get_slice(key).get_shape())
+    return total
+
+
+def candidate_folders(candidates: str | None) -> list[tuple[str, Path]]:
+    """(name, folder) of each model folder (one holding classifier.json) directly under
+    ``candidates``, sorted by name; none when ``candidates`` is None."""
+    if not candidates:
+        return []
+    return sorted((p.name, p) for p in Path(candidates).iterdir() if (p / "classifier.json").is_file())
+
+
+def train_baseline(texts: list[str], labels: list[str], params: Params) -> Any:
+    """TF-IDF (word 1..ngram_max-grams, sublinear tf) + L2 logistic regression (liblinear),
+    deterministic for given data."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    model = make_pipeline(
+        TfidfVectorizer(
+            ngram_range=(1, params.baseline_ngram_max), min_df=params.baseline_min_df, sublinear_tf=True
+        ),
+        LogisticRegression(C=params.baseline_c, solver="liblinear", max_iter=1000),
+    )
+    return model.fit(texts, labels)
+
+
+def baseline_predictor(model: Any) -> Any:
+    """``predict(texts) -> (labels, scores)`` of a fitted scikit-learn pipeline (as TextClassifier)."""
+    classes = [str(c) for c in model.classes_]
+
+    def predict(texts: list[str]) -> tuple[list[str], list[float]]:
+        proba = model.predict_proba(texts)
+        index = proba.argmax(axis=1)
+        return [classes[i] for i in index], [float(proba[r, i]) for r, i in enumerate(index)]
+
+    return predict
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """One Markdown row per model with the ``TABLE_COLUMNS`` (missing values as '-')."""
+    lines = ["| " + " | ".join(title for _, title, _ in TABLE_COLUMNS) + " |"]
+    lines.append("|" + "|".join("---" for _ in TABLE_COLUMNS) + "|")
+    for row in rows:
+        row = {**row, "size_mb": row.get("size_bytes", 0) / 1e6}
+        cells = [fmt.format(row[key]) if row.get(key) is not None else "-" for key, _, fmt in TABLE_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def run(
-    pretrained: str, tokenizer: str, finetuned: str, task: str, output: str, params: Params
+    pretrained: str,
+    tokenizer: str,
+    finetuned: str,
+    task: str,
+    output: str,
+    params: Params,
+    candidates: str | None = None,
 ) -> dict[str, Any]:
     """Score the pretrained GPT (perplexity) and the classifier (task split); see the module doc."""
     import torch
@@ -143,13 +305,67 @@ def run(
         if unknown:
             raise ValueError(f"evaluate: {task} has labels {unknown} the classifier does not know ({labels})")
         texts = [r["text"] for r in examples]
+        actual = [r["label"] for r in examples]
         predicted, scores = classifier.predict(texts, params.eval_batch_size)
+        rows = []
+        predictors: dict[str, Any] = {}
 
-    actual = [r["label"] for r in examples]
+        def classifier_row(
+            name: str, folder: str | Path, model: Any, pred: list[str], conf: list[float]
+        ) -> dict:
+            predictors[name] = lambda batch: model.predict(batch, params.eval_batch_size)
+            return {
+                "model": name,
+                "kind": "classifier",
+                "variant": model.config.variant or "float",
+                **score_row(actual, pred, conf, labels, params.calibration_bins),
+                "size_bytes": folder_size(folder),
+                "parameters": stored_parameters(folder),
+            }
+
+        rows.append(classifier_row(FINETUNED, finetuned, classifier, predicted, scores))
+        for name, folder in candidate_folders(candidates):
+            variant = load_classifier(folder)
+            if variant.labels != labels:
+                raise ValueError(
+                    f"evaluate: {folder} has labels {variant.labels}, the fine-tuned model {labels}"
+                )
+            pred, conf = variant.predict(texts, params.eval_batch_size)
+            rows.append(classifier_row(name, folder, variant, pred, conf))
+
+        if params.baseline:
+            import pickle
+
+            train = [r for r in records if r["split"] == "train"]
+            baseline = train_baseline([r["text"] for r in train], [r["label"] for r in train], params)
+            predictors[BASELINE] = baseline_predictor(baseline)
+            pred, conf = predictors[BASELINE](texts)
+            rows.append(
+                {
+                    "model": BASELINE,
+                    "kind": "baseline",
+                    "variant": "tfidf-logreg",
+                    **score_row(actual, pred, conf, labels, params.calibration_bins),
+                    # What a pickle of the fitted pipeline would take (not written: pickles are
+                    # unsafe to load, and the baseline is a yardstick, not a model to ship).
+                    "size_bytes": len(pickle.dumps(baseline)),
+                    "parameters": int(baseline[-1].coef_.size + baseline[-1].intercept_.size),
+                }
+            )
+        speeds = timing(predictors, texts, params)
+        rows = [{**r, **speeds[r["model"]]} for r in rows]
+        predictors.clear()  # release the models before writing
+        del classifier
+
     # Ties go to the label listed first, so the baseline does not depend on file order.
     majority = max(labels, key=lambda lab: (train_labels[lab], -labels.index(lab)))
     metrics.update(classification_metrics(actual, predicted, labels, majority))
     metrics["task_split"] = params.task_split
+    metrics["ece"] = rows[0]["ece"]
+    # Deterministic scores of every row (timings live in models.json only).
+    metrics["models"] = {
+        r["model"]: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"], "ece": r["ece"]} for r in rows
+    }
     with atomic_output_dir(output) as out:
         write_csv(
             Path(out) / "confusion.csv",
@@ -163,7 +379,13 @@ def run(
                 for r, p, s in zip(examples, predicted, scores, strict=True)
             ),
         )
+        write_json(
+            Path(out) / "models.json",
+            {"task_split": params.task_split, "examples": len(examples), "labels": labels, "models": rows},
+        )
+        (Path(out) / "table.md").write_text(markdown_table(rows), encoding="utf-8")
         metrics = write_metrics(out, metrics)
+    log.info("evaluate: models\n%s", markdown_table(rows))
     log.info(
         "evaluate: perplexity %.2f over %d tokens; %s accuracy %.4f, macro-F1 %.4f (majority %.4f), in %.1fs",
         metrics["perplexity"],

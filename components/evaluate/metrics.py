@@ -82,3 +82,36 @@ def perplexity(total_nll: float, n_tokens: int) -> float:
     if n_tokens <= 0:
         raise ValueError("perplexity needs at least one token")
     return math.exp(total_nll / n_tokens)
+
+
+def expected_calibration_error(
+    confidences: Sequence[float], correct: Sequence[bool], bins: int = 10
+) -> float:
+    """ECE: the confidence range [0, 1] cut into ``bins`` equal-width bins (a confidence of exactly
+    1.0 goes to the last bin); sum over bins of |accuracy - mean confidence| weighted by the bin's
+    share of examples. 0 = perfectly calibrated; 0.0 for no examples."""
+    _check(confidences, correct)
+    if bins <= 0:
+        raise ValueError("bins must be > 0")
+    n = len(confidences)
+    if not n:
+        return 0.0
+    sums = [[0, 0.0, 0.0] for _ in range(bins)]  # count, confidence sum, correct sum
+    for c, ok in zip(confidences, correct, strict=True):
+        b = min(int(c * bins), bins - 1)
+        sums[b][0] += 1
+        sums[b][1] += c
+        sums[b][2] += 1.0 if ok else 0.0
+    return sum(abs(s[2] - s[1]) / n for s in sums if s[0])
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) with linear interpolation between order statistics (numpy's
+    default); 0.0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)

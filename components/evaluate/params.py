@@ -12,7 +12,7 @@ SECTION = "evaluate"
 
 @dataclass(frozen=True)
 class Params:
-    """The ``evaluate`` section of params.yaml. Defaults are the CPU demo (well under a minute)."""
+    """The ``evaluate`` section of params.yaml. Defaults are the CPU demo (about a minute)."""
 
     max_tokens: int = 65536  # most test-split tokens scored for perplexity, from the start (tokens)
     window: int = 0  # perplexity window length, 0 = the GPT's seq_length (tokens)
@@ -20,6 +20,15 @@ class Params:
     eval_batch_size: int = 128  # reviews per forward pass of the classifier (examples)
     task_split: Literal["train", "valid", "test"] = "test"  # task.jsonl split to score (name)
     cpu_threads: int = 2  # torch CPU threads, fixed for reproducible sums; 0 = torch default (threads)
+    calibration_bins: int = 10  # equal-width confidence bins of the expected calibration error (bins)
+    latency_requests: int = 100  # single-review requests timed per model, after 5 warm-up ones (requests)
+    throughput_examples: int = (
+        512  # test reviews scored in batches of eval_batch_size for throughput (examples)
+    )
+    baseline: bool = True  # also train and score the TF-IDF + logistic regression baseline (flag)
+    baseline_ngram_max: int = 2  # TF-IDF word n-grams from 1 to this (words)
+    baseline_min_df: int = 2  # ignore n-grams in fewer train reviews than this (reviews)
+    baseline_c: float = 4.0  # inverse L2 regularisation strength of the logistic regression (1/penalty)
 
     def __post_init__(self) -> None:
         check_positive(
@@ -27,6 +36,12 @@ class Params:
             max_tokens=self.max_tokens,
             batch_size=self.batch_size,
             eval_batch_size=self.eval_batch_size,
+            calibration_bins=self.calibration_bins,
+            latency_requests=self.latency_requests,
+            throughput_examples=self.throughput_examples,
+            baseline_ngram_max=self.baseline_ngram_max,
+            baseline_min_df=self.baseline_min_df,
+            baseline_c=self.baseline_c,
         )
         if self.window < 0 or self.cpu_threads < 0:
             key = "window" if self.window < 0 else "cpu_threads"

@@ -40,9 +40,17 @@ class ClassifierConfig:
     pad_id: int  # token id used for right padding
     eod_id: int  # token id that closes every text
     head_dropout: float = 0.0  # dropout before the head while training (probability)
+    # Set by the compress stage only (absent from a plain fine-tuned model's classifier.json):
+    variant: str = ""  # how the model was derived: "", "int8", "pruned", "distilled" (name)
+    quantization: str = ""  # "" = float weights; "int8-dynamic" = int8 storage + int8 Linear layers (name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "gpt": self.gpt.to_dict()}
+        data = {**dataclasses.asdict(self), "gpt": self.gpt.to_dict()}
+        # Keep the finetune stage's classifier.json byte-identical to before these fields existed.
+        for key in ("variant", "quantization"):
+            if not data[key]:
+                del data[key]
+        return data
 
     def to_json(self, path: str | os.PathLike) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
@@ -124,11 +132,79 @@ def save_classifier(model: Classifier, directory: str | os.PathLike) -> None:
     os.chmod(directory / WEIGHTS_FILE, 0o644)
 
 
+INT8_SCALE_SUFFIX = ".int8_scale"  # safetensors key suffix of the per-row scales of an int8 matrix
+QUANTIZATIONS = ("", "int8-dynamic")
+
+
+def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row int8: ``weight`` (R, C) float -> (int8 (R, C), scale (R,) float32) with
+    ``weight ~= q * scale[:, None]``; the largest |value| of each row maps to 127."""
+    w = weight.detach().float()
+    scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+    q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q, scale
+
+
+def dequantize_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Replace each int8 matrix ``k`` that has a ``k + INT8_SCALE_SUFFIX`` entry by its float32
+    reconstruction (the inverse of ``quantize_rows``); other tensors pass through."""
+    out = {}
+    for key, value in state.items():
+        if key.endswith(INT8_SCALE_SUFFIX):
+            continue
+        scale = state.get(key + INT8_SCALE_SUFFIX)
+        out[key] = value.float() * scale[:, None] if scale is not None else value
+    return out
+
+
+class DynamicInt8Linear(torch.nn.Module):
+    """Drop-in for megatron's Column/RowParallelLinear at inference (one process, no tensor
+    parallelism): a plain ``nn.Linear`` that ``quantize_dynamic`` turns into an int8 kernel, and the
+    megatron return convention ``(output, bias_or_None)`` (bias returned separately when the layer
+    was built with ``skip_bias_add``, so the fused bias-dropout-add still sees it)."""
+
+    def __init__(self, layer: torch.nn.Module):
+        super().__init__()
+        weight = layer.weight.detach()
+        bias = getattr(layer, "bias", None)
+        self.skip_bias_add = bool(getattr(layer, "skip_bias_add", False))
+        keep_bias = bias is not None and not self.skip_bias_add
+        self.linear = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=keep_bias)
+        self.linear.weight.data.copy_(weight)
+        if keep_bias:
+            self.linear.bias.data.copy_(bias.detach())
+        self.register_buffer(
+            "out_bias", bias.detach().clone() if bias is not None and self.skip_bias_add else None
+        )
+
+    def forward(
+        self, input_: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.linear(input_), self.out_bias
+
+
+def quantize_dynamic_int8(model: Classifier) -> Classifier:
+    """Swap the decoder's megatron linear layers for ``DynamicInt8Linear`` and quantize every
+    ``nn.Linear`` (those and the head) with per-channel dynamic int8 (CPU, fbgemm): weights int8,
+    activations quantized per batch at run time. Attention, norms and embeddings stay float."""
+    from megatron.core.tensor_parallel.layers import ColumnParallelLinear, RowParallelLinear
+
+    model = model.cpu().eval()
+    for module in list(model.backbone.decoder.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, ColumnParallelLinear | RowParallelLinear):
+                setattr(module, name, DynamicInt8Linear(child))
+    return torch.ao.quantization.quantize_dynamic(
+        model, {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}, inplace=True
+    )
+
+
 def load_weights(model: Classifier, path: str | os.PathLike) -> None:
-    """Load ``model.safetensors`` into ``model``; any missing tensor or extra key is an error."""
+    """Load ``model.safetensors`` into ``model``; any missing tensor or extra key is an error.
+    Int8-stored matrices (with a ``.int8_scale`` entry) are dequantized to float first."""
     from safetensors.torch import load_file
 
-    state = load_file(str(path))
+    state = dequantize_state(load_file(str(path)))
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("_extra_state")]
     if missing or unexpected:
@@ -171,8 +247,8 @@ class TextClassifier:
 
 
 def load_classifier(directory: str | os.PathLike) -> TextClassifier:
-    """Rebuild the classifier saved by the finetune stage in ``directory`` (eval mode, CPU/GPU as
-    the runtime). Starts a single-process megatron runtime if none is running (it lives with the
+    """Rebuild the classifier saved by the finetune (or compress) stage in ``directory`` (eval
+    mode, CPU/GPU as the runtime; an ``int8-dynamic`` model always runs on the CPU). Starts a single-process megatron runtime if none is running (it lives with the
     process: a model server keeps it until exit)."""
     from megatron.core import parallel_state
 
@@ -183,6 +259,12 @@ def load_classifier(directory: str | os.PathLike) -> TextClassifier:
     if not parallel_state.model_parallel_is_initialized():
         init_runtime()
     config = ClassifierConfig.from_json(directory / CONFIG_FILE)
+    if config.quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"{directory}: unknown quantization {config.quantization!r} (known: {QUANTIZATIONS})"
+        )
     model = build_classifier(config)
     load_weights(model, directory / WEIGHTS_FILE)
+    if config.quantization == "int8-dynamic":
+        model = quantize_dynamic_int8(model)
     return TextClassifier(model, load_tokenizer(directory / TOKENIZER_FILE))

@@ -31,7 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body(args, params) -> None:
         from components.pretrain.core import run
+        from components.pretrain.launch import quiet_megatron
 
+        quiet_megatron()
         try:
             run(args.data, args.output, params, checkpoint_dir=args.checkpoint_dir)
         except ParamsError as exc:  # what this machine cannot run: refused before any launch
@@ -41,6 +43,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_stage(STAGE, parser, argv, body)
 
 
-# The guard matters: megatron's dist_checkpointing save starts a helper process.
+# Keep the guard: checkpoint writing and torchrun start helper processes.
 if __name__ == "__main__":
     sys.exit(main())

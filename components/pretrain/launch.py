@@ -52,6 +52,11 @@ class Machine:
         )
 
 
+def quiet_megatron() -> None:
+    """megatron logs its whole config and every parameter name at INFO; keep its warnings only."""
+    logging.getLogger("megatron").setLevel(logging.WARNING)
+
+
 def resolve_transformer_impl(params: Params, machine: Machine) -> str:
     """The layer spec to build: "auto" is Transformer Engine on a GPU that has it, else local."""
     if params.transformer_impl == "auto":
@@ -138,15 +143,17 @@ def torchrun_command(params: Params, port: int, args: list[str]) -> list[str]:
     ]
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    # Linux: torchrun (and so its workers) gets SIGTERM when the stage process dies, even by
-    # SIGKILL, instead of training on as an orphan.
+def _die_with_parent():
+    """A preexec_fn giving the child SIGTERM when this process dies (Linux prctl PR_SET_DEATHSIG),
+    even by SIGKILL: torchrun then stops its workers instead of training on as orphans. libc is
+    loaded here, in the parent: the child only makes the call (no imports between fork and exec)."""
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def launch_torchrun(params: Params, args: list[str]) -> None:
@@ -158,7 +165,7 @@ def launch_torchrun(params: Params, args: list[str]) -> None:
     # torchrun otherwise forces OMP_NUM_THREADS=1 (with a warning); each rank sets its own threads.
     env.setdefault("OMP_NUM_THREADS", str(params.cpu_threads))
     log.info("pretrain: launching %d processes: %s", params.world_size, " ".join(command[:9]))
-    result = subprocess.run(command, env=env, preexec_fn=_die_with_parent, check=False)
+    result = subprocess.run(command, env=env, preexec_fn=_die_with_parent(), check=False)
     if result.returncode != 0:
         raise RuntimeError(
             f"pretrain: torchrun exited with status {result.returncode} (see the rank logs above)"

@@ -31,10 +31,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from components.common.cli import setup_logging
     from components.common.params import from_dict
-    from components.pretrain.launch import run_ranks
+    from components.pretrain.launch import quiet_megatron, run_ranks
     from components.pretrain.params import SECTION, Params
 
     setup_logging()
+    quiet_megatron()
     if os.environ.get("RANK", "0") != "0":  # one rank tells the story; the others only warn
         logging.getLogger().setLevel(logging.WARNING)
     params = from_dict(Params, json.loads(args.params_json), SECTION)
@@ -42,6 +43,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-# The guard matters: megatron's dist_checkpointing save starts a helper process.
+# Keep the guard: checkpoint writing starts helper processes.
 if __name__ == "__main__":
     sys.exit(main())

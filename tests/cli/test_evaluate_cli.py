@@ -28,9 +28,16 @@ def inputs(tmp_path_factory):
 
 
 def test_main_writes_metrics_confusion_and_predictions(inputs, tmp_path):
-    params = write_params(tmp_path / "params.yaml", evaluate={"max_tokens": 256})
+    params = write_params(
+        tmp_path / "params.yaml",
+        evaluate={"max_tokens": 256, "latency_requests": 5, "throughput_examples": 16},
+    )
     out = tmp_path / "evaluate"
     assert main([*inputs, "--output", str(out), "--params", str(params)]) == 0
+    # One row per model: the fine-tuned classifier (no --candidates) and the TF-IDF baseline.
+    rows = json.loads((out / "models.json").read_text())["models"]
+    assert [r["model"] for r in rows] == ["finetuned", "baseline"]
+    assert (out / "table.md").read_text().count("\n") == 4
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["examples"] == 30 and metrics["lm_tokens"] == 256
     assert {"perplexity", "accuracy", "macro_f1"} <= set(metrics)

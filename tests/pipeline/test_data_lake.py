@@ -15,7 +15,6 @@ from components.common.io import read_jsonl
 from tests.pipeline.conftest import dvc
 
 
-
 def test_dvc_push_wipe_pull_gives_identical_hashes(tmp_path: Path, s3_server):
     project = tmp_path / "proj"
     (project / "data").mkdir(parents=True)

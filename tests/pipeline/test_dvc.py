@@ -61,7 +61,10 @@ def test_bad_params_are_refused_before_any_stage_runs(tmp_path: Path):
     bad.write_text(yaml.safe_dump(raw))
     result = subprocess.run(
         [sys.executable, "-m", "components.common.check_params", str(bad)],
-        cwd=ROOT, env=project_env(), text=True, capture_output=True,
+        cwd=ROOT,
+        env=project_env(),
+        text=True,
+        capture_output=True,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
@@ -71,9 +74,23 @@ def test_bad_params_are_refused_before_any_stage_runs(tmp_path: Path):
     # The first stage of the DAG refuses the same file before doing any work.
     out = tmp_path / "ingest-out"
     result = subprocess.run(
-        [sys.executable, "-m", "components.ingest", "--news", str(ROOT / "data/raw/news_articles.csv"),
-         "--reviews", str(ROOT / "data/raw/rotten_tomatoes.csv.bz2"), "--output", str(out), "--params", str(bad)],
-        cwd=ROOT, env=project_env(), text=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "components.ingest",
+            "--news",
+            str(ROOT / "data/raw/news_articles.csv"),
+            "--reviews",
+            str(ROOT / "data/raw/rotten_tomatoes.csv.bz2"),
+            "--output",
+            str(out),
+            "--params",
+            str(bad),
+        ],
+        cwd=ROOT,
+        env=project_env(),
+        text=True,
+        capture_output=True,
     )
     assert result.returncode == 2
     assert "finetune.learning_rat: unknown key" in result.stderr

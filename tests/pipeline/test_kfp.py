@@ -34,7 +34,9 @@ def test_compiled_pipeline_loads_back_with_kfp(tmp_path: Path):
     # Training pods get shared memory and the checkpoint PVC; the data-lake step its secret.
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert {"exec-pretrain", "exec-finetune"} <= {name for name, cfg in k8s.items() if "pvcMount" in cfg}
-    assert all(k8s[e]["emptyDirMounts"][0]["mountPath"] == "/dev/shm" for e in ("exec-pretrain", "exec-finetune"))
+    assert all(
+        k8s[e]["emptyDirMounts"][0]["mountPath"] == "/dev/shm" for e in ("exec-pretrain", "exec-finetune")
+    )
     assert k8s["exec-ingest"]["secretAsEnv"][0]["secretName"] == "data-lake-credentials"
     tasks = spec["root"]["dag"]["tasks"]
     assert all(task["cachingOptions"]["enableCache"] for task in tasks.values())
@@ -63,7 +65,9 @@ def test_checked_in_pipeline_yaml_is_in_sync(tmp_path: Path):
 def _same_files(a: Path, b: Path) -> list[str]:
     """Relative paths of the files under ``a``; asserts ``b`` holds byte-identical copies."""
     names = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file() and p.name != "metrics.json")
-    assert names == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file() and p.name != "metrics.json")
+    assert names == sorted(
+        str(p.relative_to(b)) for p in b.rglob("*") if p.is_file() and p.name != "metrics.json"
+    )
     _, mismatch, errors = filecmp.cmpfiles(a, b, names, shallow=False)
     assert mismatch == [] and errors == []
     return names
@@ -71,10 +75,16 @@ def _same_files(a: Path, b: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_kfp_local_run_matches_the_dvc_run(dvc_project: Path, tmp_path: Path):
-    run_dir = run_local(TINY_PARAMS, tmp_path / "kfp", news=str(ROOT / "data/raw/news_articles.csv"),
-                        reviews=str(ROOT / "data/raw/rotten_tomatoes.csv.bz2"))
+    run_dir = run_local(
+        TINY_PARAMS,
+        tmp_path / "kfp",
+        news=str(ROOT / "data/raw/news_articles.csv"),
+        reviews=str(ROOT / "data/raw/rotten_tomatoes.csv.bz2"),
+    )
     dvc_out = dvc_project / "outputs"
-    assert "documents/part-00000-of-00001.jsonl" in _same_files(dvc_out / "clean", run_dir / "clean" / "cleaned")
+    assert "documents/part-00000-of-00001.jsonl" in _same_files(
+        dvc_out / "clean", run_dir / "clean" / "cleaned"
+    )
     assert "train_text_document.bin" in _same_files(dvc_out / "tokenize", run_dir / "tokenize" / "tokenized")
     dvc_eval = json.loads((dvc_out / "evaluate" / "metrics.json").read_text())
     kfp_eval = json.loads((run_dir / "evaluate" / "evaluation" / "metrics.json").read_text())

@@ -341,12 +341,18 @@ def test_bucket_pairs_all_or_star() -> None:
     assert list(dedup.bucket_pairs(["d", "c", "a", "b"], 3)) == [("a", "b"), ("a", "c"), ("a", "d")]
 
 
-def test_clusters_pick_the_longest_then_smallest_id() -> None:
+def test_clusters_are_stars_around_the_best_connected_document() -> None:
     edges = [("d", "e"), ("a", "b"), ("b", "c")]
     lengths = {"a": 100, "b": 300, "c": 300, "d": 50, "e": 50}
     expected = {"a": ("b", 3), "b": ("b", 3), "c": ("b", 3), "d": ("d", 2), "e": ("d", 2)}
     assert dedup.clusters(edges, lengths) == expected
     assert dedup.clusters(reversed(edges), lengths) == expected
+    # a chain a~b~c~d: b (two neighbours, smaller id than c) keeps a and c; d, not a near-duplicate
+    # of b, stays a representative of its own (it is kept)
+    chain = dedup.clusters([("a", "b"), ("b", "c"), ("c", "d")], dict.fromkeys("abcd", 10))
+    assert chain == {"a": ("b", 3), "b": ("b", 3), "c": ("b", 3), "d": ("d", 1)}
+    # equal degree: the longest document represents
+    assert dedup.clusters([("x", "y")], {"x": 5, "y": 9})["x"] == ("y", 2)
 
 
 def test_decontamination_ngrams() -> None:

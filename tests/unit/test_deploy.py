@@ -25,7 +25,13 @@ def _reference(path: Path, model_dir: Path, flip: bool = False) -> Path:
     labels = load_model(model_dir).predict(texts).labels
     if flip:
         labels = ["positive" if x == "negative" else "negative" for x in labels]
-    write_jsonl(path, [{"id": str(i), "text": t, "prediction": p} for i, (t, p) in enumerate(zip(texts, labels))])
+    write_jsonl(
+        path,
+        [
+            {"id": str(i), "text": t, "prediction": p}
+            for i, (t, p) in enumerate(zip(texts, labels, strict=False))
+        ],
+    )
     return path
 
 
@@ -33,8 +39,13 @@ def test_release_bundle_matches_the_model_and_records_the_dataset(tmp_path: Path
     ingest = tmp_path / "ingest"
     write_json(ingest / "dataset.json", {"version": "abc123", "files": {"raw.csv": "abc123"}})
     out = tmp_path / "deploy"
-    metrics = run(str(model_dir), str(out), Params(), reference=str(_reference(tmp_path / "ref.jsonl", model_dir)),
-                  dataset=str(ingest))
+    metrics = run(
+        str(model_dir),
+        str(out),
+        Params(),
+        reference=str(_reference(tmp_path / "ref.jsonl", model_dir)),
+        dataset=str(ingest),
+    )
     release = json.loads((out / "release.json").read_text())
     assert release["version"] == model_version(model_dir) == load_model(out / "model").version
     assert release["dataset"]["version"] == "abc123"

@@ -10,8 +10,24 @@ import numpy as np
 import pytest
 
 from components.common.params import ParamsError, from_dict
-from components.evaluate.core import classification_metrics, lm_windows, run, stream_limit
-from components.evaluate.metrics import accuracy, confusion_counts, macro_f1, per_class, perplexity
+from components.evaluate.core import (
+    baseline_predictor,
+    classification_metrics,
+    lm_windows,
+    markdown_table,
+    run,
+    stream_limit,
+    train_baseline,
+)
+from components.evaluate.metrics import (
+    accuracy,
+    confusion_counts,
+    expected_calibration_error,
+    macro_f1,
+    per_class,
+    percentile,
+    perplexity,
+)
 from components.evaluate.params import Params
 from components.finetune.core import run as finetune
 from components.finetune.params import Params as FinetuneParams
@@ -85,6 +101,65 @@ def test_classification_metrics_bundle():
     assert m["examples"] == 5
 
 
+def test_expected_calibration_error_by_hand():
+    # Bin [0.9, 1.0]: confidences 0.95, 0.95, both right -> |1 - 0.95| = 0.05, weight 2/4.
+    # Bin [0.6, 0.7): confidences 0.6, 0.6, one right -> |0.5 - 0.6| = 0.1, weight 2/4.
+    ece = expected_calibration_error([0.95, 0.95, 0.6, 0.6], [True, True, True, False], bins=10)
+    assert ece == pytest.approx(0.5 * 0.05 + 0.5 * 0.1)
+    assert expected_calibration_error([1.0, 1.0], [True, True]) == 0.0  # 1.0 falls in the last bin
+    assert expected_calibration_error([], []) == 0.0
+
+
+def test_percentile_interpolates_like_numpy():
+    values = [5.0, 1.0, 3.0, 2.0, 4.0]
+    for q in (0, 50, 95, 100):
+        assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+    assert percentile([], 95) == 0.0
+
+
+def test_markdown_table_has_one_row_per_model():
+    rows = [
+        {
+            "model": "finetuned",
+            "accuracy": 0.8,
+            "macro_f1": 0.79,
+            "ece": 0.05,
+            "latency_p50_ms": 5.0,
+            "latency_p95_ms": 9.0,
+            "throughput_per_s": 300.0,
+            "size_bytes": 21_000_000,
+            "parameters": 5_000_000,
+        },
+        {
+            "model": "baseline",
+            "accuracy": 0.75,
+            "macro_f1": 0.74,
+            "ece": 0.1,
+            "latency_p50_ms": 0.5,
+            "latency_p95_ms": 0.9,
+            "throughput_per_s": 9000.0,
+            "size_bytes": 1_000_000,
+            "parameters": 40_001,
+        },
+    ]
+    lines = markdown_table(rows).splitlines()
+    assert len(lines) == 4 and lines[0].startswith("| model | accuracy | macro-F1")
+    assert lines[2] == "| finetuned | 0.8000 | 0.7900 | 0.0500 | 5.0 | 9.0 | 300 | 21.00 | 5,000,000 |"
+
+
+def test_tfidf_baseline_learns_the_separable_task(tmp_path):
+    records = [json.loads(line) for line in make_task(tmp_path / "task.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["split"] == "train"]
+    test = [r for r in records if r["split"] == "test"]
+    params = Params(baseline_min_df=1)
+    predict = baseline_predictor(
+        train_baseline([r["text"] for r in train], [r["label"] for r in train], params)
+    )
+    labels, scores = predict([r["text"] for r in test])
+    assert accuracy([r["label"] for r in test], labels) >= 0.9  # praise vs complaint words
+    assert all(0.5 <= s <= 1.0 for s in scores)
+
+
 def test_params_are_checked():
     with pytest.raises(ParamsError, match="evaluate.max_tokens: must be > 0"):
         from_dict(Params, {"max_tokens": 0}, "evaluate")
@@ -142,3 +217,58 @@ def test_evaluate_stage_end_to_end(stage_inputs, tmp_path):
     # The fine-tuned classifier beats always answering the majority label.
     assert metrics["accuracy"] > metrics["majority_accuracy"] + 0.1
     assert json.loads((out / "metrics.json").read_text()) == metrics
+
+
+def test_evaluate_scores_candidates_and_the_baseline(stage_inputs, tmp_path):
+    from components.compress.core import run as compress
+    from components.compress.params import Params as CompressParams
+
+    root = stage_inputs
+    compress(
+        str(root / "finetune"),
+        str(root / "tokenize"),
+        str(root / "task.jsonl"),
+        str(root / "compress"),
+        CompressParams(variants=["int8"]),
+    )
+    out = tmp_path / "evaluate"
+    params = from_dict(
+        Params, {"max_tokens": 64, "latency_requests": 5, "throughput_examples": 16}, "evaluate"
+    )
+    metrics = run(
+        str(root / "pretrain"),
+        str(root / "tokenize"),
+        str(root / "finetune"),
+        str(root / "task.jsonl"),
+        str(out),
+        params,
+        candidates=str(root / "compress"),
+    )
+    table = json.loads((out / "models.json").read_text())
+    rows = {r["model"]: r for r in table["models"]}
+    assert list(rows) == ["finetuned", "int8", "baseline"]
+    for r in rows.values():
+        assert {
+            "accuracy",
+            "macro_f1",
+            "per_class",
+            "ece",
+            "latency_p50_ms",
+            "latency_p95_ms",
+            "throughput_per_s",
+            "size_bytes",
+            "parameters",
+        } <= set(r)
+        assert r["latency_p95_ms"] >= r["latency_p50_ms"] > 0 and 0 <= r["ece"] <= 1
+    # Top-level metrics stay the fine-tuned model's; the int8 row scores like it; the baseline is
+    # computed in the same run and does well on this separable task.
+    assert metrics["accuracy"] == pytest.approx(rows["finetuned"]["accuracy"], abs=1e-6)
+    assert metrics["ece"] == pytest.approx(rows["finetuned"]["ece"], abs=1e-6)
+    assert abs(rows["int8"]["accuracy"] - rows["finetuned"]["accuracy"]) <= 0.05
+    assert rows["int8"]["size_bytes"] < rows["finetuned"]["size_bytes"]
+    assert rows["int8"]["parameters"] == rows["finetuned"]["parameters"]
+    assert (
+        rows["baseline"]["kind"] == "baseline" and rows["baseline"]["accuracy"] > metrics["majority_accuracy"]
+    )
+    assert metrics["models"]["baseline"]["macro_f1"] == pytest.approx(rows["baseline"]["macro_f1"], abs=1e-6)
+    assert len((out / "table.md").read_text().splitlines()) == 2 + 3

@@ -29,4 +29,3 @@ def test_makefile_setup_runs_the_same_scripts():
     makefile = (ROOT / "Makefile").read_text()
     for script in SETUP_SCRIPTS:
         assert script in makefile
-

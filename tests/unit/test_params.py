@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -40,7 +41,7 @@ def test_defaults_and_nested_values():
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"nmae": "y"}, "example.nmae: unknown key"),
+        ({"nmae": "y"}, "example.nmae: unknown key (known keys: inner, limit, mode, name, sizes)"),
         ({"inner": {"lr": "fast"}}, "example.inner.lr: expected float, got str 'fast'"),
         ({"inner": {"steps": 2.5}}, "example.inner.steps: expected int, got float 2.5"),
         ({"inner": {"steps": True}}, "example.inner.steps: expected int, got bool True"),
@@ -77,11 +78,11 @@ def _write(tmp_path, raw):
 
 
 def test_missing_and_unknown_sections(tmp_path):
-    raw = yaml.safe_load(open("params.yaml"))
+    raw = yaml.safe_load(Path("params.yaml").read_text())
     del raw["finetune"]
     with pytest.raises(ParamsError, match=r"^finetune: missing section$"):
         load_all(_write(tmp_path, raw))
-    raw = yaml.safe_load(open("params.yaml"))
+    raw = yaml.safe_load(Path("params.yaml").read_text())
     raw["trian"] = {}
     with pytest.raises(ParamsError, match=r"^trian: unknown section"):
         load_all(_write(tmp_path, raw))

@@ -162,8 +162,8 @@ def test_multi_node_without_a_launcher_is_refused_before_launch(data, tmp_path):
 RESUME = {
     **TINY,
     "model": {**TINY["model"], "hidden_dropout": 0.1, "attention_dropout": 0.1},  # RNG streams matter
-    "train_steps": 40,
-    "eval_interval": 10,
+    "train_steps": 64,  # room for the kill to land mid-run even on a slow, busy machine
+    "eval_interval": 16,
     "checkpoint_interval": 4,
 }
 

@@ -1,0 +1,32 @@
+"""Kubeflow component for select: the model to ship, its decision table and model card."""
+
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from components.common.kfp import stage_component
+
+
+@stage_component
+def select(
+    evaluation: Input[Dataset],
+    finetuned: Input[Model],
+    variants: Input[Model],
+    params: dict,
+    promoted: str,
+    selection: Output[Model],
+    metrics: Output[Metrics],
+):
+    """Choose under the params' constraints; ``selection`` holds ``model/`` (what deploy bundles),
+    decision.json / decision.md / MODEL_CARD.md. ``promoted``: path of the promotion record on a
+    volume the pod mounts ('' = no gate); a regression fails the task with the gate's message."""
+    from components.common.kfp import log_metrics, stage_params
+    from components.select.core import run
+
+    result = run(
+        evaluation=evaluation.path,
+        finetuned=finetuned.path,
+        candidates=variants.path,
+        output=selection.path,
+        params=stage_params("select", params),
+        promoted=promoted or None,
+    )
+    log_metrics(metrics, result)

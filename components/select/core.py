@@ -1,0 +1,250 @@
+"""select: choose the model to ship from the evaluate stage's table, behind a no-regression gate.
+
+Contract: ``run(evaluation, finetuned, candidates, output, params, promoted)``:
+
+1. reads ``evaluation/models.json`` (one row per model; see ``components.evaluate.core``);
+2. keeps the deployable rows (model folders: the fine-tuned model and the compress variants; the
+   TF-IDF baseline is a yardstick, never shipped) that meet the constraints: p95 single-request
+   latency <= ``max_p95_latency_ms`` and size on disk <= ``max_size_mb`` (0 = no limit);
+3. picks the one with the best ``metric``; among rows within ``prefer_smaller_within`` of the
+   best, the smallest on disk (then the fastest, then the name);
+4. the gate: if the promotion record ``promoted`` (JSON) names an earlier model, the choice must
+   score at least that model's score - ``tolerance``; otherwise ``GateRefused`` (the CLI exits 1
+   with the message) and nothing is promoted;
+5. writes into ``output`` (atomically): ``decision.json`` (choice, reasons, constraints, every
+   row with its verdict), ``decision.md`` (the same as Markdown with the whole table),
+   ``MODEL_CARD.md``, ``metrics.json``, and ``model/``: a copy of the chosen model folder (what
+   deploy bundles and the server loads, safetensors + JSON only); then updates ``promoted``.
+
+A model that meets no constraint is not an error of the gate: ``NoCandidate`` names why each
+row failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from components.common.io import atomic_output_dir, write_json
+from components.common.metrics import write_metrics
+from components.select.params import Params
+
+log = logging.getLogger(__name__)
+
+FINETUNED = "finetuned"
+MODEL_DIR = "model"
+
+
+class GateRefused(RuntimeError):
+    """The chosen model scores below the model promoted before (beyond the tolerance)."""
+
+
+class NoCandidate(RuntimeError):
+    """No deployable model meets the constraints."""
+
+
+def violations(row: dict[str, Any], params: Params) -> list[str]:
+    """Why ``row`` may not be shipped (empty = eligible)."""
+    reasons = []
+    if row.get("kind", "classifier") != "classifier":
+        reasons.append("not a deployable model folder (baseline)")
+    if params.max_p95_latency_ms and row["latency_p95_ms"] > params.max_p95_latency_ms:
+        reasons.append(f"p95 latency {row['latency_p95_ms']:.1f} ms > {params.max_p95_latency_ms:g} ms")
+    if params.max_size_mb and row["size_bytes"] / 1e6 > params.max_size_mb:
+        reasons.append(f"size {row['size_bytes'] / 1e6:.2f} MB > {params.max_size_mb:g} MB")
+    return reasons
+
+
+def choose(rows: list[dict[str, Any]], params: Params) -> dict[str, Any]:
+    """The row to ship (see the module doc, steps 2-3); ``NoCandidate`` when none is eligible."""
+    eligible = [r for r in rows if not violations(r, params)]
+    if not eligible:
+        why = "; ".join(f"{r['model']}: {', '.join(violations(r, params))}" for r in rows)
+        raise NoCandidate(f"select: no model meets the constraints ({why})")
+    best = max(r[params.metric] for r in eligible)
+    close = [r for r in eligible if r[params.metric] >= best - params.prefer_smaller_within]
+    return min(close, key=lambda r: (r["size_bytes"], r["latency_p95_ms"], r["model"]))
+
+
+def read_promoted(path: str | Path | None) -> dict[str, Any] | None:
+    """The promotion record, or None when there is none yet."""
+    if not path or not Path(path).exists():
+        return None
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def gate(choice: dict[str, Any], promoted: dict[str, Any] | None, params: Params) -> str:
+    """Refuse (``GateRefused``) a choice scoring below the promoted model's score - tolerance on
+    ``params.metric``; return the reason it passes otherwise."""
+    if promoted is None:
+        return "no model promoted before"
+    before = promoted.get("scores", {}).get(params.metric)
+    if before is None:
+        return f"the promoted model has no {params.metric}; nothing to compare"
+    now = choice[params.metric]
+    if now < before - params.tolerance:
+        raise GateRefused(
+            f"select: refusing to promote {choice['model']!r}: {params.metric} {now:.4f} is below "
+            f"{before:.4f} of the model promoted before ({promoted.get('model')!r}, "
+            f"{promoted.get('promoted_at', 'earlier')}) by more than the tolerance {params.tolerance:g}"
+        )
+    return f"{params.metric} {now:.4f} >= {before:.4f} - {params.tolerance:g} of the model promoted before"
+
+
+def _table(rows: list[dict[str, Any]], params: Params, chosen: str) -> str:
+    head = "| model | variant | accuracy | macro-F1 | ECE | p50 ms | p95 ms | reviews/s | size MB | parameters | verdict |"
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        verdict = "**chosen**" if r["model"] == chosen else ("; ".join(violations(r, params)) or "eligible")
+        lines.append(
+            f"| {r['model']} | {r.get('variant', '')} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['ece']:.4f} "
+            f"| {r['latency_p50_ms']:.1f} | {r['latency_p95_ms']:.1f} | {r['throughput_per_s']:.0f} "
+            f"| {r['size_bytes'] / 1e6:.2f} | {r['parameters']:,} | {verdict} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _constraints(params: Params) -> str:
+    parts = [f"maximise test {params.metric}"]
+    parts.append(
+        f"p95 latency <= {params.max_p95_latency_ms:g} ms"
+        if params.max_p95_latency_ms
+        else "no latency limit"
+    )
+    parts.append(f"size <= {params.max_size_mb:g} MB" if params.max_size_mb else "no size limit")
+    return ", ".join(parts)
+
+
+def model_card(
+    choice: dict[str, Any], rows: list[dict[str, Any]], table: dict[str, Any], config: dict[str, Any]
+) -> str:
+    """A short model card: what the model is, how it was chosen, how it scores, its limits."""
+    gpt = config.get("gpt", {})
+    baseline = next((r for r in rows if r.get("kind") == "baseline"), None)
+    per_class = "\n".join(
+        f"| {label} | {s['precision']:.4f} | {s['recall']:.4f} | {s['f1']:.4f} | {s['support']} |"
+        for label, s in choice["per_class"].items()
+    )
+    lines = [
+        f"# Model card: {choice['model']} ({choice.get('variant', 'float')})",
+        "",
+        "## What it is",
+        "",
+        f"A {', '.join(config.get('labels', []))} review classifier: a megatron-core GPT backbone "
+        f"({gpt.get('num_layers')} layers, hidden size {gpt.get('hidden_size')}, vocabulary {gpt.get('vocab_size')}) "
+        f"pretrained on this project's news + review corpus, {config.get('pooling')} pooling and a linear head, "
+        f"fine-tuned on the task's train split. Inputs are cut to {config.get('max_length')} tokens. "
+        f"Quantization: {config.get('quantization') or 'none (float32)'}.",
+        "",
+        "Files: `classifier.json` (shape, labels), `model.safetensors` (weights; safe to load), "
+        "`tokenizer.json`. Load with `components.finetune.model.load_classifier(folder)`.",
+        "",
+        f"## Scores on the {table.get('task_split', 'test')} split ({table.get('examples')} reviews)",
+        "",
+        f"- accuracy {choice['accuracy']:.4f}, macro-F1 {choice['macro_f1']:.4f}, "
+        f"expected calibration error {choice['ece']:.4f}",
+        f"- latency p50 {choice['latency_p50_ms']:.1f} ms / p95 {choice['latency_p95_ms']:.1f} ms per single review, "
+        f"{choice['throughput_per_s']:.0f} reviews/s in batches (CPU, measured during the evaluate stage; noisy)",
+        f"- size {choice['size_bytes'] / 1e6:.2f} MB, {choice['parameters']:,} parameters",
+    ]
+    if baseline:
+        lines.append(
+            f"- TF-IDF + logistic regression baseline: accuracy {baseline['accuracy']:.4f}, "
+            f"macro-F1 {baseline['macro_f1']:.4f}"
+        )
+    lines += [
+        "",
+        "| class | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+        per_class,
+        "",
+        "## Intended use and limits",
+        "",
+        "- English movie-review sentiment (Rotten Tomatoes style short reviews). Other domains (plot "
+        "summaries, news) are out of distribution: the monitor stage watches for that drift.",
+        "- A small model trained on CPU for a demo: expect errors on sarcasm, negation and mixed reviews.",
+        "- Scores are probabilities of the predicted label; see ECE above for how far to trust them.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run(
+    evaluation: str,
+    finetuned: str,
+    candidates: str | None,
+    output: str,
+    params: Params,
+    promoted: str | None = None,
+    now: str | None = None,
+) -> dict[str, Any]:
+    """Choose, gate, and export the model to ship; see the module doc. ``now``: the timestamp
+    recorded on promotion (ISO 8601; default the current UTC time)."""
+    import datetime
+
+    table = json.loads((Path(evaluation) / "models.json").read_text(encoding="utf-8"))
+    rows = table["models"]
+    choice = choose(rows, params)
+    previous = read_promoted(promoted)
+    gate_reason = gate(choice, previous, params)  # raises before anything is written
+    source = Path(finetuned) if choice["model"] == FINETUNED else Path(candidates or "") / choice["model"]
+    if not (source / "classifier.json").is_file():
+        raise FileNotFoundError(f"select: the chosen model {choice['model']!r} has no folder at {source}")
+    config = json.loads((source / "classifier.json").read_text(encoding="utf-8"))
+    decision = {
+        "chosen": choice["model"],
+        "variant": choice.get("variant", "float"),
+        "metric": params.metric,
+        "score": choice[params.metric],
+        "objective": _constraints(params),
+        "gate": gate_reason,
+        "previous": previous,
+        "models": [{**r, "violations": violations(r, params)} for r in rows],
+    }
+    with atomic_output_dir(output) as out:
+        out = Path(out)
+        # Only the files the server needs: the weights are safetensors, nothing pickled.
+        (out / MODEL_DIR).mkdir()
+        for name in ("classifier.json", "model.safetensors", "tokenizer.json"):
+            shutil.copyfile(source / name, out / MODEL_DIR / name)
+        write_json(out / "decision.json", decision)
+        (out / "decision.md").write_text(
+            f"# Model selection\n\nObjective: {decision['objective']}.\n\n"
+            f"Chosen: **{choice['model']}** ({params.metric} {choice[params.metric]:.4f}). Gate: {gate_reason}.\n\n"
+            + _table(rows, params, choice["model"]),
+            encoding="utf-8",
+        )
+        (out / "MODEL_CARD.md").write_text(model_card(choice, rows, table, config), encoding="utf-8")
+        (out / MODEL_DIR / "MODEL_CARD.md").write_text(
+            model_card(choice, rows, table, config), encoding="utf-8"
+        )
+        metrics = write_metrics(
+            out,
+            {
+                "chosen": choice["model"],
+                params.metric: choice[params.metric],
+                "accuracy": choice["accuracy"],
+                "size_bytes": choice["size_bytes"],
+                "eligible_models": sum(not violations(r, params) for r in rows),
+            },
+        )
+    if promoted:
+        stamp = now or datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
+        Path(promoted).parent.mkdir(parents=True, exist_ok=True)
+        write_json(
+            promoted,
+            {
+                "model": choice["model"],
+                "variant": choice.get("variant", "float"),
+                "promoted_at": stamp,
+                "scores": {"accuracy": choice["accuracy"], "macro_f1": choice["macro_f1"]},
+                "size_bytes": choice["size_bytes"],
+            },
+        )
+    log.info(
+        "select: chose %s (%s %.4f); %s", choice["model"], params.metric, choice[params.metric], gate_reason
+    )
+    return metrics

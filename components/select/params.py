@@ -1,0 +1,31 @@
+"""Params of the select stage (stdlib only: imported by the params loader of every stage)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+SECTION = "select"
+
+
+@dataclass(frozen=True)
+class Params:
+    """The ``select`` section of params.yaml: the objective and constraints of the model choice."""
+
+    metric: Literal["macro_f1", "accuracy"] = "macro_f1"  # test-split score to maximise (name)
+    max_p95_latency_ms: float = 250.0  # most p95 latency of one single-review request; 0 = no limit (ms)
+    max_size_mb: float = 100.0  # most size of the model folder on disk; 0 = no limit (MB, 10^6 bytes)
+    tolerance: float = (
+        0.0  # how far below the promoted model's score a new one may be and still pass (score, 0-1)
+    )
+    prefer_smaller_within: float = (
+        0.005  # among models this close to the best score, take the smallest (score, 0-1)
+    )
+
+    def __post_init__(self) -> None:
+        for key in ("max_p95_latency_ms", "max_size_mb", "tolerance", "prefer_smaller_within"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{SECTION}.{key}: must be >= 0, got {getattr(self, key)!r}")
+        for key in ("tolerance", "prefer_smaller_within"):
+            if getattr(self, key) > 1:
+                raise ValueError(f"{SECTION}.{key}: must be within [0, 1], got {getattr(self, key)!r}")
