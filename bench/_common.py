@@ -6,6 +6,7 @@ Benchmarks are not tests: they print figures and ratios against a peer measured 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -36,7 +37,11 @@ def news_documents(path: Path = NEWS_CSV) -> list[dict]:
                 continue
             parts = [(row.get("title") or "").strip(), (row.get("subtitle") or "").strip(), body]
             docs.append(
-                {"id": f"news:{int(row['article_id']):06d}", "text": "\n\n".join(p for p in parts if p), "source": "news"}
+                {
+                    "id": f"news:{int(row['article_id']):06d}",
+                    "text": "\n\n".join(p for p in parts if p),
+                    "source": "news",
+                }
             )
     return docs
 
@@ -79,11 +84,20 @@ def synthetic_documents(n: int, pool: Sequence[str], seed: int = 0) -> Iterable[
         yield {"id": f"syn:{i:07d}", "text": "\n\n".join([title, *paragraphs]), "source": "synthetic"}
 
 
-def clean_command(input_path: Path, output: Path, clean: dict, decontaminate: Path | None = None) -> list[str]:
+def clean_command(
+    input_path: Path, output: Path, clean: dict, decontaminate: Path | None = None
+) -> list[str]:
     """The command that runs the clean stage (``components.clean.core.run``, what the CLI calls) in
     a fresh process, with the ``clean`` params section given as a dict (the other stages' sections
     play no part)."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "run-clean", str(input_path), str(output), json.dumps(clean)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "run-clean",
+        str(input_path),
+        str(output),
+        json.dumps(clean),
+    ]
     return cmd + ([str(decontaminate)] if decontaminate else [])
 
 
@@ -96,7 +110,12 @@ def _run_clean(argv: list[str]) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     input_path, output, clean = argv[0], argv[1], json.loads(argv[2])
-    run(input_path, output, from_dict(Params, clean, "clean"), decontaminate=argv[3] if len(argv) > 3 else None)
+    run(
+        input_path,
+        output,
+        from_dict(Params, clean, "clean"),
+        decontaminate=argv[3] if len(argv) > 3 else None,
+    )
 
 
 def run_measured(cmd: Sequence[str], env: dict | None = None, cwd: Path = ROOT) -> tuple[float, int, str]:
@@ -109,7 +128,11 @@ def run_measured(cmd: Sequence[str], env: dict | None = None, cwd: Path = ROOT) 
 
     start = time.perf_counter()
     proc = subprocess.Popen(
-        list(cmd), cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        list(cmd),
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     peak = 0
     done = threading.Event()
@@ -124,10 +147,8 @@ def run_measured(cmd: Sequence[str], env: dict | None = None, cwd: Path = ROOT) 
             total = 0
             try:
                 for p in [root, *root.children(recursive=True)]:
-                    try:
+                    with contextlib.suppress(psutil.NoSuchProcess):
                         total += p.memory_info().rss
-                    except psutil.NoSuchProcess:
-                        pass
             except psutil.NoSuchProcess:
                 break
             peak = max(peak, total)

@@ -52,7 +52,12 @@ EQUIVALENT = {
     "min_chars": 1,
     "min_words": 0,
     "max_chars": 10_000_000,
-    "denoise": {"fix_mojibake": False, "strip_markup": False, "boilerplate_min_docs": 0, "max_replacement_ratio": 1.0},
+    "denoise": {
+        "fix_mojibake": False,
+        "strip_markup": False,
+        "boilerplate_min_docs": 0,
+        "max_replacement_ratio": 1.0,
+    },
     "language": OFF,
     "fineweb": OFF,
     "outliers": OFF,
@@ -117,7 +122,9 @@ def make_input(folder: Path, copies: int) -> int:
 
 def report_line(name: str, n: int, seconds: float, peak: int, kept: int | None = None) -> str:
     extra = f", kept {kept}" if kept is not None else ""
-    return f"  {name:34s} {seconds:7.1f} s  {n / seconds:8.1f} docs/s  peak RSS {peak / 2**20:6.0f} MiB{extra}"
+    return (
+        f"  {name:34s} {seconds:7.1f} s  {n / seconds:8.1f} docs/s  peak RSS {peak / 2**20:6.0f} MiB{extra}"
+    )
 
 
 def run_ours(src: Path, out: Path, clean: dict) -> tuple[float, int, dict]:
@@ -129,7 +136,9 @@ def run_ours(src: Path, out: Path, clean: dict) -> tuple[float, int, dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--copies", type=int, default=1, help="repeat the news sample this many times")
-    parser.add_argument("--memory-docs", type=int, default=0, help="also measure the full stage on N synthetic docs")
+    parser.add_argument(
+        "--memory-docs", type=int, default=0, help="also measure the full stage on N synthetic docs"
+    )
     parser.add_argument("--skip-datatrove", action="store_true")
     args = parser.parse_args(argv)
 
@@ -171,9 +180,19 @@ def main(argv: list[str] | None = None) -> int:
             write_jsonl(tmp / "synthetic" / "docs.jsonl", synthetic_documents(args.memory_docs, pool))
             t = time.perf_counter()
             secs, peak, rep = run_ours(tmp / "synthetic", tmp / "ours_mem", {})
-            print(report_line(f"ours, all steps, {args.memory_docs} synthetic docs", args.memory_docs, secs, peak, rep["kept"]))
+            print(
+                report_line(
+                    f"ours, all steps, {args.memory_docs} synthetic docs",
+                    args.memory_docs,
+                    secs,
+                    peak,
+                    rep["kept"],
+                )
+            )
             verdict = "met" if peak <= 2 * 2**30 else "NOT met"
-            print(f"  peak memory {peak / 2**30:.2f} GiB (goal <= 2 GiB: {verdict}); {time.perf_counter() - t:.0f}s")
+            print(
+                f"  peak memory {peak / 2**30:.2f} GiB (goal <= 2 GiB: {verdict}); {time.perf_counter() - t:.0f}s"
+            )
     return 0
 
 

@@ -118,7 +118,12 @@ def build_corpus(families: int, seed: int, scenario: str) -> tuple[list[dict], d
                 kind = "rewrite-" + (kind if kind != "reorder" else "mixed")
                 strength = rng.uniform(0.05, 0.12)
             copy_id = f"{base['id']}~{j}"
-            docs.append({"id": copy_id, "text": edit(base["text"], kind.removeprefix("rewrite-"), strength, vocab, rng)})
+            docs.append(
+                {
+                    "id": copy_id,
+                    "text": edit(base["text"], kind.removeprefix("rewrite-"), strength, vocab, rng),
+                }
+            )
             kinds[copy_id] = kind
     return docs, kinds
 
@@ -180,8 +185,10 @@ def evaluate(scenario: str, families: int, seed: int) -> bool:
     t0 = time.perf_counter()
     docs, kinds = build_corpus(families, seed, scenario)
     truth = true_pairs(docs, THRESHOLD)
-    print(f"\n== scenario {scenario}: {len(docs)} documents ({len(kinds)} planted copies of {families} articles); "
-          f"ground truth: {len(truth)} pairs with Jaccard >= {THRESHOLD} ({time.perf_counter() - t0:.0f}s)")
+    print(
+        f"\n== scenario {scenario}: {len(docs)} documents ({len(kinds)} planted copies of {families} articles); "
+        f"ground truth: {len(truth)} pairs with Jaccard >= {THRESHOLD} ({time.perf_counter() - t0:.0f}s)"
+    )
 
     with tempfile.TemporaryDirectory(prefix="dedup-bench-") as tmp:
         tmp = Path(tmp)
@@ -200,21 +207,29 @@ def evaluate(scenario: str, families: int, seed: int) -> bool:
         with open(tmp / "out" / "report.json", encoding="utf-8") as f:
             report = json.load(f)
     if len(clusters) != len(docs):
-        sys.exit(f"bench: {len(docs) - len(clusters)} documents left the stage for other reasons: {report['dropped']}")
+        sys.exit(
+            f"bench: {len(docs) - len(clusters)} documents left the stage for other reasons: {report['dropped']}"
+        )
 
     pred = pairs_of(clusters)
     t = set(truth)
     precision, recall, hit = prf(pred, t)
-    print(f"clean stage (dedup rules only): {seconds:.1f}s, {len(docs) / seconds:.0f} docs/s, "
-          f"peak RSS {peak / 2**20:.0f} MiB, {report['dedup'].get('clusters', 0)} clusters")
-    print(f"pairwise (same cluster) over all {len(docs) * (len(docs) - 1) // 2} pairs: "
-          f"predicted {len(pred)}, true {len(t)}, correct {hit}")
+    print(
+        f"clean stage (dedup rules only): {seconds:.1f}s, {len(docs) / seconds:.0f} docs/s, "
+        f"peak RSS {peak / 2**20:.0f} MiB, {report['dedup'].get('clusters', 0)} clusters"
+    )
+    print(
+        f"pairwise (same cluster) over all {len(docs) * (len(docs) - 1) // 2} pairs: "
+        f"predicted {len(pred)}, true {len(t)}, correct {hit}"
+    )
     print(f"  precision {precision:.4f} (goal >= 0.98)   recall {recall:.4f} (goal >= 0.95)")
     sets = {d["id"]: shingle_set(d["text"]) for d in docs}
     false_j = sorted(jaccard(sets[a], sets[b]) for a, b in pred - t)
     if false_j:
-        print(f"  false pairs: {len(false_j)}, Jaccard min {false_j[0]:.3f} / median "
-              f"{false_j[len(false_j) // 2]:.3f} / max {false_j[-1]:.3f}")
+        print(
+            f"  false pairs: {len(false_j)}, Jaccard min {false_j[0]:.3f} / median "
+            f"{false_j[len(false_j) // 2]:.3f} / max {false_j[-1]:.3f}"
+        )
     missed = sorted(truth[p] for p in t - pred)
     if missed:
         print(f"  missed true pairs: {len(missed)}, Jaccard min {missed[0]:.3f} / max {missed[-1]:.3f}")
@@ -226,14 +241,18 @@ def evaluate(scenario: str, families: int, seed: int) -> bool:
         print(f"    {kind:18s} J {js[0]:.2f}/{js[len(js) // 2]:.2f}/{js[-1]:.2f}", end="")
         p_k = f"{len(kp & kt) / len(kp):.4f}" if kp else "-"
         r_k = f"{len(kp & kt) / len(kt):.4f}" if kt else "-"
-        print(f"  copies {len(base_pairs):4d}  true {len(kt):4d}  predicted {len(kp):4d}  "
-              f"precision {p_k:>6s}  recall {r_k:>6s}")
+        print(
+            f"  copies {len(base_pairs):4d}  true {len(kt):4d}  predicted {len(kp):4d}  "
+            f"precision {p_k:>6s}  recall {r_k:>6s}"
+        )
     rep_pairs = {tuple(sorted((i, c))) for i, c in clusters.items() if i != c}
     verified = len(rep_pairs & t) / max(len(rep_pairs), 1)
     kept = {i for i, c in clusters.items() if i == c}
     both_kept = sum(1 for a, b in t if a in kept and b in kept)
-    print(f"  dropped documents: {len(rep_pairs)}, near-duplicates (J >= {THRESHOLD}) of the one kept for them: "
-          f"{verified:.4f}; true pairs with both documents kept: {both_kept}")
+    print(
+        f"  dropped documents: {len(rep_pairs)}, near-duplicates (J >= {THRESHOLD}) of the one kept for them: "
+        f"{verified:.4f}; true pairs with both documents kept: {both_kept}"
+    )
     ok = precision >= 0.98 and recall >= 0.95
     print(f"  goals (P >= 0.98, R >= 0.95) {'met' if ok else 'NOT met'}; {time.perf_counter() - t0:.0f}s")
     return ok

@@ -26,8 +26,12 @@ DEFAULT_URIS = {
 
 def pipeline_arguments(params_path: str | Path, **uris: str) -> dict[str, Any]:
     """Pipeline parameters: one dict per stage from params.yaml (validated), plus the input URIs."""
+    from pipelines.cluster import load_cluster
+
     sections = {stage: to_dict(p) for stage, p in load_all(params_path).items()}
-    return {**DEFAULT_URIS, **uris, **sections}
+    # The model-selection gate's record of the last promotion lives on the checkpoint PVC.
+    promoted = {"promoted_record": f"{load_cluster().checkpoint_mount}/promoted.json"}
+    return {**DEFAULT_URIS, **promoted, **uris, **sections}
 
 
 def compile_pipeline(params_path: str | Path, output: str | Path) -> Path:

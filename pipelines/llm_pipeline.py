@@ -14,19 +14,21 @@ from typing import Any
 from kfp import dsl, kubernetes
 
 from components.clean import component as clean_c
+from components.compress import component as compress_c
 from components.deploy import component as deploy_c
 from components.evaluate import component as evaluate_c
 from components.finetune import component as finetune_c
 from components.ingest import component as ingest_c
 from components.monitor import component as monitor_c
 from components.pretrain import component as pretrain_c
+from components.select import component as select_c
 from components.tokenize import component as tokenize_c
 from pipelines.cluster import Cluster
 
 PIPELINE_NAME = "llm-production-line"
 DESCRIPTION = (
     "Raw text to a monitored sentiment model: ingest, Beam clean, tokenize, megatron-core pretrain, "
-    "finetune, evaluate, deploy (release bundle), Evidently monitor."
+    "finetune, compress, evaluate, select (gate), deploy (release bundle), Evidently monitor."
 )
 
 
@@ -66,9 +68,12 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
         tokenize: dict,
         pretrain: dict,
         finetune: dict,
+        compress: dict,
         evaluate: dict,
+        select: dict,
         deploy: dict,
         monitor: dict,
+        promoted_record: str = "",
     ):
         ingest_task = ingest_c.ingest(news=news_uri, reviews=reviews_uri, params=ingest)
         _data_lake_step(ingest_task, cluster)
@@ -83,24 +88,38 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
             params=finetune,
         )
         _training_step(finetune_task, params["finetune"], cluster)
+        compress_task = compress_c.compress(
+            finetuned=finetune_task.outputs["finetuned"],
+            tokenized=tokenize_task.outputs["tokenized"],
+            data=ingest_task.outputs["data"],
+            params=compress,
+        )
         evaluate_task = evaluate_c.evaluate(
             pretrained=pretrain_task.outputs["pretrained"],
             tokenized=tokenize_task.outputs["tokenized"],
             finetuned=finetune_task.outputs["finetuned"],
+            variants=compress_task.outputs["variants"],
             data=ingest_task.outputs["data"],
             params=evaluate,
         )
-        deploy_task = deploy_c.deploy(
-            finetuned=finetune_task.outputs["finetuned"],
+        select_task = select_c.select(
             evaluation=evaluate_task.outputs["evaluation"],
-            data=ingest_task.outputs["data"],
-            params=deploy,
+            finetuned=finetune_task.outputs["finetuned"],
+            variants=compress_task.outputs["variants"],
+            params=select,
+            promoted=promoted_record,
+        )
+        # The promotion record outlives runs: it sits on the shared volume.
+        kubernetes.mount_pvc(select_task, pvc_name=cluster.checkpoint_pvc, mount_path=cluster.checkpoint_mount)
+        select_task.set_caching_options(False)  # the gate must compare against the record as it is now
+        deploy_task = deploy_c.deploy(
+            selection=select_task.outputs["selection"], data=ingest_task.outputs["data"], params=deploy
         )
         monitor_task = monitor_c.monitor(
             evaluation=evaluate_task.outputs["evaluation"], data=ingest_task.outputs["data"], params=monitor
         )
-        # Every step is deterministic for its inputs and params (DESIGN rule 8): cache them all, so a
-        # rerun with one changed parameter reruns only the steps downstream of it.
+        # Every other step is deterministic for its inputs and params (DESIGN rule 8): cache them, so
+        # a rerun with one changed parameter reruns only the steps downstream of it.
         for task in (
             ingest_task,
             clean_task,

@@ -33,10 +33,13 @@ def run_local(
     before = set(root.iterdir())
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     args = pipeline_arguments(
-        params_path, news_uri=str(Path(news).resolve()), reviews_uri=str(Path(reviews).resolve())
+        params_path,
+        news_uri=str(Path(news).resolve()),
+        reviews_uri=str(Path(reviews).resolve()),
+        promoted_record=str(root / "promoted.json"),
     )
     build_pipeline(load_all(params_path), load_cluster())(**args)
-    (run_dir,) = set(root.iterdir()) - before
+    (run_dir,) = {p for p in root.iterdir() if p.is_dir()} - before
     return run_dir
 
 

@@ -36,14 +36,26 @@ distributed runner the output folder must be on storage that the workers share.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
 import time
-from pathlib import Path
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
+import fsspec
+
 from components.clean.params import Params
-from components.clean.report import COUNT_FILE, SPILL_DIR, STATS_DIR, AccountingError, make_report, write_reports
+from components.clean.report import (
+    COUNT_FILE,
+    SPILL_DIR,
+    STATS_DIR,
+    AccountingError,
+    make_report,
+    write_reports,
+)
 from components.common.io import atomic_output_dir, is_remote, list_files
 from components.common.metrics import write_metrics
 
@@ -84,10 +96,16 @@ def _write_grouped(pcoll, label: str, path_of, spill: str):
 
     from components.clean import pipeline as t
 
-    return pcoll | f"Group{label}" >> beam.GroupByKey() | f"Write{label}" >> beam.ParDo(t.WriteRows(path_of, spill))
+    return (
+        pcoll
+        | f"Group{label}" >> beam.GroupByKey()
+        | f"Write{label}" >> beam.ParDo(t.WriteRows(path_of, spill))
+    )
 
 
-def build_pipeline(p, files: list[str], prefix: str, work: str, params: Params, eval_uri: str | None = None) -> None:
+def build_pipeline(
+    p, files: list[str], prefix: str, work: str, params: Params, eval_uri: str | None = None
+) -> None:
     """Add the clean transforms to pipeline ``p``; they write into the folder ``work``."""
     import apache_beam as beam
     from apache_beam.pvalue import AsDict, AsSingleton
@@ -136,7 +154,9 @@ def build_pipeline(p, files: list[str], prefix: str, work: str, params: Params, 
             | "Conflicts" >> beam.FlatMap(t.label_conflict)
             | "AllConflicts" >> beam.combiners.ToList()
             | "WriteConflicts"
-            >> beam.Map(lambda rows: t.write_json_value(f"{stats}/label_conflicts.json", sorted(rows, key=str)))
+            >> beam.Map(
+                lambda rows: t.write_json_value(f"{stats}/label_conflicts.json", sorted(rows, key=str))
+            )
         )
     else:
         eval_index = {}
@@ -163,7 +183,9 @@ def build_pipeline(p, files: list[str], prefix: str, work: str, params: Params, 
     inlier_keys = curated.keys | "FilterOutliers" >> beam.ParDo(
         t.FilterOutliers(tuple(params.outliers.features)), AsSingleton(limits)
     ).with_outputs("exact", "pointers", main="bands")
-    exact = inlier_keys.exact | "GroupText" >> beam.GroupByKey() | "ExactLosers" >> beam.FlatMap(t.exact_losers)
+    exact = (
+        inlier_keys.exact | "GroupText" >> beam.GroupByKey() | "ExactLosers" >> beam.FlatMap(t.exact_losers)
+    )
     if params.dedup.near:
         d = params.dedup
         pairs = (
@@ -204,15 +226,15 @@ def build_pipeline(p, files: list[str], prefix: str, work: str, params: Params, 
         near = {}
 
     # 4. route: outliers and duplicates dropped, the rest annotated and sharded.
-    routed = curated.ok | "Route" >> beam.ParDo(t.Route(n, spill), AsSingleton(limits), AsDict(exact), near).with_outputs(
-        "dropped", main="ok"
-    )
+    routed = curated.ok | "Route" >> beam.ParDo(
+        t.Route(n, spill), AsSingleton(limits), AsDict(exact), near
+    ).with_outputs("dropped", main="ok")
 
     # Writers.
     _write_grouped(routed.ok, "Documents", lambda s: f"{work}/documents/{t.part_name(s, n)}", spill)
     dropped = (prepared.dropped, curated.dropped, routed.dropped) | "FlattenDropped" >> beam.Flatten()
     _write_grouped(dropped, "Dropped", lambda reason: f"{work}/dropped/{filters.reason_path(reason)}", spill)
-    rejected = (
+    _ = (
         (prepared.rejected, curated.rejected)
         | "FlattenRejected" >> beam.Flatten()
         | "AllRejected" >> beam.Map(lambda r: (None, r))
@@ -283,22 +305,25 @@ def run(
         raise FileNotFoundError(f"clean: no evaluation file at {decontaminate}")
     log.info("clean: %d input files under %s, runner %s", len(files), input, params.runner)
     start = time.monotonic()
-    with atomic_output_dir(output) as out:
-        work = Path(out)
+    with _work_dir(output) as work:
+        fs, root = fsspec.core.url_to_fs(work)
         for sub in ("documents", "dropped", "rejected", STATS_DIR, SPILL_DIR):
-            (work / sub).mkdir()
+            fs.makedirs(f"{root}/{sub}", exist_ok=True)
         p = beam.Pipeline(options=pipeline_options(params))
-        build_pipeline(p, files, prefix, str(work), params, decontaminate)
+        build_pipeline(p, files, prefix, work, params, decontaminate)
         result = p.run()
         result.wait_until_finish()
         counters = _beam_counters(result)
         # Empty groups write nothing: create the empty shards and rejected file so the layout is fixed.
         for s in range(params.num_shards):
-            (work / "documents" / part_name(s, params.num_shards)).touch()
-        (work / "rejected" / "rejected.jsonl").touch()
+            path = f"{root}/documents/{part_name(s, params.num_shards)}"
+            if not fs.exists(path):
+                fs.touch(path)
+        if not fs.exists(f"{root}/rejected/rejected.jsonl"):
+            fs.touch(f"{root}/rejected/rejected.jsonl")
         report, extra = make_report(work, params, counters, with_eval=bool(decontaminate))
         write_reports(work, report, params)
-        metrics = write_metrics(work, {**_counts_only(report), **extra})
+        metrics = _write_metrics(work, {**_counts_only(report), **extra})
     seconds = time.monotonic() - start
     log.info(
         "clean: input %d, kept %d, dropped %d, rejected %d in %.1fs (%.0f docs/s)",
@@ -310,6 +335,44 @@ def run(
         report["input"] / max(seconds, 1e-9),
     )
     return metrics
+
+
+@contextlib.contextmanager
+def _work_dir(output: str | os.PathLike) -> Iterator[str]:
+    """The folder the pipeline writes into, replacing ``output`` on success.
+
+    A local output goes through ``atomic_output_dir`` (a sibling temp folder, renamed into place).
+    A remote one (s3://, gs://) gets a remote sibling ``<output>.tmp-<id>``, not a local temporary
+    folder: with a distributed runner the workers write the files, and they cannot see the
+    launcher's disk. It is moved over ``output`` at the end (object stores have no atomic rename).
+    """
+    if not is_remote(output):
+        with atomic_output_dir(output) as out:
+            yield str(out)
+        return
+    fs, root = fsspec.core.url_to_fs(str(output))
+    protocol = str(output).split("://", 1)[0]
+    tmp_root = f"{root.rstrip('/')}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        yield f"{protocol}://{tmp_root}"
+    except BaseException:
+        if fs.exists(tmp_root):
+            fs.rm(tmp_root, recursive=True)
+        raise
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+    fs.mv(tmp_root, root, recursive=True)
+
+
+def _write_metrics(work: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """``write_metrics`` into ``work`` (a folder or URI; the shared helper takes local folders)."""
+    if not is_remote(work):
+        return write_metrics(work, metrics)
+    with tempfile.TemporaryDirectory(prefix="clean-metrics-") as tmp:
+        cleaned = write_metrics(tmp, metrics)
+        fs, root = fsspec.core.url_to_fs(work)
+        fs.put(f"{tmp}/metrics.json", f"{root}/metrics.json")
+    return cleaned
 
 
 def _counts_only(report: dict[str, Any]) -> dict[str, Any]:

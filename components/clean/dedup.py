@@ -91,9 +91,7 @@ def bucket_pairs(ids: Iterable[str], all_pairs_limit: int) -> Iterator[tuple[str
             yield first, other
 
 
-def clusters(
-    edges: Iterable[tuple[str, str]], lengths: Mapping[str, int]
-) -> dict[str, tuple[str, int]]:
+def clusters(edges: Iterable[tuple[str, str]], lengths: Mapping[str, int]) -> dict[str, tuple[str, int]]:
     """``{id: (representative, cluster size)}`` for every id in a verified pair (greedy star clustering).
 
     Documents are taken in order of most verified near-duplicates, then longest (``lengths``:

@@ -37,8 +37,8 @@ class Denoise:
     fix_mojibake: bool = True  # repair mojibake with ftfy.fix_encoding ("CafÃ©" -> "Café") (flag)
     strip_markup: bool = True  # remove HTML tags, comments, script/style blocks; unescape entities (flag)
     remove_replacement_chars: bool = True  # delete U+FFFD left after repair (flag)
-    max_replacement_ratio: float = 0.01  # more U+FFFD per character: dropped as denoise:replacement_chars (fraction)
-    boilerplate_min_docs: int = 5  # a line found in at least this many documents is removed (documents; 0 = off)
+    max_replacement_ratio: float = 0.01  # more U+FFFD per character: denoise:replacement_chars (fraction)
+    boilerplate_min_docs: int = 5  # a line in at least this many documents is removed (documents; 0 = off)
     boilerplate_max_chars: int = 200  # only lines up to this long count as boilerplate (characters)
 
     def __post_init__(self) -> None:
@@ -55,8 +55,8 @@ class Language:
     """Language identification with CLD2 (pycld2: the model ships inside the wheel, no download)."""
 
     enabled: bool = True  # drop documents whose language is not listed, as language:<code> (flag)
-    languages: list[str] = field(default_factory=lambda: ["en"])  # languages kept (CLD2 codes: en, de, fr ...)
-    min_score: float = 0.5  # top language's share of the text below this: dropped as language:unknown (fraction)
+    languages: list[str] = field(default_factory=lambda: ["en"])  # languages kept (CLD2 codes: en, de ...)
+    min_score: float = 0.5  # top language's share of the text below this: language:unknown (fraction)
     sample_chars: int = 1000  # characters from the start of the text that CLD2 reads (characters)
 
     def __post_init__(self) -> None:
@@ -78,9 +78,9 @@ class GopherQuality:
     max_mean_word_length: float = 10.0  # longer mean word: mean_word_length (characters)
     max_symbol_word_ratio: float = 0.1  # more "#" or "..." per word: symbol_ratio (ratio)
     max_bullet_lines: float = 0.9  # larger share of lines starting with a bullet: bullet_lines (fraction)
-    max_ellipsis_lines: float = 0.3  # larger share of lines ending with an ellipsis: ellipsis_lines (fraction)
+    max_ellipsis_lines: float = 0.3  # larger share of lines ending in an ellipsis: ellipsis_lines (fraction)
     min_alpha_words: float = 0.8  # smaller share of words with a letter: alpha_words (fraction)
-    min_stop_words: int = 2  # fewer distinct English stop words (the, be, to, of, and, that, have, with) (words)
+    min_stop_words: int = 2  # fewer distinct stop words (the, be, to, of, and, that, have, with) (words)
 
     def __post_init__(self) -> None:
         s = f"{SECTION}.gopher_quality"
@@ -140,7 +140,7 @@ class C4:
     """
 
     enabled: bool = True  # apply the rules (flag)
-    terminal_punct_lines: bool = False  # keep only lines ending in . ! ? " ' (and not in "...") (flag)
+    terminal_punct_lines: bool = False  # keep only lines ending in . ! ? " ' (not "...") (flag)
     min_words_per_line: int = 3  # shorter lines are removed (words)
     max_word_length: int = 1000  # lines with a longer word are removed (characters)
     min_sentences: int = 5  # fewer sentences left after the line rules: too_few_sentences (sentences)
@@ -161,11 +161,11 @@ class FineWeb:
     """FineWeb rules: Penedo et al. 2024, "The FineWeb Datasets", Section 3.5 (custom filters)."""
 
     enabled: bool = True  # apply the rules; drop reason fineweb:<rule> (flag)
-    min_line_punct_ratio: float = 0.12  # smaller share of lines ending in punctuation: line_punct_ratio (fraction)
+    min_line_punct_ratio: float = 0.12  # smaller share of lines ending in punctuation: line_punct_ratio
     max_short_line_ratio: float = 0.67  # larger share of short lines: short_line_ratio (fraction)
     short_line_chars: int = 30  # a line this long or shorter is short (characters)
     max_char_dup_ratio: float = 0.1  # larger share of characters in repeated lines: char_dup_ratio (fraction)
-    max_newline_word_ratio: float = 0.3  # more line breaks per word (list-like pages): list_ratio (ratio)
+    max_newline_word_ratio: float = 0.3  # more line breaks per word (list pages): list_ratio (ratio)
 
     def __post_init__(self) -> None:
         s = f"{SECTION}.fineweb"
@@ -175,7 +175,9 @@ class FineWeb:
             max_short_line_ratio=self.max_short_line_ratio,
             max_char_dup_ratio=self.max_char_dup_ratio,
         )
-        check_positive(s, short_line_chars=self.short_line_chars, max_newline_word_ratio=self.max_newline_word_ratio)
+        check_positive(
+            s, short_line_chars=self.short_line_chars, max_newline_word_ratio=self.max_newline_word_ratio
+        )
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,7 @@ class Outliers:
     """Robust outliers: |x - median| > z * 1.4826 * MAD over the documents that passed the rules."""
 
     enabled: bool = True  # drop outliers as outlier:<feature> (flag)
-    features: list[str] = field(default_factory=lambda: list(OUTLIER_FEATURES))  # features checked (names)
+    features: list[str] = field(default_factory=lambda: list(OUTLIER_FEATURES))  # checked features (names)
     z: float = 8.0  # robust z-score limit (MAD units scaled to a normal sigma)
     min_docs: int = 100  # fewer documents: statistics are not trusted and nothing is dropped (documents)
     min_scale: dict[str, float] = field(
@@ -202,10 +204,14 @@ class Outliers:
         check_positive(s, z=self.z, min_docs=self.min_docs)
         for i, name in enumerate(self.features):
             if name not in OUTLIER_FEATURES:
-                raise ValueError(f"{s}.features[{i}]: unknown feature {name!r}; known: {', '.join(OUTLIER_FEATURES)}")
+                raise ValueError(
+                    f"{s}.features[{i}]: unknown feature {name!r}; known: {', '.join(OUTLIER_FEATURES)}"
+                )
         for name, value in self.min_scale.items():
             if name not in OUTLIER_FEATURES:
-                raise ValueError(f"{s}.min_scale.{name}: unknown feature; known: {', '.join(OUTLIER_FEATURES)}")
+                raise ValueError(
+                    f"{s}.min_scale.{name}: unknown feature; known: {', '.join(OUTLIER_FEATURES)}"
+                )
             if value < 0:
                 raise ValueError(f"{s}.min_scale.{name}: must be >= 0, got {value!r}")
 
@@ -225,8 +231,8 @@ class Dedup:
     bands: int = 20  # LSH bands (bands x rows <= num_perm)
     rows: int = 6  # MinHash values per band (rows)
     shingle_words: int = 5  # words per shingle (words)
-    threshold: float = 0.8  # verified Jaccard similarity at or above which two documents are duplicates (0-1)
-    bucket_all_pairs: int = 32  # larger LSH buckets are verified against their smallest id only (documents)
+    threshold: float = 0.8  # verified Jaccard similarity from which two documents are duplicates (0-1)
+    bucket_all_pairs: int = 32  # larger LSH buckets: verified against their smallest id only (documents)
     seed: int = 1  # seed of the MinHash permutations (integer)
 
     def __post_init__(self) -> None:
@@ -253,7 +259,7 @@ class Decontaminate:
 
     ngram: int = 13  # words per n-gram (words)
     min_words: int = 8  # evaluation texts shorter than this are ignored (words)
-    splits: list[str] = field(default_factory=lambda: ["valid", "test"])  # eval records used, by "split" ([] = all)
+    splits: list[str] = field(default_factory=lambda: ["valid", "test"])  # eval splits used ([] = all)
 
     def __post_init__(self) -> None:
         s = f"{SECTION}.decontaminate"
@@ -291,8 +297,8 @@ class Report:
 class Params:
     """The ``clean`` section of params.yaml. Defaults are the CPU demo values."""
 
-    runner: str = "FnApiRunner"  # Beam runner (name; FnApiRunner in-process, or FlinkRunner, DataflowRunner ...)
-    pipeline_options: list[str] = field(default_factory=list)  # extra Beam pipeline flags (["--flag=value", ...])
+    runner: str = "FnApiRunner"  # Beam runner (name: FnApiRunner in-process; FlinkRunner, DataflowRunner ...)
+    pipeline_options: list[str] = field(default_factory=list)  # extra Beam flags (["--flag=value", ...])
     num_shards: int = 1  # number of documents/part-*.jsonl files (files; ids hashed to shards)
     max_record_bytes: int = 1_000_000  # longer input lines are rejected as too_large (bytes)
     normalization: Literal["NFC", "NFKC", "NFD", "NFKD"] = "NFC"  # Unicode normalization form (name)

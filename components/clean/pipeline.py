@@ -1,7 +1,7 @@
 """The Beam side of clean: DoFns that wrap the pure rules, and the writers.
 
-Documents travel by claim check: their payloads (a record as ``zlib(pickle(record))``, an output
-row as ``zlib(JSON line)``) are appended to spill files under ``<work>/_spill`` by the DoFn that
+Documents travel by claim check: their payloads (a record as ``pickle(record)``, an output row as
+its JSON line) are appended to spill files under ``<work>/_spill`` by the DoFn that
 makes them (``Spill``), and PCollections carry ``(id, pointer)`` with ``pointer = (file, offset,
 length)``. A shuffle or a side-input wait then moves ~100 bytes per document instead of the text:
 the in-process runner keeps each buffered PCollection in memory at ~5x its encoded size, and
@@ -31,7 +31,6 @@ import logging
 import pickle
 import traceback
 import uuid
-import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -72,17 +71,18 @@ def public(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def pack(record: dict[str, Any]) -> bytes:
-    """A record's spilled payload: ``zlib(pickle(record))`` (about half the bytes)."""
-    return zlib.compress(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL), 1)
+    """A record's spilled payload: ``pickle(record)``. Not compressed: zlib cost more time than the
+    disk it saved (the spill never sits in memory)."""
+    return pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def unpack(payload: bytes) -> dict[str, Any]:
-    return pickle.loads(zlib.decompress(payload))
+    return pickle.loads(payload)
 
 
 def row_payload(record: dict[str, Any]) -> bytes:
-    """An output row's spilled payload: ``zlib(JSON line)`` with private fields removed."""
-    return zlib.compress(jsonl_line(public(record)).encode("utf-8"), 1)
+    """An output row's spilled payload: its JSON line (UTF-8), private fields removed."""
+    return jsonl_line(public(record)).encode("utf-8")
 
 
 Pointer = tuple[str, int, int]  # (spill file name, offset, length)
@@ -252,7 +252,9 @@ class Prepare(_Counted):
                 notes["replacement_chars"] = info.replacement_chars
                 ratio = filters.replacement_ratio(info.replacement_chars, text)
                 if ratio > self.denoise.max_replacement_ratio:
-                    yield self._drop({**record, "text": text}, filters.REPLACEMENT_REASON, detail=round(ratio, 4))
+                    yield self._drop(
+                        {**record, "text": text}, filters.REPLACEMENT_REASON, detail=round(ratio, 4)
+                    )
                     return
             record["text"] = text
             record["_notes"] = notes
@@ -305,7 +307,15 @@ class Curate(_Counted):
         d = self.p.dedup
         self._perm = dedup.permutations(d.num_perm, d.seed) if self.near else None
 
+    def start_bundle(self) -> None:
+        self._progress = Progress("clean: curate", unit="docs")
+
+    def finish_bundle(self):
+        super().finish_bundle()
+        self._progress.__exit__(None, None, None)
+
     def process(self, element: tuple[str, Pointer], dup_ids, boilerplate, eval_index):
+        self._progress.update()
         record = unpack(self.spill.get(element[1]))
         loc = record["_loc"]
         first = dup_ids.get(location_str(loc))
@@ -482,8 +492,7 @@ class BucketPairs(_Counted):
         ends = np.r_[starts[1:], sorted_keys.size]
         for s, e in zip(starts[ends - starts > 1].tolist(), ends[ends - starts > 1].tolist(), strict=True):
             members = [ids[i] for i in order[s:e].tolist()]
-            for pair in dedup.bucket_pairs(members, self.limit):
-                yield pair
+            yield from dedup.bucket_pairs(members, self.limit)
 
 
 class CandidateShingles(_Spilling):
@@ -590,11 +599,19 @@ class WriteRows(_Spilling):
 
     def process(self, element):
         key, rows = element
-        ordered = sorted(rows)
+        by_id: dict[str, list[Pointer]] = defaultdict(list)
+        for doc_id, pointer in rows:
+            by_id[doc_id].append(pointer)
+        n = 0
         with open_uri(self.path_of(key), "wt", encoding="utf-8", compression=None) as f:
-            for _, pointer in ordered:
-                f.write(zlib.decompress(self.spill.get(pointer)).decode("utf-8"))
-        yield len(ordered)
+            for doc_id in sorted(by_id):
+                # Ids are unique but for records that share an id and are both dropped before the
+                # duplicate-id check; their rows are ordered by content (pointers are random names).
+                payloads = [self.spill.get(p) for p in by_id[doc_id]]
+                for payload in sorted(payloads) if len(payloads) > 1 else payloads:
+                    f.write(payload.decode("utf-8"))
+                    n += 1
+        yield n
 
 
 def write_sorted(path: str, records: Iterable[dict[str, Any]], key) -> int:

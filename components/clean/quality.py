@@ -29,13 +29,20 @@ import numpy as np
 from components.clean.textstats import TextStats, ngram_hashes, word_hashes
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")  # Gopher's list
-_STOP_HASHES = np.sort(np.concatenate([word_hashes(w)[0] for w in STOP_WORDS]))
+_STOP_SET = frozenset(int(word_hashes(w)[0][0]) for w in STOP_WORDS)
 BULLETS = ("\u2022", "-", "*", "\u00b7", "\u2023", "\u25e6", "\u25aa", "\u2043")
 ELLIPSES = ("...", "\u2026")
 # Line ends that close a sentence (C4: period, exclamation, question mark, end quotation mark).
 C4_TERMINAL = (".", "!", "?", '"', "'", "\u201d", "\u2019")
 TERMINAL_PUNCT = (*C4_TERMINAL, "\u2026", "\u3002", "\uff01", "\uff1f", "\uff0e", ")")
-C4_POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+C4_POLICY = (
+    "terms of use",
+    "privacy policy",
+    "cookie policy",
+    "uses cookies",
+    "use of cookies",
+    "use cookies",
+)
 _CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?\u2026\u3002\uff01\uff1f]+[\"'\u201d\u2019)\]]*(?=\s|$)")
 
@@ -77,9 +84,10 @@ def gopher_quality(text: str, stats: TextStats, lines: list[str], cfg: Any) -> s
 
 
 def stop_word_count(stats: TextStats) -> int:
-    """Distinct Gopher stop words in the text."""
-    hits = stats.word_hashes[np.isin(stats.word_hashes, _STOP_HASHES)]
-    return int(np.unique(hits).size)
+    """Distinct Gopher stop words in the text. Cached on ``stats``."""
+    if "stop" not in stats.cache:
+        stats.cache["stop"] = len(_STOP_SET.intersection(stats.word_hashes.tolist()))
+    return stats.cache["stop"]
 
 
 # --- Gopher repetition ----------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import heapq
 import json
-import shutil
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,22 +26,35 @@ class AccountingError(RuntimeError):
     """The output counts do not add up to the input count (a bug, never a data problem)."""
 
 
-def _records(path: Path) -> Iterator[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
+def _fs(work: str | Path):
+    import fsspec
+
+    return fsspec.core.url_to_fs(str(work))
+
+
+def _records(fs, path: str) -> Iterator[dict[str, Any]]:
+    with fs.open(path, "rt", encoding="utf-8") as f:
         for line in f:
             yield json.loads(line)
 
 
-def _count_lines(path: Path) -> int:
-    with open(path, "rb") as f:
+def _count_lines(fs, path: str) -> int:
+    with fs.open(path, "rb") as f:
         return sum(1 for _ in f)
 
 
-def _read_stat(work: Path, name: str, default: Any) -> Any:
-    path = work / STATS_DIR / name
-    if not path.exists():
+def _read_stat(fs, root: str, name: str, default: Any) -> Any:
+    path = f"{root}/{STATS_DIR}/{name}"
+    if not fs.exists(path):
         return default
-    return json.loads(path.read_text(encoding="utf-8"))
+    return json.loads(fs.cat_file(path).decode("utf-8"))
+
+
+def _dropped_files(fs, root: str) -> dict[str, str]:
+    """{reason: path} of the dropped/ files (``dropped/a/b.jsonl`` is reason ``a:b``)."""
+    base = f"{root}/dropped/"
+    found = fs.find(base) if fs.exists(base) else []
+    return {reason_of_path(p[len(base) :]): p for p in sorted(found) if p.endswith(".jsonl")}
 
 
 def _sample(records: Iterator[dict[str, Any]], k: int, key: str) -> list[dict[str, Any]]:
@@ -51,27 +63,25 @@ def _sample(records: Iterator[dict[str, Any]], k: int, key: str) -> list[dict[st
 
 
 def make_report(
-    work: Path, params: Any = None, counters: dict[str, int] | None = None, with_eval: bool = False
+    work: str | Path, params: Any = None, counters: dict[str, int] | None = None, with_eval: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Count what the pipeline wrote: ``(report, extra metrics)``; raise if the counts do not add up.
-
-    Removes the pipeline's scratch files (the input count, ``_stats/``) from ``work``.
-    """
-    n_input = int((work / COUNT_FILE).read_text())
-    (work / COUNT_FILE).unlink()
+    """Count what the pipeline wrote under ``work`` (a folder or URI): ``(report, extra metrics)``;
+    raise if the counts do not add up. Removes the pipeline's scratch files (the input count,
+    ``_stats/``, ``_spill/``)."""
+    fs, root = _fs(work)
+    n_input = int(fs.cat_file(f"{root}/{COUNT_FILE}").decode())
+    fs.rm(f"{root}/{COUNT_FILE}")
     kept_by_source: Counter = Counter()
     pii_kept: Counter = Counter()
     kept = chars = 0
-    for part in sorted((work / "documents").glob("part-*.jsonl")):
-        for doc in _records(part):
+    for part in sorted(fs.glob(f"{root}/documents/part-*.jsonl")):
+        for doc in _records(fs, part):
             kept += 1
             chars += len(doc["text"])
             kept_by_source[doc["source"]] += 1
             pii_kept.update(doc.get("meta", {}).get("clean", {}).get("pii", {}))
-    dropped_dir = work / "dropped"
-    dropped_files = {reason_of_path(p.relative_to(dropped_dir).as_posix()): p for p in dropped_dir.rglob("*.jsonl")}
-    dropped = {reason: _count_lines(dropped_files[reason]) for reason in sorted(dropped_files)}
-    rejected_reasons = Counter(r["reason"] for r in _records(work / "rejected" / "rejected.jsonl"))
+    dropped = {reason: _count_lines(fs, path) for reason, path in _dropped_files(fs, root).items()}
+    rejected_reasons = Counter(r["reason"] for r in _records(fs, f"{root}/rejected/rejected.jsonl"))
     rejected = dict(sorted(rejected_reasons.items()))
     report: dict[str, Any] = {"input": n_input, "kept": kept, "dropped": dropped, "rejected": rejected}
     accounted = kept + sum(dropped.values()) + sum(rejected.values())
@@ -85,29 +95,33 @@ def make_report(
         "replaced": {t: replaced.get(t, 0) for t in sorted(set(pii_types) | set(replaced))},
         "in_kept_documents": dict(sorted(pii_kept.items())),
     }
-    boilerplate = _read_stat(work, "boilerplate.json", [])
+    boilerplate = _read_stat(fs, root, "boilerplate.json", [])
     report["boilerplate"] = {
         "lines_removed": sum(n for _, n in boilerplate),
         "distinct_lines": len(boilerplate),
-        "top": [{"line": line, "removed": n} for (_, line), n in sorted(boilerplate, key=lambda r: (-r[1], r[0][1]))[:20]],
+        "top": [
+            {"line": line, "removed": n}
+            for (_, line), n in sorted(boilerplate, key=lambda r: (-r[1], r[0][1]))[:20]
+        ],
     }
-    report["outliers"] = _read_stat(work, "outliers.json", {})
-    clusters = _read_stat(work, "clusters.json", {})
+    report["outliers"] = _read_stat(fs, root, "outliers.json", {})
+    clusters = _read_stat(fs, root, "clusters.json", {})
     report["dedup"] = {
         "exact_duplicates": dropped.get("duplicate_exact", 0),
         "near_duplicates": dropped.get("duplicate_near", 0),
         **clusters,
     }
     if with_eval:
-        conflicts = _read_stat(work, "label_conflicts.json", [])
+        conflicts = _read_stat(fs, root, "label_conflicts.json", [])
         report["decontamination"] = {
             "eval_records": counters.get("eval.records", 0),
             "contaminated": dropped.get("contaminated", 0),
         }
         report["label_conflicts"] = {"count": len(conflicts), "examples": conflicts[:20]}
     report["counters"] = counters
-    shutil.rmtree(work / STATS_DIR, ignore_errors=True)
-    shutil.rmtree(work / SPILL_DIR, ignore_errors=True)
+    for scratch in (STATS_DIR, SPILL_DIR):
+        if fs.exists(f"{root}/{scratch}"):
+            fs.rm(f"{root}/{scratch}", recursive=True)
 
     extra = {
         "kept_fraction": kept / n_input if n_input else 0.0,
@@ -117,17 +131,16 @@ def make_report(
     return report, extra
 
 
-def samples(work: Path, k: int) -> dict[str, list[dict[str, Any]]]:
+def samples(work: str | Path, k: int) -> dict[str, list[dict[str, Any]]]:
     """Up to ``k`` examples per drop and reject reason (``dropped:<reason>`` / ``rejected:<reason>``)."""
     out: dict[str, list[dict[str, Any]]] = {}
     if k <= 0:
         return out
-    dropped_dir = work / "dropped"
-    for path in sorted(dropped_dir.rglob("*.jsonl")):
-        reason = reason_of_path(path.relative_to(dropped_dir).as_posix())
-        out[f"dropped:{reason}"] = _sample(_records(path), k, "id")
+    fs, root = _fs(work)
+    for reason, path in _dropped_files(fs, root).items():
+        out[f"dropped:{reason}"] = _sample(_records(fs, path), k, "id")
     by_reason: dict[str, list[dict[str, Any]]] = {}
-    for r in _records(work / "rejected" / "rejected.jsonl"):
+    for r in _records(fs, f"{root}/rejected/rejected.jsonl"):
         by_reason.setdefault(r["reason"], []).append(r)
     for reason in sorted(by_reason):
         out[f"rejected:{reason}"] = _sample(iter(by_reason[reason]), k, "location")
@@ -164,10 +177,17 @@ def markdown(report: dict[str, Any], examples: dict[str, list[dict[str, Any]]], 
         lines.append("")
     pii = report.get("pii", {})
     if pii.get("replaced") or pii.get("in_kept_documents"):
-        lines += ["## Personal data replaced", "", "| type | all documents | kept documents |", "|---|---:|---:|"]
+        lines += [
+            "## Personal data replaced",
+            "",
+            "| type | all documents | kept documents |",
+            "|---|---:|---:|",
+        ]
         kinds = sorted(set(pii.get("replaced", {})) | set(pii.get("in_kept_documents", {})))
         for kind in kinds:
-            lines.append(f"| {kind} | {pii['replaced'].get(kind, '-')} | {pii['in_kept_documents'].get(kind, 0)} |")
+            lines.append(
+                f"| {kind} | {pii['replaced'].get(kind, '-')} | {pii['in_kept_documents'].get(kind, 0)} |"
+            )
         lines.append("")
     bp = report.get("boilerplate", {})
     if bp.get("top"):
@@ -181,7 +201,11 @@ def markdown(report: dict[str, Any], examples: dict[str, list[dict[str, Any]]], 
         lines.append("")
     out = report.get("outliers", {})
     if out.get("features"):
-        state = "applied" if out.get("active") else f"not applied (fewer than min_docs documents: {out['documents']})"
+        state = (
+            "applied"
+            if out.get("active")
+            else f"not applied (fewer than min_docs documents: {out['documents']})"
+        )
         lines += [f"## Outlier limits ({state})", "", "| feature | median | MAD | low | high | dropped |"]
         lines.append("|---|---:|---:|---:|---:|---:|")
         for name, lim in out["features"].items():
@@ -206,7 +230,9 @@ def markdown(report: dict[str, Any], examples: dict[str, list[dict[str, Any]]], 
             "",
         ]
         for row in report["label_conflicts"]["examples"][:5]:
-            lines.append(f"- {', '.join(row['labels'])}: ids {', '.join(row['ids'][:4])}: `{_excerpt(row['text'], 120)}`")
+            lines.append(
+                f"- {', '.join(row['labels'])}: ids {', '.join(row['ids'][:4])}: `{_excerpt(row['text'], 120)}`"
+            )
         lines.append("")
     if examples:
         lines += ["## Samples", ""]
@@ -223,7 +249,8 @@ def markdown(report: dict[str, Any], examples: dict[str, list[dict[str, Any]]], 
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_reports(work: Path, report: dict[str, Any], params: Any) -> None:
-    write_json(work / "report.json", report)
+def write_reports(work: str | Path, report: dict[str, Any], params: Any) -> None:
+    """report.json and report.md in ``work`` (a folder or URI)."""
+    write_json(f"{work}/report.json", report)
     examples = samples(work, params.report.samples_per_reason)
-    write_text(work / "report.md", markdown(report, examples, params.report.sample_chars))
+    write_text(f"{work}/report.md", markdown(report, examples, params.report.sample_chars))

@@ -46,7 +46,9 @@ def _char_flags(cp: int) -> int:
 
 
 # Column k sums the counts of the flag values that have bit k (for one bincount + one matmul).
-_BIT_MATRIX = np.array([[(v & bit) != 0 for bit in (ALPHA, DIGIT, UPPER, SYMBOL, SPACE)] for v in range(64)], dtype=np.int64)
+_BIT_MATRIX = np.array(
+    [[(v & bit) != 0 for bit in (ALPHA, DIGIT, UPPER, SYMBOL, SPACE)] for v in range(64)], dtype=np.int64
+)
 _ASCII_FLAGS = np.array([_char_flags(c) for c in range(128)], dtype=np.uint8)
 _FLAG_CACHE: dict[int, int] = {}
 

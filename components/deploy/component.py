@@ -7,14 +7,13 @@ from components.common.kfp import stage_component
 
 @stage_component
 def deploy(
-    finetuned: Input[Model],
-    evaluation: Input[Dataset],
+    selection: Input[Model],
     data: Input[Dataset],
     params: dict,
     release: Output[Model],
     metrics: Output[Metrics],
 ):
-    """The fine-tuned classifier -> a smoke-tested bundle (``model/`` + ``release.json``) in ``release``."""
+    """The selected model -> a smoke-tested bundle (``model/`` + ``release.json``) in ``release``."""
     import os
 
     from components.common.kfp import log_metrics, stage_params

@@ -10,12 +10,14 @@ def evaluate(
     pretrained: Input[Model],
     tokenized: Input[Dataset],
     finetuned: Input[Model],
+    variants: Input[Model],
     data: Input[Dataset],
     params: dict,
     evaluation: Output[Dataset],
     metrics: Output[Metrics],
 ):
-    """Perplexity on held-out text; accuracy, macro-F1, confusion matrix on the test split."""
+    """Perplexity on held-out text; quality, latency and size of the fine-tuned model, each compressed
+    variant and the TF-IDF baseline on the test split."""
     import os
 
     from components.common.kfp import log_metrics, stage_params
@@ -26,6 +28,7 @@ def evaluate(
         tokenizer=tokenized.path,
         finetuned=finetuned.path,
         task=os.path.join(data.path, "task.jsonl"),
+        candidates=variants.path,
         output=evaluation.path,
         params=stage_params("evaluate", params),
     )

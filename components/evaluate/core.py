@@ -16,7 +16,9 @@ Contract: ``run(pretrained, tokenizer, finetuned, task, output, params)`` writes
   deployable model folder): accuracy, macro-F1, per-class precision / recall, ECE, latency
   p50 / p95 of single-review requests (ms), batch throughput (reviews/s), size on disk (bytes) and
   parameter count. Latency and throughput are wall-clock measurements (noisy on a shared machine),
-  so they are kept out of ``metrics.json``, which stays deterministic.
+  so they are kept out of ``metrics.json``, which stays deterministic;
+- ``predictions/<model>.jsonl``: the predictions.jsonl of every model folder (fine-tuned and
+  variants), for the smoke test of whichever model the select stage ships.
 
 Perplexity is measured the way megatron evaluates: the test documents (eod-terminated) are
 concatenated in order and cut into non-overlapping windows of ``window`` tokens, each predicting
@@ -309,11 +311,13 @@ def run(
         predicted, scores = classifier.predict(texts, params.eval_batch_size)
         rows = []
         predictors: dict[str, Any] = {}
+        outputs: dict[str, tuple[list[str], list[float]]] = {}  # predictions per model folder
 
         def classifier_row(
             name: str, folder: str | Path, model: Any, pred: list[str], conf: list[float]
         ) -> dict:
             predictors[name] = lambda batch: model.predict(batch, params.eval_batch_size)
+            outputs[name] = (pred, conf)
             return {
                 "model": name,
                 "kind": "classifier",
@@ -379,6 +383,22 @@ def run(
                 for r, p, s in zip(examples, predicted, scores, strict=True)
             ),
         )
+        # Every model folder's predictions, so a later stage can smoke-test whichever is shipped.
+        (Path(out) / "predictions").mkdir()
+        for name, (pred, conf) in outputs.items():
+            write_jsonl(
+                Path(out) / "predictions" / f"{name}.jsonl",
+                (
+                    {
+                        "id": r["id"],
+                        "text": r["text"],
+                        "label": r["label"],
+                        "prediction": p,
+                        "score": round(c, 6),
+                    }
+                    for r, p, c in zip(examples, pred, conf, strict=True)
+                ),
+            )
         write_json(
             Path(out) / "models.json",
             {"task_split": params.task_split, "examples": len(examples), "labels": labels, "models": rows},

@@ -31,9 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body(args, params) -> None:
         from components.pretrain.core import run
-        from components.pretrain.launch import quiet_megatron
+        from components.pretrain.launch import forked_children_die_with_this_process, quiet_megatron
 
         quiet_megatron()
+        forked_children_die_with_this_process()
         try:
             run(args.data, args.output, params, checkpoint_dir=args.checkpoint_dir)
         except ParamsError as exc:  # what this machine cannot run: refused before any launch

@@ -143,17 +143,38 @@ def torchrun_command(params: Params, port: int, args: list[str]) -> list[str]:
     ]
 
 
-def _die_with_parent():
-    """A preexec_fn giving the child SIGTERM when this process dies (Linux prctl PR_SET_DEATHSIG),
-    even by SIGKILL: torchrun then stops its workers instead of training on as orphans. libc is
-    loaded here, in the parent: the child only makes the call (no imports between fork and exec)."""
+def _prctl():
+    """libc's prctl, or None off Linux."""
     try:
         import ctypes
 
-        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
     except (OSError, AttributeError):
         return None
-    return lambda: prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """A preexec_fn giving the child SIGTERM when this process dies, even by SIGKILL: torchrun
+    then stops its workers instead of training on as orphans. libc is loaded here, in the
+    parent: the child only makes the call (no imports between fork and exec)."""
+    prctl = _prctl()
+    return None if prctl is None else (lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGTERM))
+
+
+def forked_children_die_with_this_process() -> None:
+    """Every process this one forks from now on gets SIGKILL when this one dies.
+
+    dist_checkpointing forks writer processes during each save; if the trainer is killed in the
+    middle, they would otherwise live on as orphans (holding files and pipes open). Their half-
+    written folder is discarded anyway (see checkpointing.commit). For CLI entry points only:
+    it changes the whole process.
+    """
+    prctl = _prctl()
+    if prctl is not None:
+        os.register_at_fork(after_in_child=lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGKILL))
 
 
 def launch_torchrun(params: Params, args: list[str]) -> None:

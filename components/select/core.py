@@ -13,7 +13,9 @@ Contract: ``run(evaluation, finetuned, candidates, output, params, promoted)``:
    with the message) and nothing is promoted;
 5. writes into ``output`` (atomically): ``decision.json`` (choice, reasons, constraints, every
    row with its verdict), ``decision.md`` (the same as Markdown with the whole table),
-   ``MODEL_CARD.md``, ``metrics.json``, and ``model/``: a copy of the chosen model folder (what
+   ``MODEL_CARD.md``, ``metrics.json``, ``predictions.jsonl`` (the chosen model's test
+   predictions from ``evaluation/predictions/<model>.jsonl``, when present: deploy's smoke-test
+   reference), and ``model/``: a copy of the chosen model folder (what
    deploy bundles and the server loads, safetensors + JSON only); then updates ``promoted``.
 
 A model that meets no constraint is not an error of the gate: ``NoCandidate`` names why each
@@ -210,6 +212,10 @@ def run(
         (out / MODEL_DIR).mkdir()
         for name in ("classifier.json", "model.safetensors", "tokenizer.json"):
             shutil.copyfile(source / name, out / MODEL_DIR / name)
+        # The chosen model's own test predictions: deploy's smoke-test reference (if evaluate wrote them).
+        reference = Path(evaluation) / "predictions" / f"{choice['model']}.jsonl"
+        if reference.is_file():
+            shutil.copyfile(reference, out / "predictions.jsonl")
         write_json(out / "decision.json", decision)
         (out / "decision.md").write_text(
             f"# Model selection\n\nObjective: {decision['objective']}.\n\n"

@@ -48,11 +48,26 @@ def corpus(tmp_path: Path) -> Path:
 def test_main_cleans_a_file(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     evals = tmp_path / "task.jsonl"
-    evals.write_text(json.dumps({"id": "r", "text": LEAK.capitalize() + ".", "label": "positive", "split": "test"}) + "\n")
-    params = _params(
-        tmp_path / "params.yaml", min_chars=10, min_words=3, pipeline_options=["--direct_num_workers=1"], **BASIC
+    evals.write_text(
+        json.dumps({"id": "r", "text": LEAK.capitalize() + ".", "label": "positive", "split": "test"}) + "\n"
     )
-    argv = ["--input", str(corpus), "--output", str(out), "--params", str(params), "--decontaminate", str(evals)]
+    params = _params(
+        tmp_path / "params.yaml",
+        min_chars=10,
+        min_words=3,
+        pipeline_options=["--direct_num_workers=1"],
+        **BASIC,
+    )
+    argv = [
+        "--input",
+        str(corpus),
+        "--output",
+        str(out),
+        "--params",
+        str(params),
+        "--decontaminate",
+        str(evals),
+    ]
     assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
     assert {k: report[k] for k in ("input", "kept", "dropped", "rejected")} == {

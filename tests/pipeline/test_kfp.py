@@ -39,7 +39,8 @@ def test_compiled_pipeline_loads_back_with_kfp(tmp_path: Path):
     )
     assert k8s["exec-ingest"]["secretAsEnv"][0]["secretName"] == "data-lake-credentials"
     tasks = spec["root"]["dag"]["tasks"]
-    assert all(task["cachingOptions"]["enableCache"] for task in tasks.values())
+    # Cached: every deterministic step; not the gate, which reads the promotion record as it is now.
+    assert {name for name, task in tasks.items() if not task["cachingOptions"].get("enableCache")} == {"select"}
     assert tasks["ingest"]["retryPolicy"]["maxRetryCount"] == 3
 
 
@@ -59,7 +60,11 @@ def test_accelerators_come_from_params(tmp_path: Path):
 
 def test_checked_in_pipeline_yaml_is_in_sync(tmp_path: Path):
     path = compile_pipeline(ROOT / "params.yaml", tmp_path / "pipeline.yaml")
-    assert path.read_text() == (ROOT / DEFAULT_OUTPUT).read_text(), "run `make compile` and commit the YAML"
+    # Compare the specs, not the text: kfp's header comment lists dict defaults in a varying order.
+    fresh = list(yaml.safe_load_all(path.read_text()))
+    assert fresh == list(yaml.safe_load_all((ROOT / DEFAULT_OUTPUT).read_text())), (
+        "run `make compile` and commit the YAML"
+    )
 
 
 def _same_files(a: Path, b: Path) -> list[str]:

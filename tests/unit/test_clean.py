@@ -51,7 +51,9 @@ def _counts(report: dict) -> dict:
 
 
 def _balanced(report: dict) -> bool:
-    return report["input"] == report["kept"] + sum(report["dropped"].values()) + sum(report["rejected"].values())
+    return report["input"] == report["kept"] + sum(report["dropped"].values()) + sum(
+        report["rejected"].values()
+    )
 
 
 # --- normalization helpers ------------------------------------------------------------------------
@@ -197,7 +199,10 @@ def test_pipeline_reasons_and_accounting(corpus: Path, tmp_path: Path) -> None:
         ("d1", GOOD, "s"),
         ("d2", "another fine document here", "s"),
     ]
-    assert docs[0]["meta"]["k"] == "d1" and docs[0]["meta"]["clean"]["dedup"] == {"cluster": "d1", "cluster_size": 1}
+    assert docs[0]["meta"]["k"] == "d1" and docs[0]["meta"]["clean"]["dedup"] == {
+        "cluster": "d1",
+        "cluster_size": 1,
+    }
     (dup,) = _jsonl(out / "dropped" / "duplicate_exact.jsonl")
     assert (dup["id"], dup["duplicate_of"], dup["reason"]) == ("d3", "d1", "duplicate_exact")
     assert [d["id"] for d in _jsonl(out / "dropped" / "too_short.jsonl")] == ["short"]
@@ -227,7 +232,11 @@ def test_folder_input_shards_and_gzip(tmp_path: Path) -> None:
     (src / "c.jsonl.gz").write_bytes(gzip.compress(b'{"id": "c0", "text": "document zero of c"}\n')[:-12])
     params = from_dict(Params, {**BASIC, "min_chars": 10, "min_words": 3, "num_shards": 3}, "clean")
     report = run(str(src), tmp_path / "out", params)
-    assert (report["input"], report["kept"], report["rejected"]) == (14, 12, {"invalid_json": 1, "unreadable": 1})
+    assert (report["input"], report["kept"], report["rejected"]) == (
+        14,
+        12,
+        {"invalid_json": 1, "unreadable": 1},
+    )
     parts = sorted((tmp_path / "out" / "documents").iterdir())
     assert [p.name for p in parts] == [f"part-{s:05d}-of-00003.jsonl" for s in range(3)]
     ids = []
@@ -241,6 +250,26 @@ def test_folder_input_shards_and_gzip(tmp_path: Path) -> None:
         ("c.jsonl.gz:1", "unreadable"),  # a truncated gzip: one rejected record, the run goes on
         ("sub/b.jsonl.gz:7", "invalid_json"),
     ]
+
+
+def test_object_store_input_and_output(corpus: Path) -> None:
+    """A remote output is built in a remote sibling folder (the workers of a distributed runner
+    write it), then moved into place; fsspec's memory:// stands in for s3:// or gs://."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/bucket/in/corpus.jsonl", corpus.read_bytes())
+    fs.pipe("/bucket/out/stale.txt", b"old output")
+    run("memory://bucket/in", "memory://bucket/out", SMALL)
+    names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls("/bucket/out", detail=False))
+    assert names == ["documents", "dropped", "metrics.json", "rejected", "report.json", "report.md"]
+    assert [p for p in fs.ls("/bucket", detail=False) if ".tmp-" in p] == []
+    report = json.loads(fs.cat_file("/bucket/out/report.json"))
+    assert (report["input"], report["kept"], report["dropped"]["duplicate_exact"]) == (11, 2, 1)
+    kept = fs.cat_file("/bucket/out/documents/part-00000-of-00001.jsonl").decode().splitlines()
+    assert [json.loads(line)["id"] for line in kept] == ["d1", "d2"]
+    assert fs.exists("/bucket/out/dropped/too_short.jsonl") and not fs.exists("/bucket/out/_spill")
+    fs.rm("/bucket", recursive=True)
 
 
 def test_report_refuses_counts_that_do_not_add_up(tmp_path: Path) -> None:
@@ -299,7 +328,9 @@ def _fuzz_lines(seed: int, n: int) -> list[bytes]:
         elif kind == 8:
             lines.append(rng.choice([b"[]", b"42", b'"text"', b"null", b"true", b"{}"]))
         elif kind == 9:
-            lines.append(json.dumps({"id": rng.choice([None, "", True, 1.5, []]), "text": prose(i, 6)}).encode())
+            lines.append(
+                json.dumps({"id": rng.choice([None, "", True, 1.5, []]), "text": prose(i, 6)}).encode()
+            )
         elif kind == 10:
             text = rng.choice([None, 7, ["a"], {"t": 1}, "   ", "\x00\x01\x02", "\ufffd" * 50 + " x"])
             lines.append(json.dumps({"id": doc_id, "text": text}).encode())
@@ -336,7 +367,10 @@ def test_fuzzed_input_is_fully_accounted(tmp_path: Path, monkeypatch: pytest.Mon
     assert report["input"] == n_records
     assert _balanced(report)
     kept = sum(len(_jsonl(p)) for p in (out / "documents").glob("*.jsonl"))
-    dropped = {filters.reason_of_path(p.relative_to(out / "dropped").as_posix()): len(_jsonl(p)) for p in (out / "dropped").rglob("*.jsonl")}
+    dropped = {
+        filters.reason_of_path(p.relative_to(out / "dropped").as_posix()): len(_jsonl(p))
+        for p in (out / "dropped").rglob("*.jsonl")
+    }
     rejected = _jsonl(out / "rejected" / "rejected.jsonl")
     assert (kept, dropped) == (report["kept"], report["dropped"])
     assert kept + sum(dropped.values()) + len(rejected) == n_records
@@ -383,7 +417,11 @@ def planted(tmp_path: Path) -> tuple[Path, Path]:
         ("lorem", prose(51, 8) + " Lorem ipsum dolor sit amet, consectetur adipiscing elit."),
         ("pii", prose(52, 8) + " Write to jane.doe@example.org or call (202) 555-0143 today."),
         ("leak", prose(53, 8) + f" Critics wrote that it is {LEAK}."),
-        ("train-text", prose(54, 8) + " Critics wrote that this is a plain and simple story about a family and its old dog."),
+        (
+            "train-text",
+            prose(54, 8)
+            + " Critics wrote that this is a plain and simple story about a family and its old dog.",
+        ),
         ("digits", prose(55, 9) + " Codes: " + " ".join(str(10**7 + 7919 * k) for k in range(26)) + "."),
     ]
     for i in range(5):  # a repeated line in five documents is boilerplate
@@ -392,7 +430,12 @@ def planted(tmp_path: Path) -> tuple[Path, Path]:
     corpus.write_text("".join(_doc(i, t) + "\n" for i, t in docs) + "{not json\n", encoding="utf-8")
     evals = [
         {"id": "r1", "text": f"It is {LEAK}.", "label": "positive", "split": "test"},
-        {"id": "r2", "text": "A plain and simple story about a family and its old dog.", "label": "negative", "split": "train"},
+        {
+            "id": "r2",
+            "text": "A plain and simple story about a family and its old dog.",
+            "label": "negative",
+            "split": "train",
+        },
         {"id": "r3", "text": "Bland,  dull and far too long.", "label": "negative", "split": "valid"},
         {"id": "r4", "text": "bland, dull and far too long.", "label": "positive", "split": "train"},
     ]
@@ -444,7 +487,12 @@ def test_curation_end_to_end(planted: tuple[Path, Path], tmp_path: Path) -> None
     assert report["outliers"]["active"] and "digit_ratio" in report["outliers"]["features"]
     assert report["counters"]["dropped.duplicate_near"] == 2
     md = (out / "report.md").read_text()
-    for heading in ("## Dropped by reason", "## Outlier limits (applied)", "### dropped:duplicate_near", "## Samples"):
+    for heading in (
+        "## Dropped by reason",
+        "## Outlier limits (applied)",
+        "### dropped:duplicate_near",
+        "## Samples",
+    ):
         assert heading in md
     assert "`near-a` duplicate_of=near-c" in md
 

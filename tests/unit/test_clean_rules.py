@@ -14,16 +14,79 @@ from components.common.params import ParamsError, from_dict
 
 P = Params()
 
-NOUNS = (
-    "river garden teacher market window city forest engine letter doctor village bridge harbor student "
-    "mountain island kitchen library painter farmer museum station theater factory castle valley planet "
-    "ocean council journey meadow orchard harvest lantern carpet pocket ticket rocket shadow signal"
-).split()
-VERBS = "watches builds carries finds follows paints opens closes visits remembers describes repairs".split()
-ADJS = "quiet bright ancient gentle narrow golden hidden busy careful curious distant famous".split()
+NOUNS = [
+    "river",
+    "garden",
+    "teacher",
+    "market",
+    "window",
+    "city",
+    "forest",
+    "engine",
+    "letter",
+    "doctor",
+    "village",
+    "bridge",
+    "harbor",
+    "student",
+    "mountain",
+    "island",
+    "kitchen",
+    "library",
+    "painter",
+    "farmer",
+    "museum",
+    "station",
+    "theater",
+    "factory",
+    "castle",
+    "valley",
+    "planet",
+    "ocean",
+    "council",
+    "journey",
+    "meadow",
+    "orchard",
+    "harvest",
+    "lantern",
+    "carpet",
+    "pocket",
+    "ticket",
+    "rocket",
+    "shadow",
+    "signal",
+]
+VERBS = [
+    "watches",
+    "builds",
+    "carries",
+    "finds",
+    "follows",
+    "paints",
+    "opens",
+    "closes",
+    "visits",
+    "remembers",
+    "describes",
+    "repairs",
+]
+ADJS = [
+    "quiet",
+    "bright",
+    "ancient",
+    "gentle",
+    "narrow",
+    "golden",
+    "hidden",
+    "busy",
+    "careful",
+    "curious",
+    "distant",
+    "famous",
+]
 
 
-ADVS = "Later Often Today Slowly Suddenly Yesterday".split()
+ADVS = ["Later", "Often", "Today", "Slowly", "Suddenly", "Yesterday"]
 
 
 def prose(seed: int, sentences: int = 10) -> str:
@@ -79,7 +142,10 @@ D = P.denoise
 @pytest.mark.parametrize(
     ("raw", "clean"),
     [
-        ("The Mona Lisa doesn\u00c3\u00a2\u00e2\u201a\u00ac\u00e2\u201e\u00a2t smile", "The Mona Lisa doesn\u2019t smile"),
+        (
+            "The Mona Lisa doesn\u00c3\u00a2\u00e2\u201a\u00ac\u00e2\u201e\u00a2t smile",
+            "The Mona Lisa doesn\u2019t smile",
+        ),
         ("\u00c3\u0153bergr\u00c3\u00b6\u00c3\u0178e", "\u00dcbergr\u00f6\u00dfe"),
         ("caf\u00c3\u00a9 au lait", "caf\u00e9 au lait"),
         ("<p>Hello <b>world</b></p><br/>Next", "Hello world\n\nNext"),
@@ -123,7 +189,9 @@ def test_boilerplate_lines_are_removed_and_text_stays_normalized() -> None:
     out, removed = filters.remove_lines(text, keys, 200)
     assert out == "Real content here."
     assert removed == ["Share this article", "Share this article", "Subscribe now"]
-    assert filters.candidate_lines(text, 200) == {filters.line_key(x) for x in ("Share this article", "Real content here.", "Subscribe now")}
+    assert filters.candidate_lines(text, 200) == {
+        filters.line_key(x) for x in ("Share this article", "Real content here.", "Subscribe now")
+    }
     assert filters.candidate_lines(text, 10) == set()
 
 
@@ -147,11 +215,16 @@ def test_reason_paths_round_trip() -> None:
     [
         ("only a few words here", "gopher_quality:word_count"),
         (" ".join(["a b c d e f g h"] * 20), "gopher_quality:mean_word_length"),
-        (" ".join(["internationalization telecommunications"] * 40) + " the and", "gopher_quality:mean_word_length"),
+        (
+            " ".join(["internationalization telecommunications"] * 40) + " the and",
+            "gopher_quality:mean_word_length",
+        ),
         (GOOD + " " + "#tag " * 40, "gopher_quality:symbol_ratio"),
         ("\n".join(f"- item {w} of the list and more" for w in NOUNS[:20]), "gopher_quality:bullet_lines"),
         (
-            "\n".join(f"The {w} and the story of the {w} goes on and on for the whole town..." for w in NOUNS[:20]),
+            "\n".join(
+                f"The {w} and the story of the {w} goes on and on for the whole town..." for w in NOUNS[:20]
+            ),
             "gopher_quality:ellipsis_lines",
         ),
         (GOOD + " " + " ".join(str(10_000 + i) for i in range(300)), "gopher_quality:alpha_words"),
@@ -167,7 +240,10 @@ def test_gopher_quality_reasons(text: str, reason: str) -> None:
     [
         ("\n\n".join([prose(2, 2)] * 3 + [prose(3, 2)]), "gopher_repetition:dup_para_frac"),
         ("\n".join([prose(4, 1)] * 3 + [prose(5, 1), prose(6, 1)]), "gopher_repetition:dup_line_frac"),
-        ("\n\n".join([prose(7, 6), prose(7, 6), prose(8, 2), prose(9, 2)]), "gopher_repetition:dup_para_char_frac"),
+        (
+            "\n\n".join([prose(7, 6), prose(7, 6), prose(8, 2), prose(9, 2)]),
+            "gopher_repetition:dup_para_char_frac",
+        ),
         (prose(10, 3) + " " + "buy now " * 60, "gopher_repetition:top_2gram"),
         (prose(11, 6) + " " + prose(12, 2) + " " + prose(12, 2), "gopher_repetition:dup_5gram"),
     ],
@@ -182,7 +258,9 @@ def test_repetition_fractions() -> None:
     assert quality.dup_ngram_char_fraction(stats, 5) == pytest.approx(19 / 47)
     assert quality.dup_ngram_char_fraction(text_stats(GOOD), 10) == 0.0
     # "red fox" occurs three times: 3 x 7 characters of 28
-    assert quality.top_ngram_char_fraction(text_stats("red fox red fox red fox runs"), 2) == pytest.approx(21 / 28)
+    assert quality.top_ngram_char_fraction(text_stats("red fox red fox red fox runs"), 2) == pytest.approx(
+        21 / 28
+    )
 
 
 def test_c4_line_rules_edit_the_text() -> None:
@@ -221,11 +299,16 @@ def test_c4_document_reasons(text: str, reason: str) -> None:
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        ("\n".join(f"word list entry number {i} without an end" for i in range(12)), "fineweb:line_punct_ratio"),
+        (
+            "\n".join(f"word list entry number {i} without an end" for i in range(12)),
+            "fineweb:line_punct_ratio",
+        ),
         ("\n".join(["Short line.", "Tiny one.", "Small.", GOOD]), "fineweb:short_line_ratio"),
         ("\n".join([prose(13, 2), prose(13, 2), prose(14, 8)]), "fineweb:char_dup_ratio"),
         (
-            "\n".join(f"{a.title()}{b}{c} {c}{a}ness." for a, b, c in zip(NOUNS, NOUNS[1:], NOUNS[2:], strict=False)),
+            "\n".join(
+                f"{a.title()}{b}{c} {c}{a}ness." for a, b, c in zip(NOUNS, NOUNS[1:], NOUNS[2:], strict=False)
+            ),
             "fineweb:list_ratio",
         ),
     ],
@@ -244,7 +327,10 @@ def test_language_identification() -> None:
     code, score = quality.detect_language(german, 1000)
     assert code == "de" and score > 0.9
     assert quality.language_filter(code, score, P.language) == "language:de"
-    assert quality.language_filter(*quality.detect_language("xq zzv 1234", 1000), P.language) == "language:unknown"
+    assert (
+        quality.language_filter(*quality.detect_language("xq zzv 1234", 1000), P.language)
+        == "language:unknown"
+    )
     assert quality.language_filter("en", 0.3, P.language) == "language:unknown"
     assert quality.detect_language("ok \x00\x7f text", 1000)[0] in ("en", "unknown")  # never raises
 
@@ -271,14 +357,18 @@ def test_robust_limits_and_order_free_merge() -> None:
         outliers.add(parts[i % 2], {"digit_ratio": v})
     merged = outliers.merge(parts)
     assert merged == outliers.merge(reversed(parts))
-    cfg = from_dict(type(P.outliers), {"features": ["digit_ratio"], "z": 5, "min_docs": 100}, "clean.outliers")
+    cfg = from_dict(
+        type(P.outliers), {"features": ["digit_ratio"], "z": 5, "min_docs": 100}, "clean.outliers"
+    )
     lim = outliers.limits(merged, 500, cfg)
     med, mad = lim["features"]["digit_ratio"]["median"], lim["features"]["digit_ratio"]["mad"]
     assert med == pytest.approx(np.median(values), abs=2e-4)
     assert 1.4826 * mad == pytest.approx(0.01, rel=0.15)
     assert outliers.outlier_reason({"digit_ratio": 0.05}, lim) is None
     assert outliers.outlier_reason({"digit_ratio": 0.2}, lim) == "outlier:digit_ratio"
-    assert outliers.outlier_reason({"digit_ratio": 0.2}, outliers.limits(merged, 50, cfg)) is None  # too few docs
+    assert (
+        outliers.outlier_reason({"digit_ratio": 0.2}, outliers.limits(merged, 50, cfg)) is None
+    )  # too few docs
 
 
 # --- PII ------------------------------------------------------------------------------------------
@@ -328,7 +418,9 @@ def test_minhash_estimates_jaccard() -> None:
     assert dedup.jaccard(x, dedup.text_shingles(prose(99), 5)) < 0.2
     # identical texts share every band; unrelated texts share none
     assert dedup.band_keys(sx, 20, 6) == dedup.band_keys(dedup.signature(x, a, b), 20, 6)
-    assert not set(dedup.band_keys(sx, 20, 6)) & set(dedup.band_keys(dedup.signature(dedup.text_shingles(prose(98), 5), a, b), 20, 6))
+    assert not set(dedup.band_keys(sx, 20, 6)) & set(
+        dedup.band_keys(dedup.signature(dedup.text_shingles(prose(98), 5), a, b), 20, 6)
+    )
 
 
 def test_short_texts_have_one_shingle() -> None:
@@ -361,7 +453,10 @@ def test_decontamination_ngrams() -> None:
     rows = dedup.eval_ngrams(review, 13, 8) + dedup.eval_ngrams(short, 13, 8)
     index = dedup.eval_index(rows, 8)
     assert len(rows) == 3 and set(index["grams"]) == {13}
-    leaked = GOOD + " Critics said: a gripping and beautifully acted film that never loses its nerve until the final..."
+    leaked = (
+        GOOD
+        + " Critics said: a gripping and beautifully acted film that never loses its nerve until the final..."
+    )
     assert dedup.contaminated(word_hashes(leaked)[0], index)
     assert not dedup.contaminated(word_hashes(GOOD + " " + short)[0], index)
     eight = dedup.eval_index(dedup.eval_ngrams("one two three four five six seven eight", 13, 8), 8)

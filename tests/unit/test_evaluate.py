@@ -272,3 +272,6 @@ def test_evaluate_scores_candidates_and_the_baseline(stage_inputs, tmp_path):
     )
     assert metrics["models"]["baseline"]["macro_f1"] == pytest.approx(rows["baseline"]["macro_f1"], abs=1e-6)
     assert len((out / "table.md").read_text().splitlines()) == 2 + 3
+    # Each model folder's predictions, for the smoke test of whichever one is shipped.
+    assert sorted(p.name for p in (out / "predictions").iterdir()) == ["finetuned.jsonl", "int8.jsonl"]
+    assert (out / "predictions" / "finetuned.jsonl").read_text() == (out / "predictions.jsonl").read_text()

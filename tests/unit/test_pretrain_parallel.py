@@ -188,12 +188,19 @@ def test_killed_run_resumes_and_matches_the_uninterrupted_run(data, tmp_path):
     command = [sys.executable, "-m", "components.pretrain", "--data", str(data), "--output", str(out)]
     command += ["--checkpoint-dir", str(ckpt), "--params", str(params_file)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    while _latest_step(ckpt) < 8 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)  # a real kill: no cleanup, no final checkpoint
-    stderr = proc.communicate()[1].decode(errors="replace")
+    log = tmp_path / "killed.log"
+    with open(log, "wb") as stderr_file:
+        # Its own process group: the kill takes the stage and any helper it forked, as when a
+        # pod or a machine goes away.
+        proc = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr_file, start_new_session=True
+        )
+        deadline = time.monotonic() + 240
+        while _latest_step(ckpt) < 8 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)  # a real kill: no cleanup, no final checkpoint
+        proc.wait(timeout=60)
+    stderr = log.read_text(errors="replace")
     killed_at = _latest_step(ckpt)
     assert proc.returncode == -signal.SIGKILL, stderr[-2000:]
     assert 8 <= killed_at < RESUME["train_steps"] and not out.exists()

@@ -85,6 +85,8 @@ def stage(tmp_path):
     (evaluation / "models.json").write_text(
         json.dumps({"task_split": "test", "examples": 10, "models": ROWS})
     )
+    (evaluation / "predictions").mkdir()
+    (evaluation / "predictions" / "int8.jsonl").write_text('{"id": "1"}\n')
     folders = {"finetuned": tmp_path / "finetune", "int8": tmp_path / "compress" / "int8"}
     for name, folder in folders.items():
         folder.mkdir(parents=True)
@@ -116,6 +118,7 @@ def test_run_exports_the_choice_and_records_the_promotion(stage):
         "model.safetensors",
         "tokenizer.json",
     ]
+    assert (out / "predictions.jsonl").read_text() == '{"id": "1"}\n'  # deploy's smoke reference
     decision = json.loads((out / "decision.json").read_text())
     assert decision["chosen"] == "int8" and len(decision["models"]) == 4
     assert (
