@@ -19,9 +19,8 @@ def deploy(
     from components.common.kfp import log_metrics, stage_params
     from components.deploy.core import run
 
-    reference = os.path.join(evaluation.path, "predictions.jsonl")
-    result = run(
-        finetuned.path, release.path, stage_params("deploy", params), reference=reference, dataset=data.path
-    )
+    model = os.path.join(selection.path, "model")
+    reference = os.path.join(selection.path, "predictions.jsonl")
+    result = run(model, release.path, stage_params("deploy", params), reference=reference, dataset=data.path)
     release.metadata["dataset_version"] = data.metadata.get("dataset_version", "")
     log_metrics(metrics, result)

@@ -16,7 +16,9 @@ import dataclasses
 import json
 import logging
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -177,11 +179,38 @@ def forked_children_die_with_this_process() -> None:
         os.register_at_fork(after_in_child=lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGKILL))
 
 
-def launch_torchrun(params: Params, args: list[str]) -> None:
-    """Run the job with torchrun on this machine; raise if any rank failed."""
+def _ephemeral_low(default: int = 32768) -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+def master_port(rng: random.Random | None = None) -> int:
+    """A free TCP port for torchrun's rendezvous, chosen per run.
+
+    Drawn at random below the kernel's ephemeral range: ports there are never handed out to
+    outgoing connections (every gloo/NCCL job on the machine makes many), so between this check
+    and torchrun binding it only another listener could take it. Falls back to any free port.
+    """
     from components.common.gpt import free_port
 
-    command = torchrun_command(params, free_port(), args)
+    rng = rng or random.SystemRandom()
+    high = _ephemeral_low()
+    for _ in range(64):
+        port = rng.randrange(20000, max(high, 20001))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    return free_port()
+
+
+def launch_torchrun(params: Params, args: list[str]) -> None:
+    """Run the job with torchrun on this machine; raise if any rank failed."""
+    command = torchrun_command(params, master_port(), args)
     env = dict(os.environ)
     # torchrun otherwise forces OMP_NUM_THREADS=1 (with a warning); each rank sets its own threads.
     env.setdefault("OMP_NUM_THREADS", str(params.cpu_threads))

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from components.common.gpt import GPTShape
-from components.common.params import ParamsError, from_dict, load_all
+from components.common.params import STAGES, ParamsError, from_dict, load_all
 from components.pretrain import accounting, checkpointing, launch
 from components.pretrain.core import (
     build_datasets,
@@ -128,11 +128,18 @@ def test_shape_pads_the_tokenizer_vocabulary():
     assert gpt_shape(_params(tensor_parallel_size=2), vocab_size=300).vocab_size == 384
 
 
-@pytest.mark.parametrize(
-    "profile", sorted((ROOT / "params" / "profiles").glob("*.yaml")), ids=lambda p: p.stem
-)
-def test_hardware_profiles_load_with_the_strict_loader(profile):
-    params = load_all(profile)["pretrain"]
+PROFILES = sorted((ROOT / "params" / "profiles").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)
+def test_hardware_profiles_load_with_the_strict_loader(profile, tmp_path):
+    from components.pretrain.profile import main as apply_main
+
+    base = tmp_path / "params.yaml"
+    base.write_text(yaml.safe_dump({stage: {} for stage in STAGES}))
+    out = tmp_path / "params-profile.yaml"
+    assert apply_main([str(profile), "--base", str(base), "--output", str(out)]) == 0
+    params = load_all(out)["pretrain"]
     assert params.accelerator_count == params.procs_per_node > 0
     assert params.precision == "bf16" and params.peak_flops_per_accelerator > 1e14
     # The GPU paths that exist only there are refused on this CPU before anything starts ...
@@ -141,6 +148,17 @@ def test_hardware_profiles_load_with_the_strict_loader(profile):
     # ... and accepted on a machine with the GPUs the profile asks for.
     launch.check_machine(params, GPU_TE, launcher_world=params.world_size if params.num_nodes > 1 else None)
     assert launch.resolve_transformer_impl(params, GPU_TE) == "transformer_engine"
+
+
+def test_a_profile_with_a_bad_key_is_refused(tmp_path, capsys):
+    from components.pretrain.profile import main as apply_main
+
+    base = tmp_path / "params.yaml"
+    base.write_text(yaml.safe_dump({stage: {} for stage in STAGES}))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"pretrain": {"tensor_parallel": 2}}))
+    assert apply_main([str(bad), "--base", str(base), "--output", str(tmp_path / "out.yaml")]) == 2
+    assert "pretrain.tensor_parallel" in capsys.readouterr().err and not (tmp_path / "out.yaml").exists()
 
 
 # ---------------------------------------------------------------- machine checks and launch
@@ -540,3 +558,13 @@ def test_launcher_creates_the_job_waits_and_copies_the_output(tmp_path):
             str(data), str(tmp_path / "out2"), params, **kwargs, api=failing, sleep=lambda s: None
         )
     assert not (tmp_path / "out2").exists()
+
+
+def test_master_port_is_free_and_below_the_ephemeral_range():
+    import random
+    import socket
+
+    port = launch.master_port(random.Random(0))
+    assert 20000 <= port < launch._ephemeral_low()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # still free

@@ -1,8 +1,9 @@
 """Start and stop the torch.distributed + megatron parallel state that megatron-core needs.
 
 Under torchrun (RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT / LOCAL_RANK set) the process joins
-that world; otherwise it forms a world of one on a free loopback port, so a single CPU process,
-a test, or a notebook can build and run megatron models. gloo on CPU, nccl on GPU.
+that world; otherwise it forms a world of one on an in-memory store (no TCP port, so nothing to
+collide with other jobs on the machine), so a single CPU process, a test, or a notebook can build
+and run megatron models. gloo on CPU, nccl on GPU.
 """
 
 from __future__ import annotations
@@ -56,12 +57,9 @@ def init_runtime(tp: int = 1, pp: int = 1, seed: int = 0) -> None:
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
             torch.distributed.init_process_group(backend=backend)
         else:
-            # A world of one: an explicit free port per run so parallel tests never collide.
+            # A world of one needs no rendezvous: an in-memory store, no port to race for.
             torch.distributed.init_process_group(
-                backend=backend,
-                init_method=f"tcp://127.0.0.1:{free_port()}",
-                world_size=1,
-                rank=0,
+                backend=backend, store=torch.distributed.HashStore(), world_size=1, rank=0
             )
         _OWNS_PROCESS_GROUP = True
     world = torch.distributed.get_world_size()
