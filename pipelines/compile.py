@@ -30,8 +30,11 @@ def pipeline_arguments(params_path: str | Path, **uris: str) -> dict[str, Any]:
 
     sections = {stage: to_dict(p) for stage, p in load_all(params_path).items()}
     # The model-selection gate's record of the last promotion lives on the checkpoint PVC.
-    promoted = {"promoted_record": f"{load_cluster().checkpoint_mount}/promoted.json"}
-    return {**DEFAULT_URIS, **promoted, **uris, **sections}
+    # State that outlives a run sits on the checkpoint PVC: pretraining checkpoints (resume after a
+    # killed pod) and the model-selection gate's record of the last promotion.
+    mount = load_cluster().checkpoint_mount
+    state = {"checkpoint_dir": f"{mount}/pretrain", "promoted_record": f"{mount}/promoted.json"}
+    return {**DEFAULT_URIS, **state, **uris, **sections}
 
 
 def compile_pipeline(params_path: str | Path, output: str | Path) -> Path:

@@ -74,13 +74,29 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
         deploy: dict,
         monitor: dict,
         promoted_record: str = "",
+        checkpoint_dir: str = "",
     ):
         ingest_task = ingest_c.ingest(news=news_uri, reviews=reviews_uri, params=ingest)
         _data_lake_step(ingest_task, cluster)
         clean_task = clean_c.clean(data=ingest_task.outputs["data"], params=clean)
         tokenize_task = tokenize_c.tokenize(cleaned=clean_task.outputs["cleaned"], params=tokenize)
-        pretrain_task = pretrain_c.pretrain(tokenized=tokenize_task.outputs["tokenized"], params=pretrain)
-        _training_step(pretrain_task, params["pretrain"], cluster)
+        if params["pretrain"].num_nodes > 1:
+            # Multi-node: a launcher step creates a Kubeflow Training Operator PyTorchJob (one pod
+            # per node, accelerators and /dev/shm on those pods) and waits for it.
+            pretrain_task = pretrain_c.pretrain_pytorchjob(
+                tokenized=tokenize_task.outputs["tokenized"],
+                params=pretrain,
+                image=cluster.image,
+                pvc_name=cluster.checkpoint_pvc,
+                pvc_mount=cluster.checkpoint_mount,
+                shm_size=cluster.shm_size,
+            )
+            kubernetes.mount_pvc(pretrain_task, pvc_name=cluster.checkpoint_pvc, mount_path=cluster.checkpoint_mount)
+        else:
+            pretrain_task = pretrain_c.pretrain(
+                tokenized=tokenize_task.outputs["tokenized"], params=pretrain, checkpoint_dir=checkpoint_dir
+            )
+            _training_step(pretrain_task, params["pretrain"], cluster)
         finetune_task = finetune_c.finetune(
             pretrained=pretrain_task.outputs["pretrained"],
             tokenized=tokenize_task.outputs["tokenized"],

@@ -37,6 +37,7 @@ def run_local(
         news_uri=str(Path(news).resolve()),
         reviews_uri=str(Path(reviews).resolve()),
         promoted_record=str(root / "promoted.json"),
+        checkpoint_dir=str(root / "checkpoints"),
     )
     build_pipeline(load_all(params_path), load_cluster())(**args)
     (run_dir,) = {p for p in root.iterdir() if p.is_dir()} - before

@@ -1,7 +1,8 @@
 """Params of the pretrain stage (stdlib only: imported by the params loader of every stage).
 
 The defaults are the CPU demo (one process, fp32, about 3 min on 2 cores). Real hardware uses the
-same keys with other values: see ``params/profiles/`` (GPT ~125M and ~1B on 8 GPUs).
+same keys with other values: see ``params/profiles/`` (GPT ~125M and ~1B on 8 GPUs, ~1B on 2x8),
+applied to a params file with ``python -m components.pretrain.profile``.
 
 Everything that can be checked without a device is checked here (sizes, divisibility, the
 parallel layout); what depends on the machine (CUDA, Transformer Engine) is checked by

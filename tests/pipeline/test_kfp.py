@@ -98,3 +98,24 @@ def test_kfp_local_run_matches_the_dvc_run(dvc_project: Path, tmp_path: Path):
     kfp_monitor = json.loads((run_dir / "monitor" / "reports" / "metrics.json").read_text())
     assert kfp_monitor["batches"]["plots"]["drift_detected"] is True
     assert (run_dir / "monitor" / "report").read_text().count("<iframe") == 2
+
+
+@pytest.mark.parametrize(
+    ("profile", "executor"),
+    [("gpt-1b-8gpu.yaml", "exec-pretrain"), ("gpt-1b-2x8gpu.yaml", "exec-pretrain-pytorchjob")],
+)
+def test_gpu_profiles_compile_with_accelerators_or_a_pytorchjob(tmp_path: Path, profile: str, executor: str):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["pretrain"] = yaml.safe_load((ROOT / "params" / "profiles" / profile).read_text())["pretrain"]
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    spec, platform = yaml.safe_load_all(compile_pipeline(params, tmp_path / "p.yaml").read_text())
+    task = executor.removeprefix("exec-")
+    assert spec["root"]["dag"]["tasks"][task]["componentRef"]["name"] == f"comp-{task}"
+    container = spec["deploymentSpec"]["executors"][executor]["container"]
+    if executor == "exec-pretrain":  # one node: the step's own pod gets the GPUs
+        accelerator = container["resources"]["accelerator"]
+        assert (accelerator["resourceType"], accelerator["resourceCount"]) == ("nvidia.com/gpu", "8")
+    else:  # several nodes: the launcher asks for no GPU, the PyTorchJob's pods do
+        assert "accelerator" not in container.get("resources", {})
+    assert "pvcMount" in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][executor]

@@ -156,9 +156,12 @@ def _transformer_config(
         bias_activation_fusion=cuda and shape.add_bias_linear,
         bias_dropout_fusion=cuda,
         masked_softmax_fusion=False,
-        # Fused RoPE and fused weight-gradient accumulation come with Transformer Engine.
+        # Fused RoPE comes with Transformer Engine. Fused weight-gradient accumulation into the
+        # fp32 main grads: TE's layers have it, but megatron's own output layer (in the TE spec
+        # too) needs apex's fused_weight_gradient_mlp_cuda and refuses to build without it.
         apply_rope_fusion=te,
-        gradient_accumulation_fusion=te,
+        gradient_accumulation_fusion=te
+        and importlib.util.find_spec("fused_weight_gradient_mlp_cuda") is not None,
         persist_layer_norm=False,
         **recompute_args,
     )
