@@ -91,7 +91,9 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
                 pvc_mount=cluster.checkpoint_mount,
                 shm_size=cluster.shm_size,
             )
-            kubernetes.mount_pvc(pretrain_task, pvc_name=cluster.checkpoint_pvc, mount_path=cluster.checkpoint_mount)
+            kubernetes.mount_pvc(
+                pretrain_task, pvc_name=cluster.checkpoint_pvc, mount_path=cluster.checkpoint_mount
+            )
         else:
             pretrain_task = pretrain_c.pretrain(
                 tokenized=tokenize_task.outputs["tokenized"], params=pretrain, checkpoint_dir=checkpoint_dir
@@ -126,7 +128,9 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
             promoted=promoted_record,
         )
         # The promotion record outlives runs: it sits on the shared volume.
-        kubernetes.mount_pvc(select_task, pvc_name=cluster.checkpoint_pvc, mount_path=cluster.checkpoint_mount)
+        kubernetes.mount_pvc(
+            select_task, pvc_name=cluster.checkpoint_pvc, mount_path=cluster.checkpoint_mount
+        )
         select_task.set_caching_options(False)  # the gate must compare against the record as it is now
         deploy_task = deploy_c.deploy(
             selection=select_task.outputs["selection"], data=ingest_task.outputs["data"], params=deploy

@@ -32,14 +32,18 @@ class Params:
     eval_batch_size: int = 128  # reviews per forward pass when scoring valid (examples)
     seed: int = 0  # seed of the head's weights, batch order and dropout (integer)
     cpu_threads: int = 2  # torch CPU threads, fixed for reproducible sums; 0 = torch default (threads)
-    accelerator_type: str = ""  # Kubernetes resource of the Kubeflow pod's devices, e.g. nvidia.com/gpu (name)
+    accelerator_type: str = (
+        ""  # Kubernetes resource of the Kubeflow pod's devices, e.g. nvidia.com/gpu (name)
+    )
     accelerator_count: int = 0  # devices requested by the Kubeflow finetune pod; 0 = CPU only (count)
 
     def __post_init__(self) -> None:
         if self.accelerator_count < 0:
             raise ValueError(f"{SECTION}.accelerator_count: must be >= 0, got {self.accelerator_count!r}")
         if self.accelerator_count > 0 and not self.accelerator_type:
-            raise ValueError(f"{SECTION}.accelerator_type: required when accelerator_count > 0 (e.g. nvidia.com/gpu)")
+            raise ValueError(
+                f"{SECTION}.accelerator_type: required when accelerator_count > 0 (e.g. nvidia.com/gpu)"
+            )
         if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
             raise ValueError(f"{SECTION}.labels: need at least 2 distinct labels, got {self.labels!r}")
         if self.max_length < 2:  # room for one text token besides the closing <|endoftext|>

@@ -48,7 +48,14 @@ def test_changing_a_finetune_param_reruns_only_finetune_and_downstream(dvc_proje
     params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
     try:
         result = dvc(dvc_project, "repro")
-        assert ran_stages(result.stdout) == ["finetune", "compress", "evaluate", "select", "deploy", "monitor"]
+        assert ran_stages(result.stdout) == [
+            "finetune",
+            "compress",
+            "evaluate",
+            "select",
+            "deploy",
+            "monitor",
+        ]
     finally:
         params_file.write_text(original)
         dvc(dvc_project, "repro")

@@ -40,7 +40,9 @@ def test_compiled_pipeline_loads_back_with_kfp(tmp_path: Path):
     assert k8s["exec-ingest"]["secretAsEnv"][0]["secretName"] == "data-lake-credentials"
     tasks = spec["root"]["dag"]["tasks"]
     # Cached: every deterministic step; not the gate, which reads the promotion record as it is now.
-    assert {name for name, task in tasks.items() if not task["cachingOptions"].get("enableCache")} == {"select"}
+    assert {name for name, task in tasks.items() if not task["cachingOptions"].get("enableCache")} == {
+        "select"
+    }
     assert tasks["ingest"]["retryPolicy"]["maxRetryCount"] == 3
 
 
