@@ -87,7 +87,7 @@ image-gpu: ## build the GPU image on an NVIDIA PyTorch base (BASE=<that image>)
 	docker build -f Dockerfile.gpu $(if $(BASE),--build-arg BASE=$(BASE)) -t $(IMAGE)-gpu .
 
 bench: setup ## run the benchmarks in bench/ (they print ratios against peers)
-	@set -e; for b in $(wildcard bench/*.py); do echo "== $$b"; $(PY) $$b; done
+	@set -e; for b in $(filter-out bench/_%,$(wildcard bench/*.py)); do echo "== $$b"; $(PY) $$b; done
 
 lock: ## re-resolve and pin the full dependency set (requirements/constraints.txt) in a fresh venv
 	rm -rf .cache/lock-venv && python3 -m venv .cache/lock-venv
