@@ -14,4 +14,6 @@ def clean(data: Input[Dataset], params: dict, cleaned: Output[Dataset], metrics:
     from components.common.kfp import log_metrics, stage_params
 
     corpus = os.path.join(data.path, "corpus.jsonl")
-    log_metrics(metrics, run(input=corpus, output=cleaned.path, params=stage_params("clean", params)))
+    task = os.path.join(data.path, "task.jsonl")  # evaluation texts: decontamination
+    result = run(input=corpus, output=cleaned.path, params=stage_params("clean", params), decontaminate=task)
+    log_metrics(metrics, result)

@@ -361,7 +361,12 @@ def _work_dir(output: str | os.PathLike) -> Iterator[str]:
         raise
     if fs.exists(root):
         fs.rm(root, recursive=True)
-    fs.mv(tmp_root, root, recursive=True)
+    # File by file: a recursive mv also copies the stores' folder marker keys, which S3
+    # implementations do not all keep (CopyObject then fails with NoSuchKey).
+    for path in fs.find(tmp_root):
+        fs.mv(path, f"{root.rstrip('/')}/{path[len(tmp_root) :].lstrip('/')}")
+    if fs.exists(tmp_root):
+        fs.rm(tmp_root, recursive=True)
 
 
 def _write_metrics(work: str, metrics: dict[str, Any]) -> dict[str, Any]:

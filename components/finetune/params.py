@@ -15,10 +15,10 @@ class Params:
     """The ``finetune`` section of params.yaml. Defaults are the CPU demo (about 2-3 min on 2 cores)."""
 
     labels: list[str] = field(default_factory=lambda: ["negative", "positive"])  # classes, in output order
-    pooling: Literal["mean", "last"] = "mean"  # mean over non-pad tokens, or the last token (name)
+    pooling: Literal["mean", "last"] = "last"  # last (closing eod) token, or mean over non-pad tokens (name)
     max_length: int = 64  # tokens per review incl. the closing <|endoftext|>; longer ones are cut (tokens)
     freeze_backbone: bool = False  # train only the head on frozen GPT features (flag)
-    epochs: int = 4  # most passes over the train split (epochs)
+    epochs: int = 2  # most passes over the train split (epochs)
     batch_size: int = 32  # reviews per optimizer step (examples)
     lr: float = 2.0e-4  # peak AdamW learning rate of the GPT backbone (step size)
     head_lr: float = 1.0e-3  # peak AdamW learning rate of the classification head (step size)

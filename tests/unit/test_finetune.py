@@ -174,7 +174,7 @@ def test_finetune_learns_the_task_and_reruns_are_identical(inputs, tmp_path):
     assert metrics["valid_macro_f1"] == pytest.approx(max(float(r["valid_macro_f1"]) for r in history))
     config = json.loads((a / "classifier.json").read_text())
     assert (
-        config["labels"] == ["negative", "positive"] and config["pad_id"] == 1 and config["pooling"] == "mean"
+        config["labels"] == ["negative", "positive"] and config["pad_id"] == 1 and config["pooling"] == "last"
     )
 
     classifier = load_classifier(a)
@@ -192,7 +192,14 @@ def test_frozen_backbone_trains_only_the_head(inputs, tmp_path):
     out = tmp_path / "frozen"
     params = from_dict(
         Params,
-        {**FAST, "freeze_backbone": True, "epochs": 15, "head_lr": 0.1, "head_dropout": 0.0},
+        {
+            **FAST,
+            "freeze_backbone": True,
+            "epochs": 15,
+            "head_lr": 0.1,
+            "head_dropout": 0.0,
+            "pooling": "mean",
+        },
         "finetune",
     )
     metrics = run(**inputs, output=str(out), params=params)
