@@ -29,18 +29,21 @@ def run_local(
     from pipelines.llm_pipeline import build_pipeline
 
     root = Path(root).resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    # State that outlives a run (on a cluster: the PVC) goes in ROOT/_state, made before the
+    # listing below so the run's own folder is the only new one.
+    state = root / "_state"
+    state.mkdir(parents=True, exist_ok=True)
     before = set(root.iterdir())
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     args = pipeline_arguments(
         params_path,
         news_uri=str(Path(news).resolve()),
         reviews_uri=str(Path(reviews).resolve()),
-        promoted_record=str(root / "promoted.json"),
-        checkpoint_dir=str(root / "checkpoints"),
+        promoted_record=str(state / "promoted.json"),
+        checkpoint_dir=str(state / "checkpoints"),
     )
     build_pipeline(load_all(params_path), load_cluster())(**args)
-    (run_dir,) = {p for p in root.iterdir() if p.is_dir()} - before
+    (run_dir,) = set(root.iterdir()) - before
     return run_dir
 
 

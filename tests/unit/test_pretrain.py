@@ -383,8 +383,8 @@ def test_two_sources_are_blended_by_weight(data, tmp_path):
 
 
 def test_params_file_with_every_pretrain_key_validates():
-    # tmp_params/pretrain.yaml is the section the lead pastes into params.yaml: every key.
-    section = yaml.safe_load((ROOT / "tmp_params" / "pretrain.yaml").read_text())["pretrain"]
+    # params.yaml's pretrain section lists every key (with its comment) at its default value.
+    section = yaml.safe_load((ROOT / "params.yaml").read_text())["pretrain"]
     params = from_dict(Params, section, "pretrain")
     assert params == Params()
     known = {f.name for f in dataclasses.fields(Params)}
