@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,18 +49,26 @@ def compile_pipeline(params_path: str | Path, output: str | Path) -> Path:
     return Path(output)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.compile", description=__doc__.splitlines()[0])
+def compile_cli(
+    argv: list[str] | None, prog: str, description: str, compile_fn: Callable[[str, str], Path], output: str
+) -> int:
+    """The command line shared by the pipeline compile scripts: --params, --output, one-line errors."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--output", default=DEFAULT_OUTPUT)
+    parser.add_argument("--output", default=output)
     args = parser.parse_args(argv)
     try:
-        path = compile_pipeline(args.params, args.output)
+        path = compile_fn(args.params, args.output)
     except ParamsError as exc:
         print(f"error: {args.params}: {exc}", file=sys.stderr)
         return 2
     print(f"compiled {path}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    doc = __doc__.splitlines()[0]
+    return compile_cli(argv, "python -m pipelines.compile", doc, compile_pipeline, DEFAULT_OUTPUT)
 
 
 if __name__ == "__main__":

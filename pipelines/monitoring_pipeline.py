@@ -7,14 +7,13 @@ and create a recurring run with ``recurring_run_arguments(params)`` (cron ``moni
 one run at a time, no catch-up), or ``schedule(client, ...)`` with a ``kfp.Client``.
 """
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
 from kfp import compiler, dsl
 
-from components.common.params import ParamsError, load_params, to_dict
+from components.common.params import load_params, to_dict
 from monitoring.component import monitor_window
 
 PIPELINE_NAME = "llm-monitoring"
@@ -85,19 +84,10 @@ def compile_pipeline(params_path: str | Path, output: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.monitoring_pipeline", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--output", default=DEFAULT_OUTPUT)
-    args = parser.parse_args(argv)
-    try:
-        path = compile_pipeline(args.params, args.output)
-    except ParamsError as exc:
-        print(f"error: {args.params}: {exc}", file=sys.stderr)
-        return 2
-    print(f"compiled {path}")
-    return 0
+    from pipelines.compile import compile_cli
+
+    doc = __doc__.splitlines()[0]
+    return compile_cli(argv, "python -m pipelines.monitoring_pipeline", doc, compile_pipeline, DEFAULT_OUTPUT)
 
 
 if __name__ == "__main__":
