@@ -17,7 +17,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 IMAGE ?= llm-production-line:0.1.0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup samples nltk-data check-params run plots test lint format push pull compile bench lock \
+.PHONY: help setup samples nltk-data check-params run plots test test-gpu lint format push pull compile bench lock \
 	clean-outputs serve monitor monitor-ui image image-gpu kfp-submit
 
 help: ## list the targets
@@ -47,6 +47,10 @@ plots: setup ## render the DVC plots to dvc_plots/index.html
 
 test: setup lint ## lint, then the whole test suite
 	$(BIN)/pytest -q
+
+test-gpu: setup ## the GPU tests and the GPU pretraining benchmark (on a machine with a CUDA GPU)
+	$(BIN)/pytest -q -m gpu tests/gpu
+	bench/gpu_pretrain.sh
 
 lint: setup ## ruff lint and format check
 	$(BIN)/ruff check .

@@ -2,7 +2,7 @@
 # GPU throughput of our pretraining step: tokens/s and MFU of a ~1.3B GPT in bf16 on one GPU.
 #
 #   bench/gpu_pretrain.sh                      # from the repository root, on a machine with a GPU
-#   MICRO_BATCH=4 STEPS=30 bench/gpu_pretrain.sh
+#   MICRO_BATCH=8 STEPS=30 bench/gpu_pretrain.sh          # micro batch 16 by default (86 GiB peak on an H200)
 #
 # Needs a Python with CUDA torch and megatron-core (0.16.1 here; newer on NGC images) that can import
 # this repository (PYTHON=... to pick it); Transformer Engine is used when importable (flash attention,
@@ -37,7 +37,7 @@ from components.pretrain import accounting
 from components.pretrain.params import Params
 from components.pretrain.training import Trainer
 
-MICRO = int(os.environ.get("MICRO_BATCH", "8"))
+MICRO = int(os.environ.get("MICRO_BATCH", "16"))
 WARMUP = int(os.environ.get("WARMUP", "5"))
 STEPS = int(os.environ.get("STEPS", "20"))
 PEAK = float(os.environ.get("PEAK_FLOPS", "989e12"))

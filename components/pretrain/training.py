@@ -196,7 +196,13 @@ class Trainer:
         model_state = self.gpt.sharded_state_dict()
         state = {
             "model": model_state,
-            "optimizer": self.optimizer.sharded_state_dict(model_state, is_loading),
+            # The distributed optimizer's default format in megatron-core 0.16 (flattened
+            # model-space shards) is refused by its own checkpointing; dp_reshardable is what
+            # Megatron-LM saves by default (resumable at another data-parallel size). The plain
+            # optimizer ignores the key.
+            "optimizer": self.optimizer.sharded_state_dict(
+                model_state, is_loading, metadata={"distrib_optim_sharding_type": "dp_reshardable"}
+            ),
         }
         if with_rng:
             state["rng_state"] = _rng_sharded_object(self.layout)
@@ -227,12 +233,26 @@ class Trainer:
 
         state = checkpointing.read_state(step_dir)
         same_layout = state.layout == self.layout
+        if self.params.use_distributed_optimizer:
+            self._allocate_distributed_optimizer_state()
         loaded = dist_checkpointing.load(self._state(is_loading=True, with_rng=same_layout), str(step_dir))
         self.gpt.load_state_dict(loaded["model"], strict=True)
         self.optimizer.load_state_dict(loaded["optimizer"])
         if same_layout:
             _set_rng(loaded["rng_state"])
         return state
+
+    def _allocate_distributed_optimizer_state(self) -> None:
+        """Give a fresh distributed optimizer its Adam state before a load.
+
+        Its sharded state dict reads the per-tensor Adam ``step`` when neither Apex nor Transformer
+        Engine provides the fused Adam (megatron-core 0.16), and a fresh torch AdamW has none yet.
+        megatron's own remedy (used for its FSDP checkpoints): one step on zero gradients, whose
+        state and fp32 master weights the load then overwrites.
+        """
+        for optimizer in getattr(self.optimizer, "chained_optimizers", [self.optimizer]):
+            if not optimizer.optimizer.state:
+                optimizer._init_optimizer_states_with_dummy_values()
 
 
 def _broadcast(value: Any) -> Any:

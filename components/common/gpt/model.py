@@ -217,6 +217,13 @@ def build_gpt(
         position_embedding_type=shape.position_embedding_type,
         rotary_base=shape.rotary_base,
     )
+    if precision == "bf16":
+        # What megatron's own training does with its Float16Module wrapper: cast every floating
+        # parameter and buffer. Without it the modules megatron builds outside params_dtype (the
+        # torch LayerNorm it falls back to without apex, the learned position embedding) stay
+        # fp32, and the first bf16 linear layer gets a fp32 input. Inputs are token ids, so the
+        # wrapper's input cast is not needed; losses are reduced in fp32 by the callers.
+        model = model.bfloat16()
     if torch.cuda.is_available():
         model = model.cuda()
     return model
