@@ -2,7 +2,7 @@
 # GPU throughput of our pretraining step: tokens/s and MFU of a ~1.3B GPT in bf16 on one GPU.
 #
 #   bench/gpu_pretrain.sh                      # from the repository root, on a machine with a GPU
-#   MICRO_BATCH=8 STEPS=30 bench/gpu_pretrain.sh          # micro batch 16 by default (86 GiB peak on an H200)
+#   MICRO_BATCH=8 STEPS=30 bench/gpu_pretrain.sh   # default micro batch 16: 86 GiB peak on an H200, 8: 54 GiB
 #
 # Needs a Python with CUDA torch and megatron-core (0.16.1 here; newer on NGC images) that can import
 # this repository (PYTHON=... to pick it); Transformer Engine is used when importable (flash attention,
