@@ -79,7 +79,9 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
         ingest_task = ingest_c.ingest(news=news_uri, reviews=reviews_uri, params=ingest)
         _data_lake_step(ingest_task, cluster)
         clean_task = clean_c.clean(data=ingest_task.outputs["data"], params=clean)
-        tokenize_task = tokenize_c.tokenize(cleaned=clean_task.outputs["cleaned"], params=tokenize)
+        tokenize_task = tokenize_c.tokenize(
+            cleaned=clean_task.outputs["cleaned"], data=ingest_task.outputs["data"], params=tokenize
+        )
         if params["pretrain"].num_nodes > 1:
             # Multi-node: a launcher step creates a Kubeflow Training Operator PyTorchJob (one pod
             # per node, accelerators and /dev/shm on those pods) and waits for it.

@@ -1,4 +1,5 @@
-"""CLI: ``python -m components.tokenize --input outputs/clean/documents --output outputs/tokenize``."""
+"""CLI: ``python -m components.tokenize --input outputs/clean/documents --output outputs/tokenize
+[--task outputs/ingest/task.jsonl]``."""
 
 from __future__ import annotations
 
@@ -14,11 +15,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = stage_parser(STAGE, "Train a byte-level BPE tokenizer and write megatron indexed datasets.")
     parser.add_argument("--input", required=True, help="folder (or URI) of clean JSONL documents {id, text}")
     parser.add_argument("--output", required=True, help="output folder (replaced atomically)")
+    parser.add_argument(
+        "--task",
+        default=None,
+        help="task.jsonl {id, text, label, split}: its train texts join the train split "
+        "(tokenize.task_texts_per_document)",
+    )
 
     def body(args, params) -> None:
         from components.tokenize.core import run
 
-        run(args.input, args.output, params)
+        run(args.input, args.output, params, task=args.task)
 
     return run_stage(STAGE, parser, argv, body)
 

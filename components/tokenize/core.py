@@ -1,16 +1,24 @@
 """tokenize: byte-level BPE tokenizer + megatron-core indexed datasets for pretraining.
 
-Contract: ``run(input, output, params)`` reads the clean documents (JSONL files ``{id, text, ...}``
-under ``input``), assigns each document to train / valid / test by a seeded hash of its id, trains
-a byte-level BPE tokenizer (Hugging Face ``tokenizers``) on the train split only (so perplexity on
-test is measured on text the tokenizer never saw), encodes every document with ``<|endoftext|>``
-appended, and writes into ``output`` (atomically):
+Contract: ``run(input, output, params, task=None)`` reads the clean documents (JSONL files
+``{id, text, ...}`` under ``input``), assigns each document to train / valid / test by a seeded hash
+of its id, trains a byte-level BPE tokenizer (Hugging Face ``tokenizers``) on the train split only
+(so perplexity on test is measured on text the tokenizer never saw), encodes every document with
+``<|endoftext|>`` appended, and writes into ``output`` (atomically):
 
 - ``tokenizer.json``: the tokenizer (special tokens ``<|endoftext|>`` = id 0, ``<pad>`` = id 1);
 - ``{train,valid,test}_text_document.{bin,idx}``: megatron-core ``IndexedDataset`` files, one
   document per entry, eod-terminated, the token dtype chosen from the vocabulary size;
 - ``metrics.json``: documents and tokens per split, vocabulary size, tokens per word, bytes per
   token.
+
+Task-adaptive pretraining (Gururangan et al. 2020, "Don't Stop Pretraining"): with ``task`` (the
+ingest stage's task.jsonl) and ``task_texts_per_document`` > 0, the texts of the task's *train*
+split, labels dropped, are packed that many per document (in id order, one text per line) and added
+to the train split only, so the GPT and its tokenizer see the domain it will be fine-tuned on. The
+task's valid and test texts never enter any split (the clean stage also removes corpus documents
+that overlap them), and the valid / test documents stay the clean corpus's, so perplexity keeps
+measuring held-out corpus text.
 
 Determinism: documents are sorted by (id, text) inside each split, so the output does not depend on
 the order of the input files; BPE training was checked to give the same merges with 1, 2 and 8
@@ -183,9 +191,29 @@ def read_split_documents(input_uri: str, params: Params) -> tuple[dict[str, list
     return splits, empty
 
 
-def run(input: str, output: str, params: Params) -> dict[str, Any]:
+def task_documents(task: str, per_document: int) -> tuple[list[_Doc], int]:
+    """The task's train-split texts packed ``per_document`` per document (id order), ids
+    ``task:<first text's id>``; and the number of texts used."""
+    texts = sorted(
+        (str(r["id"]), str(r["text"]))
+        for r in read_jsonl(task)
+        if r.get("split") == "train" and str(r.get("text") or "").strip()
+    )
+    docs = [
+        _Doc(f"task:{texts[i][0]}", "\n".join(text for _, text in texts[i : i + per_document]))
+        for i in range(0, len(texts), per_document)
+    ]
+    return docs, len(texts)
+
+
+def run(input: str, output: str, params: Params, task: str | None = None) -> dict[str, Any]:
     """Train the tokenizer, write the three indexed datasets; return the metrics (see module doc)."""
     splits, empty = read_split_documents(input, params)
+    task_docs: list[_Doc] = []
+    task_texts = 0
+    if task and params.task_texts_per_document:
+        task_docs, task_texts = task_documents(task, params.task_texts_per_document)
+        splits["train"] = sorted(splits["train"] + task_docs, key=lambda d: (d.id, d.text))
     if not splits["train"]:
         raise ValueError(f"tokenize: no training documents under {input}")
     for split, docs in splits.items():
@@ -205,6 +233,8 @@ def run(input: str, output: str, params: Params) -> dict[str, Any]:
         **special_ids(tokenizer),
         "dtype": dtype.__name__,
         "skipped_empty": empty,
+        "task_documents": len(task_docs),  # train documents packed from task texts
+        "task_texts": task_texts,
         "documents": {},
         "tokens": {},
     }

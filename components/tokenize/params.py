@@ -22,6 +22,9 @@ class Params:
     test_fraction: float = 0.05  # share of documents (by hash of id) in the test split (0-1)
     seed: int = 0  # seed of the hash-based document split (integer; same seed -> same split)
     batch_size: int = 512  # documents per encode batch (documents; memory/progress granularity only)
+    # With --task: the task's train-split texts (labels unused) join the train split, this many per
+    # document: task-adaptive pretraining (Gururangan et al. 2020). 0 = the clean documents only.
+    task_texts_per_document: int = 16
 
     def __post_init__(self) -> None:
         if self.vocab_size < MIN_VOCAB_SIZE:
@@ -30,6 +33,10 @@ class Params:
                 f"got {self.vocab_size!r}"
             )
         check_positive(SECTION, min_frequency=self.min_frequency, batch_size=self.batch_size)
+        if self.task_texts_per_document < 0:
+            raise ValueError(
+                f"{SECTION}.task_texts_per_document: must be >= 0, got {self.task_texts_per_document!r}"
+            )
         check_fraction(SECTION, valid_fraction=self.valid_fraction, test_fraction=self.test_fraction)
         # pretrain validates on valid and evaluate measures perplexity on test: neither may be empty.
         check_positive(SECTION, valid_fraction=self.valid_fraction, test_fraction=self.test_fraction)

@@ -131,6 +131,48 @@ def test_run_writes_indexed_datasets_that_megatron_reads_back(tmp_path):
     assert json.loads((out / "metrics.json").read_text()) == metrics
 
 
+def _task(path: Path) -> Path:
+    rows = [
+        {"id": f"r{i:03d}", "text": f"review {i} of the {split} split", "label": "positive", "split": split}
+        for i, split in enumerate(["train"] * 7 + ["valid"] * 3 + ["test"] * 3)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _decoded(out: Path, split: str) -> list[str]:
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    tokenizer = load_tokenizer(out)
+    ds = IndexedDataset(dataset_prefix(out, split))
+    return [tokenizer.decode(ds[i][:-1].tolist()) for i in range(len(ds))]
+
+
+def test_task_train_texts_join_the_train_split_only_packed_per_document(tmp_path):
+    docs = _write_corpus(tmp_path / "docs", _corpus(200))
+    task = _task(tmp_path / "task.jsonl")
+    plain = run(str(docs), str(tmp_path / "plain"), _params())
+    out = tmp_path / "tapt"
+    metrics = run(str(docs), str(out), _params(task_texts_per_document=3), task=str(task))
+
+    assert (metrics["task_texts"], metrics["task_documents"]) == (7, 3)  # 3 + 3 + 1 texts
+    assert metrics["documents"]["train"] == plain["documents"]["train"] + 3
+    # The held-out splits are the corpus's alone, as without --task.
+    for split in ("valid", "test"):
+        assert _decoded(out, split) == _decoded(tmp_path / "plain", split)
+    train = _decoded(out, "train")
+    packed = [t for t in train if t.startswith("review ")]
+    assert packed == [
+        "review 0 of the train split\nreview 1 of the train split\nreview 2 of the train split",
+        "review 3 of the train split\nreview 4 of the train split\nreview 5 of the train split",
+        "review 6 of the train split",
+    ]
+    assert not any("valid split" in t or "test split" in t for s in SPLITS for t in _decoded(out, s))
+
+    off = run(str(docs), str(tmp_path / "off"), _params(task_texts_per_document=0), task=str(task))
+    assert off["task_documents"] == 0 and _hashes(tmp_path / "off") == _hashes(tmp_path / "plain")
+
+
 def test_reruns_are_byte_identical_and_independent_of_input_order(tmp_path):
     docs = _corpus(150)
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
@@ -177,6 +219,7 @@ def test_no_training_documents_is_an_error_and_leaves_no_output(tmp_path):
         ({"test_fraction": 0.0}, "tokenize.test_fraction: must be > 0"),
         ({"valid_fraction": 0.5, "test_fraction": 0.5}, "tokenize.valid_fraction: valid + test"),
         ({"batch_size": 0}, "tokenize.batch_size: must be > 0"),
+        ({"task_texts_per_document": -1}, "tokenize.task_texts_per_document: must be >= 0"),
     ],
 )
 def test_bad_params_name_the_key(data, message):
