@@ -227,7 +227,9 @@ class TextClassifier:
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return encode_texts(self.tokenizer, texts, self.config.max_length, self.config.eod_id)
 
-    @torch.no_grad()
+    # inference_mode, not no_grad: it also skips autograd's version counters and view tracking,
+    # a fixed cost per op that is a visible share of one short review's latency on a CPU.
+    @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str], batch_size: int = 128) -> torch.Tensor:
         """Class probabilities (N, K), in the order of ``texts`` and ``labels``."""
         sequences = self.encode(texts)

@@ -9,16 +9,19 @@ of its id, trains a byte-level BPE tokenizer (Hugging Face ``tokenizers``) on th
 - ``tokenizer.json``: the tokenizer (special tokens ``<|endoftext|>`` = id 0, ``<pad>`` = id 1);
 - ``{train,valid,test}_text_document.{bin,idx}``: megatron-core ``IndexedDataset`` files, one
   document per entry, eod-terminated, the token dtype chosen from the vocabulary size;
+- ``{train,valid}_task_document.{bin,idx}``: the same for the task's texts (below), with ``task``;
 - ``metrics.json``: documents and tokens per split, vocabulary size, tokens per word, bytes per
   token.
 
 Task-adaptive pretraining (Gururangan et al. 2020, "Don't Stop Pretraining"): with ``task`` (the
-ingest stage's task.jsonl) and ``task_texts_per_document`` > 0, the texts of the task's *train*
-split, labels dropped, are packed that many per document (in id order, one text per line) and added
-to the train split only, so the GPT and its tokenizer see the domain it will be fine-tuned on. The
-task's valid and test texts never enter any split (the clean stage also removes corpus documents
-that overlap them), and the valid / test documents stay the clean corpus's, so perplexity keeps
-measuring held-out corpus text.
+ingest stage's task.jsonl) and ``task_texts_per_document`` > 0, the texts of the task's train and
+valid splits, labels dropped, are packed that many per document (in id order, one text per line)
+into a second source, ``{train,valid}_task_document.{bin,idx}``, which pretrain blends with the
+corpus by weight (``pretrain.data.sources``); the tokenizer is trained on both train sets, so the
+GPT and its vocabulary know the domain they will be fine-tuned on. Pretraining trains on the task's
+train texts only (valid ones are only scored); its test texts never enter any file, and the clean
+stage removes corpus documents that overlap valid or test. The ``text`` files stay the corpus's
+alone, so perplexity keeps measuring held-out corpus text.
 
 Determinism: documents are sorted by (id, text) inside each split, so the output does not depend on
 the order of the input files; BPE training was checked to give the same merges with 1, 2 and 8
@@ -54,9 +57,15 @@ SPLITS: tuple[str, ...] = ("train", "valid", "test")
 TOKENIZER_FILE = "tokenizer.json"
 
 
-def dataset_prefix(directory: str | os.PathLike, split: str) -> str:
-    """The megatron path prefix of a split (``<dir>/<split>_text_document``, no .bin/.idx)."""
-    return str(Path(directory) / f"{split}_text_document")
+TEXT_SOURCE = "text"  # the clean corpus
+TASK_SOURCE = "task"  # the task's texts, for task-adaptive pretraining
+TASK_SPLITS: tuple[str, ...] = ("train", "valid")  # pretrain reads these; the task's test never
+
+
+def dataset_prefix(directory: str | os.PathLike, split: str, source: str = TEXT_SOURCE) -> str:
+    """The megatron path prefix of a split of a source (``<dir>/<split>_<source>_document``,
+    no .bin/.idx)."""
+    return str(Path(directory) / f"{split}_{source}_document")
 
 
 def split_of(doc_id: str, seed: int, valid_fraction: float, test_fraction: float) -> str:
@@ -191,13 +200,13 @@ def read_split_documents(input_uri: str, params: Params) -> tuple[dict[str, list
     return splits, empty
 
 
-def task_documents(task: str, per_document: int) -> tuple[list[_Doc], int]:
-    """The task's train-split texts packed ``per_document`` per document (id order), ids
-    ``task:<first text's id>``; and the number of texts used."""
+def task_documents(task: str, split: str, per_document: int) -> tuple[list[_Doc], int]:
+    """The texts of the task's ``split`` packed ``per_document`` per document (id order), ids
+    ``task:<first text's id>``; and the number of texts."""
     texts = sorted(
         (str(r["id"]), str(r["text"]))
         for r in read_jsonl(task)
-        if r.get("split") == "train" and str(r.get("text") or "").strip()
+        if r.get("split") == split and str(r.get("text") or "").strip()
     )
     docs = [
         _Doc(f"task:{texts[i][0]}", "\n".join(text for _, text in texts[i : i + per_document]))
@@ -209,11 +218,15 @@ def task_documents(task: str, per_document: int) -> tuple[list[_Doc], int]:
 def run(input: str, output: str, params: Params, task: str | None = None) -> dict[str, Any]:
     """Train the tokenizer, write the three indexed datasets; return the metrics (see module doc)."""
     splits, empty = read_split_documents(input, params)
-    task_docs: list[_Doc] = []
-    task_texts = 0
+    task_splits: dict[str, list[_Doc]] = {}
+    task_texts: dict[str, int] = {}
     if task and params.task_texts_per_document:
-        task_docs, task_texts = task_documents(task, params.task_texts_per_document)
-        splits["train"] = sorted(splits["train"] + task_docs, key=lambda d: (d.id, d.text))
+        for split in TASK_SPLITS:
+            task_splits[split], task_texts[split] = task_documents(
+                task, split, params.task_texts_per_document
+            )
+            if not task_splits[split]:
+                raise ValueError(f"tokenize: {task} has no {split} texts for the task source")
     if not splits["train"]:
         raise ValueError(f"tokenize: no training documents under {input}")
     for split, docs in splits.items():
@@ -225,7 +238,8 @@ def run(input: str, output: str, params: Params, task: str | None = None) -> dic
             )
     log.info("tokenize: documents %s", {s: len(d) for s, d in splits.items()})
 
-    tokenizer = train_tokenizer([d.text for d in splits["train"]], params.vocab_size, params.min_frequency)
+    train_texts = [d.text for d in splits["train"] + task_splits.get("train", [])]
+    tokenizer = train_tokenizer(train_texts, params.vocab_size, params.min_frequency)
     vocab_size = tokenizer.get_vocab_size()
     dtype = token_dtype(vocab_size)
     metrics: dict[str, Any] = {
@@ -233,23 +247,25 @@ def run(input: str, output: str, params: Params, task: str | None = None) -> dic
         **special_ids(tokenizer),
         "dtype": dtype.__name__,
         "skipped_empty": empty,
-        "task_documents": len(task_docs),  # train documents packed from task texts
-        "task_texts": task_texts,
         "documents": {},
         "tokens": {},
     }
+    if task_splits:
+        metrics["task"] = {"texts": task_texts, "documents": {}, "tokens": {}}
+    files = [(TEXT_SOURCE, split, splits[split], metrics) for split in SPLITS]
+    files += [(TASK_SOURCE, split, docs, metrics.get("task")) for split, docs in task_splits.items()]
     words = text_bytes = body_tokens = 0
     with atomic_output_dir(output) as out:
         write_text(out / TOKENIZER_FILE, tokenizer.to_str(pretty=True) + "\n")
-        for split in SPLITS:
-            texts = [d.text for d in splits[split]]
+        for source, split, docs, counts in files:
+            texts = [d.text for d in docs]
             n_docs, n_tokens = write_indexed_dataset(
-                dataset_prefix(out, split),
-                encode_documents(tokenizer, texts, params.batch_size, what=f"encode {split}"),
+                dataset_prefix(out, split, source),
+                encode_documents(tokenizer, texts, params.batch_size, what=f"encode {split} {source}"),
                 dtype,
             )
-            metrics["documents"][split] = n_docs
-            metrics["tokens"][split] = n_tokens
+            counts["documents"][split] = n_docs
+            counts["tokens"][split] = n_tokens
             words += sum(len(t.split()) for t in texts)
             text_bytes += sum(len(t.encode("utf-8")) for t in texts)
             body_tokens += n_tokens - n_docs  # without the eod token of each document

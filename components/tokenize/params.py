@@ -22,8 +22,9 @@ class Params:
     test_fraction: float = 0.05  # share of documents (by hash of id) in the test split (0-1)
     seed: int = 0  # seed of the hash-based document split (integer; same seed -> same split)
     batch_size: int = 512  # documents per encode batch (documents; memory/progress granularity only)
-    # With --task: the task's train-split texts (labels unused) join the train split, this many per
-    # document: task-adaptive pretraining (Gururangan et al. 2020). 0 = the clean documents only.
+    # With --task: the task's train and valid texts (labels unused) packed this many per document
+    # into the "task" source that pretrain blends in: task-adaptive pretraining (Gururangan et al.
+    # 2020). 0 = no task source (then pretrain.data.sources must not name it) (texts).
     task_texts_per_document: int = 16
 
     def __post_init__(self) -> None:

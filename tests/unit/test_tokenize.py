@@ -140,37 +140,53 @@ def _task(path: Path) -> Path:
     return path
 
 
-def _decoded(out: Path, split: str) -> list[str]:
+def _decoded(out: Path, split: str, source: str = "text") -> list[str]:
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
     tokenizer = load_tokenizer(out)
-    ds = IndexedDataset(dataset_prefix(out, split))
+    ds = IndexedDataset(dataset_prefix(out, split, source))
     return [tokenizer.decode(ds[i][:-1].tolist()) for i in range(len(ds))]
 
 
-def test_task_train_texts_join_the_train_split_only_packed_per_document(tmp_path):
+def test_task_texts_form_a_train_and_valid_source_and_the_test_texts_none(tmp_path):
     docs = _write_corpus(tmp_path / "docs", _corpus(200))
     task = _task(tmp_path / "task.jsonl")
     plain = run(str(docs), str(tmp_path / "plain"), _params())
     out = tmp_path / "tapt"
     metrics = run(str(docs), str(out), _params(task_texts_per_document=3), task=str(task))
 
-    assert (metrics["task_texts"], metrics["task_documents"]) == (7, 3)  # 3 + 3 + 1 texts
-    assert metrics["documents"]["train"] == plain["documents"]["train"] + 3
-    # The held-out splits are the corpus's alone, as without --task.
-    for split in ("valid", "test"):
-        assert _decoded(out, split) == _decoded(tmp_path / "plain", split)
-    train = _decoded(out, "train")
-    packed = [t for t in train if t.startswith("review ")]
-    assert packed == [
+    assert metrics["task"] == {
+        "texts": {"train": 7, "valid": 3},
+        "documents": {"train": 3, "valid": 1},  # 3 + 3 + 1 texts; 3
+        "tokens": metrics["task"]["tokens"],
+    }
+    assert _decoded(out, "train", "task") == [
         "review 0 of the train split\nreview 1 of the train split\nreview 2 of the train split",
         "review 3 of the train split\nreview 4 of the train split\nreview 5 of the train split",
         "review 6 of the train split",
     ]
-    assert not any("valid split" in t or "test split" in t for s in SPLITS for t in _decoded(out, s))
+    assert _decoded(out, "valid", "task") == ["\n".join(f"review {i} of the valid split" for i in (7, 8, 9))]
+    assert not (out / "test_task_document.bin").exists()
+    # The corpus source holds the same documents as without --task, and no review.
+    assert metrics["documents"] == plain["documents"]
+    for split in SPLITS:
+        assert _decoded(out, split) == _decoded(tmp_path / "plain", split)
+    # The tokenizer learned the reviews' words too.
+    assert len(load_tokenizer(out).encode("review of the split").ids) < len(
+        load_tokenizer(tmp_path / "plain").encode("review of the split").ids
+    )
 
     off = run(str(docs), str(tmp_path / "off"), _params(task_texts_per_document=0), task=str(task))
-    assert off["task_documents"] == 0 and _hashes(tmp_path / "off") == _hashes(tmp_path / "plain")
+    assert "task" not in off and _hashes(tmp_path / "off") == _hashes(tmp_path / "plain")
+
+
+def test_a_task_file_without_valid_texts_is_refused(tmp_path):
+    docs = _write_corpus(tmp_path / "docs", _corpus(50))
+    task = tmp_path / "task.jsonl"
+    task.write_text(json.dumps({"id": "r1", "text": "fine", "label": "positive", "split": "train"}) + "\n")
+    with pytest.raises(ValueError, match="has no valid texts"):
+        run(str(docs), str(tmp_path / "out"), _params(), task=str(task))
+    assert not (tmp_path / "out").exists()
 
 
 def test_reruns_are_byte_identical_and_independent_of_input_order(tmp_path):
