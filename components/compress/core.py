@@ -9,8 +9,8 @@ float model (share of identical predictions). The variants:
 
 - ``int8``: every 2-D weight of the backbone (embedding and linear layers) stored as int8 with a
   float32 scale per row (``quantize_rows``: ~4x smaller on disk); at load time the decoder's
-  linear layers and the head run as PyTorch dynamic int8 ``nn.Linear`` (``quantization:
-  int8-dynamic`` in classifier.json), on the CPU.
+  linear layers run as PyTorch dynamic int8 ``nn.Linear`` (``quantization: int8-dynamic`` in
+  classifier.json), on the CPU.
 - ``pruned``: magnitude pruning: in each decoder weight matrix the ``prune_sparsity`` share of
   entries with the smallest |w| is set to 0 (no retraining; stored dense, so the file is not
   smaller: the gain is only for sparse kernels / compression of the file).
