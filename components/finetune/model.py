@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from components.finetune.data import encode_texts, pad_batch, sorted_batches
 CONFIG_FILE = "classifier.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -212,14 +215,61 @@ def load_weights(model: Classifier, path: str | os.PathLike) -> None:
         raise ValueError(f"{path}: missing tensors {missing[:5]}, unexpected {unexpected[:5]}")
 
 
-class TextClassifier:
-    """A loaded classifier with its tokenizer: ``predict(texts) -> (labels, scores)``."""
+def trace_for_inference(model: Classifier) -> Any | None:
+    """``model``'s forward as a frozen TorchScript trace, or None when the trace does not match.
 
-    def __init__(self, model: Classifier, tokenizer: Any):
+    One short review spends most of its eager time in Python (megatron's module tree, autograd
+    Function wrappers of the tensor-parallel layers) rather than in arithmetic; the trace runs the
+    same kernels without it (on 2 cores: float 4.0 -> 2.3 ms, int8 2.7 -> 1.1 ms per review). A trace
+    records one input's path, so it is checked against eager on other batch sizes and lengths
+    (including the longest) and refused, with a warning, if any logit differs by more than 1e-5.
+    """
+    import warnings
+
+    config = model.config
+    device = model_device(model)
+    generator = torch.Generator().manual_seed(0)
+
+    def sample(batch: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = torch.randint(2, config.gpt.vocab_size, (batch, length), generator=generator)
+        lengths = torch.randint(1, length + 1, (batch,), generator=generator)
+        lengths[0] = length  # the longest row sets the width, as pad_batch does
+        return ids.to(device), lengths.to(device)
+
+    model = model.eval()
+    try:
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings about shapes; the checks below decide
+            traced = torch.jit.freeze(torch.jit.trace(model, sample(2, min(8, config.max_length))))
+            for batch, length in (
+                (1, 1),
+                (1, config.max_length),
+                (3, max(1, config.max_length // 3)),
+                (5, 2),
+            ):
+                inputs = sample(batch, length)
+                if not torch.allclose(traced(*inputs), model(*inputs), rtol=0.0, atol=1e-5):
+                    raise ValueError(f"logits differ at batch {batch}, length {length}")
+    except Exception as exc:  # a model the tracer cannot follow still serves, eagerly
+        log.warning("classifier: TorchScript trace refused (%s); running eagerly", exc)
+        return None
+    return traced
+
+
+class TextClassifier:
+    """A loaded classifier with its tokenizer: ``predict(texts) -> (labels, scores)``.
+
+    ``trace``: run a checked TorchScript trace of the model (``trace_for_inference``); the
+    predictions are the eager model's (to 1e-5 in the logits), only faster.
+    """
+
+    def __init__(self, model: Classifier, tokenizer: Any, trace: bool = False):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.config = model.config
         self.device = model_device(model)
+        self.traced = trace_for_inference(self.model) if trace else None
+        self._forward = self.traced if self.traced is not None else self.model
 
     @property
     def labels(self) -> list[str]:
@@ -237,7 +287,7 @@ class TextClassifier:
         probs = torch.zeros(len(sequences), len(self.config.labels))
         for batch in sorted_batches([len(s) for s in sequences], batch_size):
             ids, lengths = pad_batch([sequences[i] for i in batch], self.config.pad_id)
-            logits = self.model(ids.to(self.device), lengths.to(self.device))
+            logits = self._forward(ids.to(self.device), lengths.to(self.device))
             probs[batch] = torch.softmax(logits.float(), dim=-1).cpu()
         return probs
 
@@ -249,10 +299,12 @@ class TextClassifier:
         return [self.config.labels[i] for i in index.tolist()], scores.tolist()
 
 
-def load_classifier(directory: str | os.PathLike) -> TextClassifier:
+def load_classifier(directory: str | os.PathLike, trace: bool = True) -> TextClassifier:
     """Rebuild the classifier saved by the finetune (or compress) stage in ``directory`` (eval
-    mode, CPU/GPU as the runtime; an ``int8-dynamic`` model always runs on the CPU). Starts a single-process megatron runtime if none is running (it lives with the
-    process: a model server keeps it until exit)."""
+    mode, CPU/GPU as the runtime; an ``int8-dynamic`` model always runs on the CPU), traced for
+    inference unless ``trace`` is False (``trace_for_inference``). Starts a single-process
+    megatron runtime if none is running (it lives with the process: a model server keeps it
+    until exit)."""
     from megatron.core import parallel_state
 
     from components.common.gpt import init_runtime
@@ -270,4 +322,4 @@ def load_classifier(directory: str | os.PathLike) -> TextClassifier:
     load_weights(model, directory / WEIGHTS_FILE)
     if config.quantization == "int8-dynamic":
         model = quantize_dynamic_int8(model)
-    return TextClassifier(model, load_tokenizer(directory / TOKENIZER_FILE))
+    return TextClassifier(model, load_tokenizer(directory / TOKENIZER_FILE), trace=trace)

@@ -131,3 +131,39 @@ def test_compress_stage_end_to_end(finetuned, tmp_path):
     assert distilled.config.gpt.num_layers == 1 and distilled.config.variant == "distilled"
     entry = metrics["variants"]["distilled"]
     assert entry["parameters"] < metrics["float"]["parameters"] and len(entry["distill_loss"]) == 2
+
+
+def test_traced_inference_predicts_what_the_eager_model_does(finetuned, tmp_path):
+    out = tmp_path / "compress"
+    run(
+        str(finetuned / "finetune"),
+        str(finetuned / "tokenize"),
+        str(finetuned / "task.jsonl"),
+        str(out),
+        from_dict(Params, {"variants": ["int8"]}, "compress"),
+    )
+    records = [json.loads(line) for line in (finetuned / "task.jsonl").read_text().splitlines()]
+    texts = [r["text"] for r in records] + ["", "ok", " ".join(["very long review"] * 40)]  # cut at 32
+    for folder in (finetuned / "finetune", out / "int8"):
+        traced, eager = load_classifier(folder), load_classifier(folder, trace=False)
+        assert traced.traced is not None and eager.traced is None
+        # Every batch size and length (the trace was recorded on one): the same scores.
+        for batch_size in (1, 7, 128):
+            assert torch.allclose(
+                traced.predict_proba(texts, batch_size), eager.predict_proba(texts, batch_size), atol=1e-5
+            )
+
+
+def test_a_trace_that_does_not_match_the_model_is_refused(finetuned, monkeypatch, caplog):
+    from components.finetune.model import Classifier
+
+    def forward(self, input_ids, lengths):  # data-dependent Python: a trace bakes one branch in
+        logits = self.classify(self.features(input_ids, lengths))
+        return logits * 2 if int(lengths.max()) > 4 else logits
+
+    monkeypatch.setattr(Classifier, "forward", forward)
+    classifier = load_classifier(finetuned / "finetune")
+    assert classifier.traced is None
+    assert "TorchScript trace refused" in caplog.text
+    labels, _ = classifier.predict(["good film", "a bad, bad, bad and dull film"])
+    assert len(labels) == 2  # it still serves, eagerly

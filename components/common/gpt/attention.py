@@ -57,8 +57,9 @@ class SDPAttention(DotProductAttention):
         sq, b = query.shape[0], query.shape[1]
         mask_type = attn_mask_type if attn_mask_type is not None else self.attn_mask_type
         # megatron semantics: a given mask replaces the mask type; None + causal = causal.
+        # int(): under torch.jit.trace shapes are traced values, and the kernel wants a bool.
         causal = (attention_mask is None and mask_type == AttnMaskType.causal) or (
-            is_causal_mask(attention_mask) and key.shape[0] == sq
+            is_causal_mask(attention_mask) and int(key.shape[0]) == int(sq)
         )
         keep = None if causal or attention_mask is None else ~attention_mask
         # (s, b, np, hn) -> (b, np, s, hn): the layout the kernel wants.
