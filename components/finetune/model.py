@@ -259,8 +259,8 @@ def trace_for_inference(model: Classifier) -> Any | None:
 class TextClassifier:
     """A loaded classifier with its tokenizer: ``predict(texts) -> (labels, scores)``.
 
-    ``trace``: run a checked TorchScript trace of the model (``trace_for_inference``); the
-    predictions are the eager model's (to 1e-5 in the logits), only faster.
+    ``trace``: on the CPU, run a checked TorchScript trace of the model (``trace_for_inference``);
+    the predictions are the eager model's (to 1e-5 in the logits), only faster.
     """
 
     def __init__(self, model: Classifier, tokenizer: Any, trace: bool = False):
@@ -268,7 +268,9 @@ class TextClassifier:
         self.tokenizer = tokenizer
         self.config = model.config
         self.device = model_device(model)
-        self.traced = trace_for_inference(self.model) if trace else None
+        # CPU only: on a GPU megatron's fused bias-GeLU / bias-dropout-add are torch.compile'd,
+        # which torch.jit.trace refuses (seen on an H200), and Python overhead matters less there.
+        self.traced = trace_for_inference(self.model) if trace and self.device.type == "cpu" else None
         self._forward = self.traced if self.traced is not None else self.model
 
     @property

@@ -101,7 +101,7 @@ def test_a_gpu_fine_tuned_classifier_learns_and_loads_on_the_cpu(tmp_path):
     assert metrics["valid_macro_f1"] >= 0.75  # the majority class scores 0.375
 
     classifier = load_classifier(tmp_path / "ft")
-    assert classifier.device.type == "cuda"
+    assert classifier.device.type == "cuda" and classifier.traced is None  # traced on the CPU only
     labels, _ = classifier.predict(["the film was good and great", "the film was bad and awful"])
     assert labels == ["positive", "negative"]
 
