@@ -10,9 +10,10 @@ Inputs
   the ``reviews`` monitoring batch, the rest to train/valid/test. Hashing the text (not the row
   order) makes the split order-independent and puts identical texts in the same split, so no
   sentence leaks between train and test. Identical texts are kept once (smallest id); texts that
-  carry both labels are dropped. Review texts do NOT go into the pretraining corpus (the
-  tokenize stage adds the train split's texts alone, for task-adaptive pretraining), so the
-  pretrained model never sees the task's valid or test sentences.
+  carry both labels are dropped. Review texts do NOT go into the pretraining corpus; the
+  tokenize stage makes a separate task source of the train and valid texts (task-adaptive
+  pretraining trains on the train ones and only scores the valid ones), so the pretrained model
+  never trains on a valid or test sentence.
 - ``inputs``: any number of URIs (local, s3://, gs:// via fsspec), each a file or a folder of
   JSONL / CSV / Parquet / TXT files, optionally .gz or .bz2 (see ``readers``). Each row becomes
   ``{id: "<source>:<row>", text, source, meta: <the other columns>}``.

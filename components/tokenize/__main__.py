@@ -18,8 +18,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--task",
         default=None,
-        help="task.jsonl {id, text, label, split}: its train texts join the train split "
-        "(tokenize.task_texts_per_document)",
+        help="task.jsonl {id, text, label, split}: its train and valid texts become the task "
+        "source, {train,valid}_task_document (tokenize.task_texts_per_document)",
     )
 
     def body(args, params) -> None:

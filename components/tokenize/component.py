@@ -13,8 +13,8 @@ def tokenize(
     tokenized: Output[Dataset],
     metrics: Output[Metrics],
 ):
-    """clean's documents/ (+ ingest's task.jsonl train texts) -> tokenizer.json and megatron
-    indexed datasets in ``tokenized``."""
+    """clean's documents/ (+ ingest's task.jsonl train and valid texts, the task source) ->
+    tokenizer.json and megatron indexed datasets in ``tokenized``."""
     import os
 
     from components.common.kfp import log_metrics, stage_params
