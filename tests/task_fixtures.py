@@ -111,6 +111,28 @@ def make_pretrained(directory: str | Path, tokenized: str | Path, seed: int = 0,
     return directory
 
 
+FINETUNE_FAST = {"epochs": 3, "batch_size": 16, "lr": 1e-3, "head_lr": 3e-3, "max_length": 32}
+
+
+def make_finetuned(
+    root: str | Path, counts: dict[str, int] | None = None, finetune: dict[str, Any] | None = None
+) -> Path:
+    """``root`` with the inputs of the stages after finetune: ``tokenize/``, ``pretrain/`` (tiny,
+    untrained GPT), ``task.jsonl`` (``counts`` per split) and ``finetune/`` (trained with the
+    ``finetune`` params, default ``FINETUNE_FAST``)."""
+    from components.common.params import from_dict
+    from components.finetune.core import run
+    from components.finetune.params import Params
+
+    root = Path(root)
+    tokenized = make_tokenized(root / "tokenize")
+    pretrained = make_pretrained(root / "pretrain", tokenized)
+    task = make_task(root / "task.jsonl", counts)
+    params = from_dict(Params, finetune if finetune is not None else FINETUNE_FAST, "finetune")
+    run(str(pretrained), str(tokenized), str(task), str(root / "finetune"), params)
+    return root
+
+
 def write_params(path: str | Path, **sections: dict[str, Any]) -> Path:
     """A params.yaml with every stage's defaults ({}) except the ``sections`` given."""
     raw = {stage: dict(sections.get(stage, {})) for stage in STAGES}

@@ -7,25 +7,24 @@ import json
 import pytest
 
 from components.compress.__main__ import main
-from components.finetune.core import run as finetune
-from components.finetune.params import Params as FinetuneParams
-from tests.task_fixtures import make_pretrained, make_task, make_tokenized, write_params
+from tests.task_fixtures import make_finetuned, write_params
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("compress_cli")
-    tokenized = make_tokenized(root / "tokenize")
-    pretrained = make_pretrained(root / "pretrain", tokenized)
-    task = make_task(root / "task.jsonl", {"train": 80, "valid": 30, "test": 20})
-    finetune(
-        str(pretrained),
-        str(tokenized),
-        str(task),
-        str(root / "finetune"),
-        FinetuneParams(epochs=1, max_length=32),
+    root = make_finetuned(
+        tmp_path_factory.mktemp("compress_cli"),
+        {"train": 80, "valid": 30, "test": 20},
+        {"epochs": 1, "max_length": 32},
     )
-    return ["--model", str(root / "finetune"), "--tokenizer", str(tokenized), "--task", str(task)]
+    return [
+        "--model",
+        str(root / "finetune"),
+        "--tokenizer",
+        str(root / "tokenize"),
+        "--task",
+        str(root / "task.jsonl"),
+    ]
 
 
 def test_main_writes_the_chosen_variants(inputs, tmp_path):

@@ -8,22 +8,19 @@ import json
 import pytest
 
 from components.evaluate.__main__ import main
-from components.finetune.core import run as finetune
-from components.finetune.params import Params as FinetuneParams
-from tests.task_fixtures import make_pretrained, make_task, make_tokenized, write_params
+from tests.task_fixtures import make_finetuned, write_params
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("evaluate_cli")
-    tokenized = make_tokenized(root / "tokenize")
-    pretrained = make_pretrained(root / "pretrain", tokenized)
-    task = make_task(root / "task.jsonl", {"train": 120, "valid": 40, "test": 30})
-    params = FinetuneParams(epochs=1, batch_size=16, max_length=32)
-    finetune(str(pretrained), str(tokenized), str(task), str(root / "finetune"), params)
+    root = make_finetuned(
+        tmp_path_factory.mktemp("evaluate_cli"),
+        {"train": 120, "valid": 40, "test": 30},
+        {"epochs": 1, "batch_size": 16, "max_length": 32},
+    )
     return [
-        *("--pretrained", str(pretrained), "--tokenizer", str(tokenized)),
-        *("--finetuned", str(root / "finetune"), "--task", str(task)),
+        *("--pretrained", str(root / "pretrain"), "--tokenizer", str(root / "tokenize")),
+        *("--finetuned", str(root / "finetune"), "--task", str(root / "task.jsonl")),
     ]
 
 

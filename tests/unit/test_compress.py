@@ -18,10 +18,8 @@ from components.compress.core import (
     student_state,
 )
 from components.compress.params import Params
-from components.finetune.core import run as finetune
 from components.finetune.model import dequantize_state, load_classifier, quantize_rows
-from components.finetune.params import Params as FinetuneParams
-from tests.task_fixtures import make_pretrained, make_task, make_tokenized
+from tests.task_fixtures import make_finetuned
 
 
 def test_quantize_rows_round_trip_within_half_a_step():
@@ -83,17 +81,7 @@ def test_params_are_checked():
 
 @pytest.fixture(scope="module")
 def finetuned(tmp_path_factory):
-    root = tmp_path_factory.mktemp("compress")
-    tokenized = make_tokenized(root / "tokenize")
-    pretrained = make_pretrained(root / "pretrain", tokenized)
-    task = make_task(root / "task.jsonl")
-    params = from_dict(
-        FinetuneParams,
-        {"epochs": 3, "batch_size": 16, "lr": 1e-3, "head_lr": 3e-3, "max_length": 32},
-        "finetune",
-    )
-    finetune(str(pretrained), str(tokenized), str(task), str(root / "finetune"), params)
-    return root
+    return make_finetuned(tmp_path_factory.mktemp("compress"))
 
 
 def test_compress_stage_end_to_end(finetuned, tmp_path):

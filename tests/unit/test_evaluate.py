@@ -29,9 +29,7 @@ from components.evaluate.metrics import (
     perplexity,
 )
 from components.evaluate.params import Params
-from components.finetune.core import run as finetune
-from components.finetune.params import Params as FinetuneParams
-from tests.task_fixtures import make_pretrained, make_task, make_tokenized
+from tests.task_fixtures import make_finetuned, make_task
 
 ACTUAL = ["a", "a", "b", "b", "b"]
 PREDICTED = ["a", "b", "b", "b", "a"]
@@ -169,17 +167,7 @@ def test_params_are_checked():
 
 @pytest.fixture(scope="module")
 def stage_inputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("evaluate")
-    tokenized = make_tokenized(root / "tokenize")
-    pretrained = make_pretrained(root / "pretrain", tokenized)
-    task = make_task(root / "task.jsonl")
-    params = from_dict(
-        FinetuneParams,
-        {"epochs": 3, "batch_size": 16, "lr": 1e-3, "head_lr": 3e-3, "max_length": 32},
-        "finetune",
-    )
-    finetune(str(pretrained), str(tokenized), str(task), str(root / "finetune"), params)
-    return root
+    return make_finetuned(tmp_path_factory.mktemp("evaluate"))
 
 
 def test_evaluate_stage_end_to_end(stage_inputs, tmp_path):
