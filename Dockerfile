@@ -9,6 +9,7 @@ COPY requirements/ requirements/
 COPY scripts/ scripts/
 COPY pyproject.toml README.md ./
 COPY components/ components/
+COPY llm/ llm/
 COPY monitoring/ monitoring/
 COPY pipelines/ pipelines/
 COPY serving/ serving/

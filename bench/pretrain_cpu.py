@@ -88,10 +88,10 @@ def peer_step_fn():
 
 
 def ours_step_fn(unfused: bool = False):
-    from components.common.gpt import GPTShape
     from components.common.params import from_dict
     from components.pretrain.params import Params
     from components.pretrain.training import Trainer
+    from llm.gpt import GPTShape
 
     params = from_dict(
         Params,
@@ -136,7 +136,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from components.common.gpt import megatron_runtime
+    from llm.gpt import megatron_runtime
 
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)

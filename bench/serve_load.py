@@ -61,7 +61,7 @@ def review_texts(n: int = 20_000) -> list[str]:
 
 def demo_model_dir() -> Path:
     """A classifier folder of the CPU demo's shape with untrained weights (built once)."""
-    from components.finetune.model import CONFIG_FILE
+    from llm.classifier import CONFIG_FILE
 
     if (BENCH_MODEL / CONFIG_FILE).exists():
         return BENCH_MODEL
@@ -69,12 +69,13 @@ def demo_model_dir() -> Path:
 
     import torch
 
-    from components.common.gpt import GPTShape, megatron_runtime
-    from components.finetune.model import TOKENIZER_FILE, ClassifierConfig, build_classifier, save_classifier
     from components.finetune.params import Params as FinetuneParams
     from components.pretrain.params import Params as PretrainParams
-    from components.tokenize.core import special_ids, train_tokenizer
+    from components.tokenize.core import train_tokenizer
     from components.tokenize.params import Params as TokenizeParams
+    from llm.classifier import TOKENIZER_FILE, ClassifierConfig, build_classifier, save_classifier
+    from llm.gpt import GPTShape, megatron_runtime
+    from llm.tokenizer import special_ids
 
     print(
         "bench: building a demo-shaped classifier (untrained) into", BENCH_MODEL.relative_to(ROOT), flush=True
@@ -122,7 +123,7 @@ def choose_model(arg: str | None) -> Path:
 
 def peer_throughput(model_dir: Path, texts: list[str], seconds: float, threads: int) -> dict[str, float]:
     """Texts/s of the model's direct predict: one text per call, and 32 per call."""
-    from serving.model import load_model
+    from llm.served import load_model
 
     model = load_model(model_dir, batch_size=64, cpu_threads=threads)
     out = {}

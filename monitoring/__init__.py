@@ -1,8 +1,8 @@
 """Monitoring: Evidently drift reports, read back into a plain verdict; the continuous monitor.
 
-- ``monitoring.features``: pure text features (no Evidently); ``monitoring.descriptors``: the
+- ``llm.text_features``: pure text features (no Evidently); ``monitoring.descriptors``: the
   NLTK-based ones (sentiment, OOV share), with data installed at setup, never downloaded;
-- ``monitoring.drift``: the batch monitor stage's report and verdict (components.monitor);
+- ``llm.drift``: the batch monitor stage's report and verdict (components.monitor);
 - ``monitoring.window``: exactly one time window of the server's prediction log, labels joined;
 - ``monitoring.reports``: the drift / ops / quality reports of a window; ``monitoring.cost``,
   ``monitoring.alerts``, ``monitoring.workspace`` (Evidently UI projects and dashboards);

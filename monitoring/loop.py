@@ -41,9 +41,9 @@ from typing import Any
 from components.common.io import atomic_output_dir, read_json, read_jsonl, write_json
 from components.common.seed import stable_hash
 from components.monitor.params import Params
+from llm.drift import stable_html_ids
 from monitoring.alerts import Alert, alert_payload, check_alerts
 from monitoring.cost import serving_cost, stage_seconds, training_cost
-from monitoring.drift import stable_html_ids
 from monitoring.reports import (
     LABEL,
     LATENCY,
@@ -155,8 +155,8 @@ def latency_summary(latency_ms: Sequence[float]) -> dict[str, Any]:
 
 
 def quality_summary(labels: Sequence[str], predictions: Sequence[str], min_labels: int) -> dict[str, Any]:
-    """Accuracy and macro-F1 (components.evaluate.metrics) on labelled rows, or why not."""
-    from components.evaluate.metrics import accuracy, macro_f1
+    """Accuracy and macro-F1 (llm.scoring) on labelled rows, or why not."""
+    from llm.scoring import accuracy, macro_f1
 
     if len(labels) < min_labels:
         return {

@@ -12,7 +12,7 @@ Three reports per model version and window, declared once here:
   are what the dashboard plots over time.
 - ``quality`` (labelled rows vs the labelled reference), for binary models: Evidently's
   ClassificationPreset. Accuracy and macro-F1 themselves are computed by
-  ``components.evaluate.metrics`` (also for more than two labels).
+  ``llm.scoring`` (also for more than two labels).
 
 Every report is built with ``include_tests=True``: Evidently then attaches a pass/fail test to
 each ValueDrift metric, and the drift verdict of a column is read from that test (so p-value
@@ -26,9 +26,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from llm.drift import TEXT_COLUMN, _evidently, _metric_type
+from llm.text_features import FEATURE_COLUMNS, text_features
 from monitoring.descriptors import DESCRIPTOR_COLUMNS, descriptor_values
-from monitoring.drift import TEXT_COLUMN, _evidently, _metric_type
-from monitoring.features import FEATURE_COLUMNS, text_features
 
 TEXT_DRIFT_COLUMNS: tuple[str, ...] = (TEXT_COLUMN, *FEATURE_COLUMNS, *DESCRIPTOR_COLUMNS)
 PREDICTION = "prediction"

@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from monitoring.drift import _evidently
+from llm.drift import _evidently
 from monitoring.reports import LATENCY, LATENCY_QUANTILES, PREDICTION
 
 PROJECT_PREFIX = "sentiment model "  # + model version

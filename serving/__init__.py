@@ -1,6 +1,6 @@
 """The model server (deploy stage): FastAPI app, micro-batching, the Parquet prediction log.
 
-``serving.model`` loads a classifier folder; ``serving.app.create_app`` builds the HTTP app;
+``llm.served`` loads a classifier folder; ``serving.app.create_app`` builds the HTTP app;
 ``serving.prediction_log`` writes every prediction and late label as date-partitioned Parquet;
 ``python -m serving`` runs it. Importing this package imports neither torch nor FastAPI.
 """

@@ -51,8 +51,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m serving") -> 
 
     import uvicorn
 
+    from llm.served import load_model
     from serving.app import create_app
-    from serving.model import load_model
     from serving.prediction_log import PredictionLog
 
     model = load_model(args.model, batch_size=params.eval_batch_size, cpu_threads=params.cpu_threads)

@@ -35,8 +35,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 
 from components.deploy.params import Params
+from llm.served import ServedModel
 from serving.batcher import MicroBatcher
-from serving.model import ServedModel
 from serving.prediction_log import PredictionLog, to_utc
 from serving.validation import RequestError, check_request_id, parse_feedback, parse_json, parse_predict
 

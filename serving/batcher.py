@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from serving.model import Predictions
+from llm.served import Predictions
 
 
 @dataclass

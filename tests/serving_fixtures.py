@@ -1,7 +1,7 @@
 """A tiny classifier folder in the finetune stage's format, for the server tests and benchmarks.
 
 ``make_model_dir(dir)`` trains a small BPE tokenizer on sentiment-like text, builds the real
-classifier (megatron GPT backbone + pooling + linear head, ``components.finetune.model``) with a
+classifier (megatron GPT backbone + pooling + linear head, ``llm.classifier``) with a
 tiny, untrained shape, and saves ``classifier.json``, ``model.safetensors`` and ``tokenizer.json``
 with the finetune stage's own writer. The server loads it with the same ``load_classifier`` as a
 real model; only the weights are untrained, so its predictions are arbitrary but deterministic.
@@ -19,9 +19,9 @@ from tests.task_fixtures import TINY_SHAPE, make_tokenized
 def make_model_dir(directory: str | Path, seed: int = 0, **shape: Any) -> Path:
     import torch
 
-    from components.common.gpt import GPTShape, megatron_runtime
-    from components.finetune.model import TOKENIZER_FILE, ClassifierConfig, build_classifier, save_classifier
-    from components.tokenize.core import load_tokenizer, special_ids
+    from llm.classifier import TOKENIZER_FILE, ClassifierConfig, build_classifier, save_classifier
+    from llm.gpt import GPTShape, megatron_runtime
+    from llm.tokenizer import load_tokenizer, special_ids
 
     directory = Path(directory)
     tokenized = make_tokenized(directory.parent / f"{directory.name}-tokenized", seed=seed)

@@ -91,7 +91,7 @@ def make_tokenized(directory: str | Path, vocab_size: int = 300, seed: int = 0) 
 def make_pretrained(directory: str | Path, tokenized: str | Path, seed: int = 0, **shape: Any) -> Path:
     """A pretrain-stage folder (model.json + dist checkpoint) holding a tiny, untrained GPT whose
     embedding covers the tokenizer's vocabulary (padded up to a multiple of 64)."""
-    from components.common.gpt import (
+    from llm.gpt import (
         CHECKPOINT_DIR,
         MODEL_FILE,
         GPTShape,
@@ -99,7 +99,7 @@ def make_pretrained(directory: str | Path, tokenized: str | Path, seed: int = 0,
         megatron_runtime,
         save_checkpoint,
     )
-    from components.tokenize.core import load_tokenizer
+    from llm.tokenizer import load_tokenizer
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -34,8 +34,7 @@ import torch
 from components.common.io import atomic_output_dir
 from components.common.metrics import write_metrics
 from components.compress.params import Params
-from components.finetune.data import encode_texts, length_bucketed_batches, load_task, pad_batch
-from components.finetune.model import (
+from llm.classifier import (
     CONFIG_FILE,
     TOKENIZER_FILE,
     WEIGHTS_FILE,
@@ -49,6 +48,7 @@ from components.finetune.model import (
     save_classifier,
     tensor_state,
 )
+from llm.task_data import encode_texts, length_bucketed_batches, load_task, pad_batch
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,8 @@ def folder_bytes(directory: str | Path) -> int:
 
 def int8_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``state`` with every 2-D float matrix of the backbone replaced by int8 + ``.int8_scale``
-    (see ``components.finetune.model.quantize_rows``). The head, biases and norms stay float."""
-    from components.finetune.model import INT8_SCALE_SUFFIX
+    (see ``llm.classifier.quantize_rows``). The head, biases and norms stay float."""
+    from llm.classifier import INT8_SCALE_SUFFIX
 
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
@@ -189,8 +189,8 @@ def _score(model: Classifier, tokenizer: Any, texts: list[str], batch_size: int)
 
 def run(model: str, tokenizer: str, task: str, output: str, params: Params) -> dict[str, Any]:
     """Build the variants of the classifier in ``model``; see the module doc."""
-    from components.common.gpt import megatron_runtime
-    from components.tokenize.core import load_tokenizer
+    from llm.gpt import megatron_runtime
+    from llm.tokenizer import load_tokenizer
 
     started = time.monotonic()
     if params.cpu_threads and not torch.cuda.is_available():

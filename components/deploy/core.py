@@ -53,7 +53,8 @@ def run(
     ``params.smoke_examples`` texts are labelled by the loaded model and must match exactly.
     """
     from components.common.io import atomic_output_dir
-    from serving.model import MODEL_FILES, load_model, model_version
+    from llm.formats import MODEL_FILES
+    from llm.served import load_model, model_version
 
     source = Path(model)
     version = model_version(source)

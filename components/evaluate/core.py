@@ -39,7 +39,8 @@ import numpy as np
 from components.common.io import atomic_output_dir, write_json, write_jsonl
 from components.common.metrics import write_csv, write_metrics
 from components.common.progress import Progress
-from components.evaluate.metrics import (
+from components.evaluate.params import Params
+from llm.scoring import (
     accuracy,
     confusion_counts,
     expected_calibration_error,
@@ -48,7 +49,6 @@ from components.evaluate.metrics import (
     percentile,
     perplexity,
 )
-from components.evaluate.params import Params
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,8 @@ def lm_perplexity(model: Any, windows: np.ndarray, batch_size: int) -> dict[str,
     """Sum of per-token losses of ``model`` over ``windows`` (N, L + 1) -> perplexity metrics."""
     import torch
 
-    from components.common.gpt import token_losses
-    from components.finetune.model import model_device
+    from llm.classifier import model_device
+    from llm.gpt import token_losses
 
     device = model_device(model)
     data = torch.as_tensor(windows, dtype=torch.long)
@@ -194,7 +194,7 @@ def timing(predictors: dict[str, Any], texts: list[str], params: Params) -> dict
 
 def folder_size(directory: str | Path) -> int:
     """Bytes of the model files in a model folder (classifier.json, weights, tokenizer)."""
-    from components.finetune.model import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE
+    from llm.formats import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE
 
     return sum(
         (Path(directory) / f).stat().st_size
@@ -208,7 +208,8 @@ def stored_parameters(directory: str | Path) -> int:
     matrices count once; their per-row scales do not count)."""
     from safetensors import safe_open
 
-    from components.finetune.model import INT8_SCALE_SUFFIX, WEIGHTS_FILE
+    from llm.classifier import INT8_SCALE_SUFFIX
+    from llm.formats import WEIGHTS_FILE
 
     total = 0
     with safe_open(str(Path(directory) / WEIGHTS_FILE), framework="pt") as f:
@@ -277,10 +278,10 @@ def run(
     """Score the pretrained GPT (perplexity) and the classifier (task split); see the module doc."""
     import torch
 
-    from components.common.gpt import load_pretrained, megatron_runtime
     from components.common.io import read_jsonl
-    from components.finetune.model import load_classifier
-    from components.tokenize.core import dataset_prefix
+    from llm.classifier import load_classifier
+    from llm.formats import dataset_prefix
+    from llm.gpt import load_pretrained, megatron_runtime
 
     started = time.monotonic()
     if params.cpu_threads and not torch.cuda.is_available():

@@ -2,12 +2,12 @@
 
 Contract: ``run(pretrained, tokenizer, task, output, params)`` loads the GPT written by pretrain
 (``pretrained/model.json`` + ``pretrained/checkpoint``), puts a pooling + linear head on it
-(``components.finetune.model``), trains on the ``train`` split of ``task`` (task.jsonl: {id, text,
+(``llm.classifier``), trains on the ``train`` split of ``task`` (task.jsonl: {id, text,
 label, split}) with AdamW (linear warmup, linear decay), class-weighted cross-entropy and early
 stopping on the valid macro-F1, restores the best epoch, and writes into ``output`` (atomically):
 
 - ``model.safetensors``, ``classifier.json``, ``tokenizer.json``: the classifier
-  (``components.finetune.model.load_classifier(output)`` rebuilds it);
+  (``llm.classifier.load_classifier(output)`` rebuilds it);
 - ``history.csv``: epoch, train_loss, valid_loss, valid_accuracy, valid_macro_f1 (a DVC plot);
 - ``metrics.json``: the best epoch's valid scores, example counts, parameter counts.
 
@@ -31,17 +31,8 @@ from components.common.io import atomic_output_dir
 from components.common.metrics import write_csv, write_metrics
 from components.common.progress import Progress
 from components.common.seed import stable_fraction
-from components.evaluate.metrics import accuracy, macro_f1
-from components.finetune.data import (
-    Example,
-    class_weights,
-    encode_texts,
-    length_bucketed_batches,
-    load_task,
-    pad_batch,
-    sorted_batches,
-)
-from components.finetune.model import (
+from components.finetune.params import Params
+from llm.classifier import (
     TOKENIZER_FILE,
     Classifier,
     ClassifierConfig,
@@ -50,7 +41,16 @@ from components.finetune.model import (
     save_classifier,
     tensor_state,
 )
-from components.finetune.params import Params
+from llm.scoring import accuracy, macro_f1
+from llm.task_data import (
+    Example,
+    class_weights,
+    encode_texts,
+    length_bucketed_batches,
+    load_task,
+    pad_batch,
+    sorted_batches,
+)
 
 log = logging.getLogger(__name__)
 
@@ -230,8 +230,8 @@ def train_classifier(
 
 def run(pretrained: str, tokenizer: str, task: str, output: str, params: Params) -> dict[str, Any]:
     """Fine-tune the pretrained GPT on the task's train split; write the classifier (module doc)."""
-    from components.common.gpt import load_pretrained, megatron_runtime
-    from components.tokenize.core import load_tokenizer, special_ids
+    from llm.gpt import load_pretrained, megatron_runtime
+    from llm.tokenizer import load_tokenizer, special_ids
 
     started = time.monotonic()
     if params.cpu_threads and not torch.cuda.is_available():

@@ -10,7 +10,7 @@ summaries, should). Output folder::
     metrics.json          {"batches": {<batch>: {drift_detected, drift_share, drifted_columns,
                            columns, rows, scores}}, "alerts": <drifted batches>, "reference_rows": n}
 
-The Evidently work lives in ``monitoring.drift``; this module reads, samples and writes.
+The Evidently work lives in ``llm.drift``; this module reads, samples and writes.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def sample_texts(rows: list[tuple[str, str]], max_rows: int, seed: int) -> list[
 
 
 def batch_metrics(verdict: Any, rows: int) -> dict[str, Any]:
-    """The metrics.json entry of one judged batch (``verdict``: a monitoring.drift.DriftVerdict)."""
+    """The metrics.json entry of one judged batch (``verdict``: a llm.drift.DriftVerdict)."""
     return {
         "drift_detected": verdict.drift_detected,
         "drift_share": verdict.drift_share,
@@ -82,7 +82,7 @@ def run(
     files share a name. A batch with fewer than ``min_rows`` texts is listed with
     ``"skipped": "too_few_rows"`` and no report; ``alerts`` counts the batches flagged drifted.
     """
-    from monitoring.drift import read_verdict, run_drift, write_report
+    from llm.drift import read_verdict, run_drift, write_report
 
     ref_rows = usable_texts(read_jsonl(reference))
     if len(ref_rows) < params.min_rows:

@@ -11,7 +11,7 @@ backward costs twice the forward. With f = 4h this is the paper's
 
 from __future__ import annotations
 
-from components.common.gpt import GPTShape
+from llm.gpt import GPTShape
 
 
 def model_flops_per_token(shape: GPTShape) -> float:

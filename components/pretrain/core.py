@@ -7,7 +7,7 @@ a ``GPTModel`` and writes into ``output`` (atomically):
 
 - ``model.json``: the ``GPTShape`` (vocabulary padded up to ``make_vocab_size_divisible_by * tp``);
 - ``checkpoint/``: megatron ``dist_checkpointing`` weights in fp32, loadable at any TP/PP layout
-  (``components.common.gpt.load_pretrained``);
+  (``llm.gpt.load_pretrained``);
 - ``loss.csv``: DVC plot, one row per evaluation: ``step`` (optimizer steps), ``train_loss`` (mean
   training loss in nats/token over the steps since the previous row), ``valid_loss`` (nats/token);
 - ``steps.csv``: DVC plot, one row per optimizer step: ``train_loss``, ``grad_norm``, ``lr``;
@@ -38,14 +38,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from components.common.gpt import GPTShape
 from components.common.io import atomic_output_dir, read_json
 from components.common.metrics import METRICS_FILE
 from components.pretrain import checkpointing
 from components.pretrain.data import build_datasets, micro_batches, source_files
 from components.pretrain.params import Params
 from components.pretrain.schedule import checkpoint_steps, eval_steps, lr_at, padded_vocab_size
-from components.tokenize.core import EOD_TOKEN, TOKENIZER_FILE
+from components.pretrain.shape import gpt_shape, tokenizer_info
+from llm.formats import TOKENIZER_FILE
 
 log = logging.getLogger(__name__)
 
@@ -65,44 +65,12 @@ __all__ = [
 ]
 
 
-def gpt_shape(params: Params, vocab_size: int) -> GPTShape:
-    """The model shape for a tokenizer of ``vocab_size`` tokens."""
-    m = params.model
-    return GPTShape(
-        vocab_size=padded_vocab_size(
-            vocab_size, params.make_vocab_size_divisible_by, params.tensor_parallel_size
-        ),
-        seq_length=m.seq_length,
-        num_layers=m.num_layers,
-        hidden_size=m.hidden_size,
-        num_attention_heads=m.num_attention_heads,
-        ffn_hidden_size=m.ffn_hidden_size,
-        position_embedding_type=m.position_embedding_type,
-        tie_embeddings=m.tie_embeddings,
-        normalization=m.normalization,
-        init_method_std=m.init_method_std,
-        hidden_dropout=m.hidden_dropout,
-        attention_dropout=m.attention_dropout,
-    )
-
-
-def tokenizer_info(data: str | Path) -> tuple[int, int]:
-    """``(vocab_size, eod_id)`` of ``data/tokenizer.json``."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(Path(data) / TOKENIZER_FILE))
-    eod = tokenizer.token_to_id(EOD_TOKEN)
-    if eod is None:
-        raise ValueError(f"{data}/{TOKENIZER_FILE}: no {EOD_TOKEN} token")
-    return tokenizer.get_vocab_size(), eod
-
-
 def evaluate(model, batches: list[dict[str, Any]]) -> float:
     """Mean loss (nats/token) of a single-process ``model`` over ``batches`` (micro batches as
     from ``micro_batches``), in eval mode, without gradients."""
     import torch
 
-    from components.common.gpt import token_losses
+    from llm.gpt import token_losses
 
     was_training = model.training
     model.eval()

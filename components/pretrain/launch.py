@@ -44,7 +44,7 @@ class Machine:
     def detect(cls) -> Machine:
         import torch
 
-        from components.common.gpt.model import transformer_engine_available
+        from llm.gpt.model import transformer_engine_available
 
         cuda = torch.cuda.is_available()
         return cls(
@@ -108,7 +108,7 @@ def check_machine(params: Params, machine: Machine, launcher_world: int | None =
 
 def launcher_world_size() -> int | None:
     """WORLD_SIZE when this process was started by torchrun (or a PyTorchJob's torchrun)."""
-    from components.common.gpt import under_torchrun
+    from llm.gpt import under_torchrun
 
     return int(os.environ["WORLD_SIZE"]) if under_torchrun() else None
 
@@ -193,7 +193,7 @@ def master_port(rng: random.Random | None = None) -> int:
     outgoing connections (every gloo/NCCL job on the machine makes many), so between this check
     and torchrun binding it only another listener could take it. Falls back to any free port.
     """
-    from components.common.gpt import free_port
+    from llm.gpt import free_port
 
     rng = rng or random.SystemRandom()
     high = _ephemeral_low()
@@ -230,9 +230,9 @@ def run_ranks(
 
     import torch
 
-    from components.common.gpt import megatron_runtime
-    from components.pretrain.core import gpt_shape, tokenizer_info
+    from components.pretrain.shape import gpt_shape, tokenizer_info
     from components.pretrain.training import cpu_threads, train_job
+    from llm.gpt import megatron_runtime
 
     vocab_size, eod = tokenizer_info(data)
     shape = gpt_shape(params, vocab_size)

@@ -25,13 +25,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from components.common.gpt import CHECKPOINT_DIR, MODEL_FILE, GPTShape
 from components.common.metrics import write_csv, write_metrics
 from components.common.progress import Progress
 from components.pretrain import accounting, checkpointing
 from components.pretrain.data import build_datasets, collate, eval_sample_ids, step_sample_ids
 from components.pretrain.params import Params
 from components.pretrain.schedule import checkpoint_steps, eval_steps, lr_at
+from llm.gpt import CHECKPOINT_DIR, MODEL_FILE, GPTShape
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ STEPS_FIELDS = ["step", "train_loss", "grad_norm", "lr"]
 
 def _forward_step(data_iterator, model):
     """megatron forward_step_func: per-token losses and the loss function reducing them."""
-    from components.common.gpt import token_losses
+    from llm.gpt import token_losses
 
     device = next(model.parameters()).device
     batch = {key: value.to(device, non_blocking=True) for key, value in next(data_iterator).items()}
@@ -70,7 +70,7 @@ class Trainer:
         )
         from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 
-        from components.common.gpt import build_gpt
+        from llm.gpt import build_gpt
 
         self.params = params
         self.shape = shape
@@ -213,7 +213,7 @@ class Trainer:
         import torch
         from megatron.core import dist_checkpointing
 
-        from components.common.gpt.model import use_in_process_write_queue
+        from llm.gpt.model import use_in_process_write_queue
 
         use_in_process_write_queue()
         partial_dir = checkpointing.begin(run_dir, state.step) if self.rank == 0 else None
@@ -385,7 +385,7 @@ def train_job(
                 trainer.save(run_dir, state)
 
     # The stage output: weights only (fp32), readable by load_pretrained at any layout.
-    from components.common.gpt import save_checkpoint
+    from llm.gpt import save_checkpoint
 
     save_checkpoint(trainer.gpt, stage_dir / CHECKPOINT_DIR)
     seconds = wall_before + time.perf_counter() - started

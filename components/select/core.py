@@ -142,7 +142,7 @@ def model_card(
         f"Quantization: {config.get('quantization') or 'none (float32)'}.",
         "",
         "Files: `classifier.json` (shape, labels), `model.safetensors` (weights; safe to load), "
-        "`tokenizer.json`. Load with `components.finetune.model.load_classifier(folder)`.",
+        "`tokenizer.json`. Load with `llm.classifier.load_classifier(folder)`.",
         "",
         f"## Scores on the {table.get('task_split', 'test')} split ({table.get('examples')} reviews)",
         "",

@@ -31,10 +31,8 @@ rayon threads. Same inputs + params => byte-identical files.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.common.io import atomic_output_dir, read_jsonl, write_text
@@ -42,30 +40,14 @@ from components.common.metrics import write_metrics
 from components.common.progress import Progress
 from components.common.seed import stable_fraction
 from components.tokenize.params import Params
+from llm.formats import SPLITS, TASK_SOURCE, TASK_SPLITS, TEXT_SOURCE, TOKENIZER_FILE, dataset_prefix
+from llm.tokenizer import SPECIAL_TOKENS, as_data_tokenizer, new_tokenizer, special_ids
 
 if TYPE_CHECKING:
     import numpy as np
     from tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
-
-EOD_TOKEN = "<|endoftext|>"
-PAD_TOKEN = "<pad>"
-# Order fixes the ids: <|endoftext|> = 0, <pad> = 1.
-SPECIAL_TOKENS: tuple[str, ...] = (EOD_TOKEN, PAD_TOKEN)
-SPLITS: tuple[str, ...] = ("train", "valid", "test")
-TOKENIZER_FILE = "tokenizer.json"
-
-
-TEXT_SOURCE = "text"  # the clean corpus
-TASK_SOURCE = "task"  # the task's texts, for task-adaptive pretraining
-TASK_SPLITS: tuple[str, ...] = ("train", "valid")  # pretrain reads these; the task's test never
-
-
-def dataset_prefix(directory: str | os.PathLike, split: str, source: str = TEXT_SOURCE) -> str:
-    """The megatron path prefix of a split of a source (``<dir>/<split>_<source>_document``,
-    no .bin/.idx)."""
-    return str(Path(directory) / f"{split}_{source}_document")
 
 
 def split_of(doc_id: str, seed: int, valid_fraction: float, test_fraction: float) -> str:
@@ -88,20 +70,6 @@ def token_dtype(vocab_size: int) -> type[np.number]:
     return DType.optimal_dtype(vocab_size)
 
 
-def _new_tokenizer() -> Tokenizer:
-    """An untrained byte-level BPE pipeline (GPT-2 style pre-tokenization, no normalizer).
-
-    No normalizer and no prefix space keep ``decode(encode(text)) == text`` exact for any text.
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
-    return tokenizer
-
-
 def train_tokenizer(texts: Sequence[str], vocab_size: int, min_frequency: int = 2) -> Tokenizer:
     """Train a byte-level BPE tokenizer on ``texts`` (vocab_size counts bytes + special tokens).
 
@@ -109,7 +77,7 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int, min_frequency: int = 
     """
     from tokenizers import pre_tokenizers, trainers
 
-    tokenizer = _new_tokenizer()
+    tokenizer = new_tokenizer()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
@@ -118,32 +86,7 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int, min_frequency: int = 
         show_progress=False,
     )
     tokenizer.train_from_iterator(texts, trainer=trainer, length=len(texts))
-    return _as_data_tokenizer(tokenizer)
-
-
-def _as_data_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
-    # Document text is data: a literal "<|endoftext|>" inside an article must encode as its bytes,
-    # not as the control token (that would split the document and break the round trip).
-    tokenizer.encode_special_tokens = True
-    return tokenizer
-
-
-def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
-    """Load ``tokenizer.json`` (a file, or a folder holding it) for encoding data text."""
-    from tokenizers import Tokenizer
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / TOKENIZER_FILE
-    return _as_data_tokenizer(Tokenizer.from_file(str(path)))
-
-
-def special_ids(tokenizer: Tokenizer) -> dict[str, int]:
-    """{"eod_id": ..., "pad_id": ...} of a tokenizer trained here."""
-    eod, pad = (tokenizer.token_to_id(t) for t in SPECIAL_TOKENS)
-    if eod is None or pad is None:
-        raise ValueError(f"tokenizer lacks the special tokens {SPECIAL_TOKENS}")
-    return {"eod_id": eod, "pad_id": pad}
+    return as_data_tokenizer(tokenizer)
 
 
 def encode_documents(

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.common.gpt import GPTShape
 from components.common.params import STAGES
 from components.pretrain.__main__ import main
+from llm.gpt import GPTShape
 from tests.gpt_fixtures import make_token_data
 
 TINY = {

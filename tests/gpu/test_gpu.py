@@ -86,8 +86,8 @@ def test_a_gpu_fine_tuned_classifier_learns_and_loads_on_the_cpu(tmp_path):
     from components.compress import core as compress
     from components.compress.params import Params as CompressParams
     from components.finetune import core as finetune
-    from components.finetune.model import load_classifier
     from components.finetune.params import Params as FinetuneParams
+    from llm.classifier import load_classifier
 
     tokenized = make_tokenized(tmp_path / "tokenize")
     pretrained = make_pretrained(tmp_path / "pretrain", tokenized)

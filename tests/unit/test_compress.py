@@ -18,7 +18,7 @@ from components.compress.core import (
     student_state,
 )
 from components.compress.params import Params
-from components.finetune.model import dequantize_state, load_classifier, quantize_rows
+from llm.classifier import dequantize_state, load_classifier, quantize_rows
 from tests.task_fixtures import make_finetuned
 
 
@@ -143,7 +143,7 @@ def test_traced_inference_predicts_what_the_eager_model_does(finetuned, tmp_path
 
 
 def test_a_trace_that_does_not_match_the_model_is_refused(finetuned, monkeypatch, caplog):
-    from components.finetune.model import Classifier
+    from llm.classifier import Classifier
 
     def forward(self, input_ids, lengths):  # data-dependent Python: a trace bakes one branch in
         logits = self.classify(self.features(input_ids, lengths))

@@ -11,7 +11,7 @@ from components.common.io import write_json, write_jsonl
 from components.common.params import from_dict
 from components.deploy.core import ReleaseError, run
 from components.deploy.params import Params
-from serving.model import load_model, model_version
+from llm.served import load_model, model_version
 from tests.serving_fixtures import shared_model_dir
 
 

@@ -19,7 +19,8 @@ from components.evaluate.core import (
     stream_limit,
     train_baseline,
 )
-from components.evaluate.metrics import (
+from components.evaluate.params import Params
+from llm.scoring import (
     accuracy,
     confusion_counts,
     expected_calibration_error,
@@ -28,7 +29,6 @@ from components.evaluate.metrics import (
     percentile,
     perplexity,
 )
-from components.evaluate.params import Params
 from tests.task_fixtures import make_finetuned, make_task
 
 ACTUAL = ["a", "a", "b", "b", "b"]

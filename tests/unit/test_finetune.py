@@ -13,7 +13,9 @@ import torch
 
 from components.common.params import ParamsError, from_dict
 from components.finetune.core import EarlyStopping, lr_factor, run, select_train
-from components.finetune.data import (
+from components.finetune.params import Params
+from llm.classifier import load_classifier, pool
+from llm.task_data import (
     Example,
     class_weights,
     encode_texts,
@@ -22,9 +24,7 @@ from components.finetune.data import (
     pad_batch,
     sorted_batches,
 )
-from components.finetune.model import load_classifier, pool
-from components.finetune.params import Params
-from components.tokenize.core import load_tokenizer
+from llm.tokenizer import load_tokenizer
 from tests.task_fixtures import make_pretrained, make_task, make_tokenized
 
 FAST = {"epochs": 3, "batch_size": 16, "lr": 1e-3, "head_lr": 3e-3, "max_length": 32}
@@ -211,7 +211,7 @@ def test_frozen_backbone_trains_only_the_head(inputs, tmp_path):
         load_file(str(out / "model.safetensors")),
         load_file(str(full / "model.safetensors")),
     )
-    from components.common.gpt import load_pretrained, megatron_runtime
+    from llm.gpt import load_pretrained, megatron_runtime
 
     with megatron_runtime():
         pretrained, _ = load_pretrained(inputs["pretrained"])

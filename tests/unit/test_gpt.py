@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from components.common.gpt import (
+from llm.gpt import (
     GPTShape,
     build_gpt,
     hidden_states,
@@ -135,8 +135,8 @@ def test_fused_attention_matches_megatrons_dot_product_attention(runtime):
     # same function, so the same seed gives the same logits and gradients up to float rounding.
     from megatron.core.transformer.dot_product_attention import DotProductAttention
 
-    from components.common.gpt.attention import SDPAttention
-    from components.common.gpt.model import layer_spec
+    from llm.gpt.attention import SDPAttention
+    from llm.gpt.model import layer_spec
 
     assert layer_spec(SHAPE).submodules.self_attention.submodules.core_attention is SDPAttention
     init_runtime(seed=5)
@@ -157,7 +157,7 @@ def test_fused_attention_matches_megatrons_dot_product_attention(runtime):
 
 def test_fused_attention_honours_a_non_causal_mask(runtime):
     # Any mask other than the cached causal one is read (True = masked out, megatron's convention).
-    from components.common.gpt import causal_inputs
+    from llm.gpt import causal_inputs
 
     model = build_gpt(SHAPE).eval()
     ids = torch.randint(0, SHAPE.vocab_size, (1, 8), generator=torch.Generator().manual_seed(3))

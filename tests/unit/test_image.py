@@ -21,7 +21,7 @@ def test_dockerfile_installs_with_the_makefile_scripts(dockerfile: str):
     for script in SETUP_SCRIPTS:
         assert script in run_lines, f"{dockerfile} does not run {script}"
     # Every package the pipeline components import is copied into the image.
-    for package in ("components", "monitoring", "pipelines", "serving"):
+    for package in ("components", "llm", "monitoring", "pipelines", "serving"):
         assert f"COPY {package}/ {package}/" in text
 
 

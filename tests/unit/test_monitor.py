@@ -15,8 +15,8 @@ from components.common.io import write_jsonl
 from components.common.params import ParamsError, from_dict
 from components.monitor.core import batch_name, run, sample_texts, usable_texts
 from components.monitor.params import Params
-from monitoring.drift import read_verdict, run_drift, stable_html_ids, write_report
-from monitoring.features import (
+from llm.drift import read_verdict, run_drift, stable_html_ids, write_report
+from llm.text_features import (
     FEATURE_COLUMNS,
     char_length,
     mean_word_length,

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.common.gpt import GPTShape
 from components.common.params import STAGES, ParamsError, from_dict, load_all
 from components.pretrain import accounting, checkpointing, launch
 from components.pretrain.core import (
@@ -33,6 +32,7 @@ from components.pretrain.core import (
 from components.pretrain.data import blend_config, eval_sample_ids, source_prefix, step_sample_ids
 from components.pretrain.params import Params
 from components.pretrain.schedule import checkpoint_steps
+from llm.gpt import GPTShape
 from tests.gpt_fixtures import make_token_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -344,7 +344,7 @@ def test_same_data_and_params_give_identical_losses(data, trained, tmp_path):
 
 
 def test_checkpoint_reproduces_the_recorded_validation_loss(data, trained):
-    from components.common.gpt import load_pretrained, megatron_runtime
+    from llm.gpt import load_pretrained, megatron_runtime
 
     out, metrics = trained
     params = _params()
@@ -361,8 +361,9 @@ def test_checkpoint_reproduces_the_recorded_validation_loss(data, trained):
 def test_two_sources_are_blended_by_weight(data, tmp_path):
     import numpy as np
 
-    from components.common.gpt import megatron_runtime
-    from components.tokenize.core import encode_documents, load_tokenizer, token_dtype, write_indexed_dataset
+    from components.tokenize.core import encode_documents, token_dtype, write_indexed_dataset
+    from llm.gpt import megatron_runtime
+    from llm.tokenizer import load_tokenizer
     from tests.gpt_fixtures import synthetic_documents
 
     tokenizer = load_tokenizer(data / "tokenizer.json")
@@ -402,8 +403,8 @@ def test_params_file_with_every_pretrain_key_validates():
 def test_activation_recomputation_changes_memory_not_numbers():
     import torch
 
-    from components.common.gpt import megatron_runtime
     from components.pretrain.training import Trainer
+    from llm.gpt import megatron_runtime
 
     model = {**TINY["model"], "hidden_dropout": 0.1, "attention_dropout": 0.1}  # RNG replay matters
     shape = gpt_shape(_params(model=model), vocab_size=300)

@@ -95,7 +95,7 @@ def test_two_processes_match_one_process(data, single, tmp_path, layout):
     assert metrics["parameters"] == base["parameters"]
     if "tensor_parallel_size" in layout:
         # The TP=2 weights, resharded on load, give the recorded validation loss at TP=1.
-        from components.common.gpt import load_pretrained, megatron_runtime
+        from llm.gpt import load_pretrained, megatron_runtime
 
         params = _params()
         vocab_size, eod = tokenizer_info(data)
@@ -234,7 +234,7 @@ def test_killed_run_resumes_and_matches_the_uninterrupted_run(data, tmp_path):
 
 
 def _assert_same_weights(a: Path, b: Path) -> None:
-    from components.common.gpt import load_pretrained, megatron_runtime
+    from llm.gpt import load_pretrained, megatron_runtime
 
     with megatron_runtime(seed=0):
         first = {k: v for k, v in load_pretrained(a)[0].state_dict().items() if torch.is_tensor(v)}

@@ -15,9 +15,9 @@ import pytest
 
 from components.common.params import ParamsError, from_dict
 from components.deploy.params import Params
+from llm.served import MODEL_FILES, Predictions, ServedModel, load_model, model_version
 from monitoring.window import attach_labels, read_window
 from serving.batcher import MicroBatcher
-from serving.model import MODEL_FILES, Predictions, ServedModel, load_model, model_version
 from serving.prediction_log import LABELS, PREDICTIONS, ParquetLog, PredictionLog
 from serving.validation import RequestError, check_request_id, parse_feedback, parse_json, parse_predict
 from tests.serving_fixtures import shared_model_dir

@@ -13,16 +13,15 @@ import pytest
 
 from components.common.params import ParamsError, from_dict
 from components.tokenize.core import (
-    EOD_TOKEN,
     SPLITS,
     dataset_prefix,
-    load_tokenizer,
     run,
     split_of,
     token_dtype,
     train_tokenizer,
 )
 from components.tokenize.params import Params
+from llm.tokenizer import EOD_TOKEN, load_tokenizer
 
 SENTENCE = (
     "the market rose after the central bank said inflation would ease while exporters "

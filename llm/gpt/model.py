@@ -7,7 +7,7 @@ checkpoint format (megatron ``dist_checkpointing``, which reshards between TP/PP
 the two layer specs), and batch-first helpers that hide megatron's sequence-first internals and the
 causal mask.
 
-Every function here needs the megatron runtime (``components.common.gpt.runtime.init_runtime``).
+Every function here needs the megatron runtime (``llm.gpt.runtime.init_runtime``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+
+from llm.gpt.masks import causal_inputs
 
 MODEL_FILE = "model.json"
 CHECKPOINT_DIR = "checkpoint"
@@ -174,7 +176,7 @@ def layer_spec(shape: GPTShape, transformer_impl: TransformerImpl = "local"):
 
     if transformer_impl == "transformer_engine":
         return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec()
-    from components.common.gpt.attention import SDPAttention
+    from llm.gpt.attention import SDPAttention
 
     spec = gpt_layer_specs.get_gpt_layer_local_spec(normalization=shape.normalization)
     spec.submodules.self_attention.submodules.core_attention = SDPAttention
@@ -300,30 +302,6 @@ def load_pretrained(pretrain_dir: str | os.PathLike) -> tuple[Any, GPTShape]:
 
 def model_device(model) -> torch.device:
     return next(model.parameters()).device
-
-
-_MASKS: dict[tuple[int, str], torch.Tensor] = {}
-
-
-def is_causal_mask(mask: torch.Tensor | None) -> bool:
-    """True when ``mask`` is one of the causal masks handed out by ``causal_inputs`` (so
-    attention can use the kernel's built-in causal masking instead of reading the mask)."""
-    return mask is not None and any(mask is m for m in _MASKS.values())
-
-
-def causal_inputs(input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(position_ids (B, T), attention_mask (1, 1, T, T))`` for a batch of token ids.
-
-    megatron masks where the mask is True, so the mask is the strict upper triangle. Passing it
-    explicitly (rather than None) also avoids megatron's default mask, which it builds on "cuda".
-    """
-    b, t = input_ids.shape
-    device = input_ids.device
-    key = (t, str(device))
-    if key not in _MASKS:
-        _MASKS[key] = torch.triu(torch.ones(1, 1, t, t, dtype=torch.bool, device=device), diagonal=1)
-    positions = torch.arange(t, device=device).unsqueeze(0).expand(b, t)
-    return positions, _MASKS[key]
 
 
 def logits(model, input_ids: torch.Tensor) -> torch.Tensor:

@@ -22,12 +22,9 @@ from typing import Any
 
 import torch
 
-from components.common.gpt import GPTShape, build_gpt, hidden_states
-from components.finetune.data import encode_texts, pad_batch, sorted_batches
-
-CONFIG_FILE = "classifier.json"
-WEIGHTS_FILE = "model.safetensors"
-TOKENIZER_FILE = "tokenizer.json"
+from llm.formats import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE
+from llm.gpt import GPTShape, build_gpt, hidden_states
+from llm.task_data import encode_texts, pad_batch, sorted_batches
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +101,7 @@ class Classifier(torch.nn.Module):
 def build_classifier(config: ClassifierConfig, backbone: torch.nn.Module | None = None) -> Classifier:
     """A classifier around ``backbone`` (or a freshly built GPT of ``config.gpt``).
 
-    Needs the megatron runtime (``components.common.gpt.init_runtime``). The head is drawn from
+    Needs the megatron runtime (``llm.gpt.init_runtime``). The head is drawn from
     torch's global generator: seed it first for a reproducible head.
     """
     backbone = backbone if backbone is not None else build_gpt(config.gpt)
@@ -309,8 +306,8 @@ def load_classifier(directory: str | os.PathLike, trace: bool = True) -> TextCla
     until exit)."""
     from megatron.core import parallel_state
 
-    from components.common.gpt import init_runtime
-    from components.tokenize.core import load_tokenizer
+    from llm.gpt import init_runtime
+    from llm.tokenizer import load_tokenizer
 
     directory = Path(directory)
     if not parallel_state.model_parallel_is_initialized():

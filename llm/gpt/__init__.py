@@ -4,13 +4,13 @@ Used by pretrain, finetune, evaluate and the model server. Importing this packag
 does nothing; megatron is imported when a function needs it.
 """
 
-from components.common.gpt.cpu_compat import apply_cpu_compat
-from components.common.gpt.model import (
+from llm.gpt.cpu_compat import apply_cpu_compat
+from llm.gpt.masks import causal_inputs
+from llm.gpt.model import (
     CHECKPOINT_DIR,
     MODEL_FILE,
     GPTShape,
     build_gpt,
-    causal_inputs,
     hidden_states,
     load_checkpoint,
     load_pretrained,
@@ -18,7 +18,7 @@ from components.common.gpt.model import (
     save_checkpoint,
     token_losses,
 )
-from components.common.gpt.runtime import (
+from llm.gpt.runtime import (
     free_port,
     init_runtime,
     megatron_runtime,

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import torch
 
-from components.common.gpt.cpu_compat import apply_cpu_compat, install_cpu_rng_tracker
+from llm.gpt.cpu_compat import apply_cpu_compat, install_cpu_rng_tracker
 
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 # Whether init_runtime created the process group (and so shutdown_runtime should destroy it).

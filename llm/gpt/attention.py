@@ -8,7 +8,7 @@ kernels on CPU and GPU, no score tensor kept for backward. It falls back to mega
 the features it does not cover (attention bias, packed sequences, sliding windows, softmax
 offsets, query-key layer scaling, grouped-query attention).
 
-The causal mask that ``components.common.gpt.causal_inputs`` hands out is recognised and replaced
+The causal mask that ``llm.gpt.causal_inputs`` hands out is recognised and replaced
 by ``is_causal=True`` (the kernel then never reads a mask); any other boolean mask is honoured
 (megatron's convention: True = masked out).
 """
@@ -23,7 +23,7 @@ from megatron.core import tensor_parallel
 from megatron.core.transformer.dot_product_attention import DotProductAttention
 from megatron.core.transformer.enums import AttnMaskType
 
-from components.common.gpt.model import is_causal_mask
+from llm.gpt.masks import is_causal_mask
 
 
 class SDPAttention(DotProductAttention):

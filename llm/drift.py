@@ -6,7 +6,7 @@ One report per batch compares ``current`` texts with ``reference`` texts on:
   trained to tell reference rows from current rows; its ROC AUC on a held-out half is the drift
   score (``abs_text_content_drift``: drifted when AUC > threshold, 0.55 by Evidently's default;
   ``perc_text_content_drift``: drifted when AUC beats the given percentile of random classifiers);
-- the numeric features of ``monitoring.features`` (length, word count, ...), with a numeric
+- the numeric features of ``llm.text_features`` (length, word count, ...), with a numeric
   stat test (``wasserstein``: the Wasserstein distance divided by the reference's standard
   deviation, drifted when >= threshold).
 
@@ -32,7 +32,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from monitoring.features import FEATURE_COLUMNS, text_features
+from llm.text_features import FEATURE_COLUMNS, text_features
 
 TEXT_COLUMN = "text"
 REPORT_HTML = "report.html"

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from llm.formats import MODEL_FILES
+
 # The files that define a model; their bytes make the version.
-MODEL_FILES: tuple[str, ...] = ("classifier.json", "model.safetensors", "tokenizer.json")
 VERSION_CHARS = 12  # hex digits of the sha256 kept in the version string
 
 
 class Classifier(Protocol):
-    """What the server needs from a loaded classifier (components.finetune.model.TextClassifier)."""
+    """What the server needs from a loaded classifier (llm.classifier.TextClassifier)."""
 
     @property
     def labels(self) -> list[str]: ...
@@ -90,7 +91,7 @@ def load_model(directory: str | os.PathLike, batch_size: int = 64, cpu_threads: 
     version = model_version(directory)  # fails fast, with the folder named, on a wrong path
     import torch
 
-    from components.finetune.model import load_classifier
+    from llm.classifier import load_classifier
 
     if cpu_threads > 0:
         torch.set_num_threads(cpu_threads)
