@@ -202,7 +202,7 @@ def main() -> int:
     parser.add_argument("--peer-seconds", type=float, default=8.0, help="time per peer measurement (seconds)")
     args = parser.parse_args()
 
-    from components.common.params import STAGES
+    from components.common.params import SECTIONS
     from components.deploy.params import Params as DeployParams
     from monitoring.window import read_window
 
@@ -219,7 +219,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
         params = Path(tmp, "params.yaml")
-        params.write_text("".join(f"{stage}: {{}}\n" for stage in STAGES))
+        params.write_text("".join(f"{stage}: {{}}\n" for stage in SECTIONS))
         log_uri = Path(tmp, "log")
         proc = subprocess.Popen(
             [sys.executable, "-m", "serving", "--model", str(model_dir), "--log", str(log_uri), "--port", "0"]

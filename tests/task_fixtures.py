@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from components.common.params import STAGES
+from components.common.params import SECTIONS
 from components.tokenize.core import (
     SPLITS,
     TOKENIZER_FILE,
@@ -135,7 +135,7 @@ def make_finetuned(
 
 def write_params(path: str | Path, **sections: dict[str, Any]) -> Path:
     """A params.yaml with every stage's defaults ({}) except the ``sections`` given."""
-    raw = {stage: dict(sections.get(stage, {})) for stage in STAGES}
+    raw = {stage: dict(sections.get(stage, {})) for stage in SECTIONS}
     path = Path(path)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path

@@ -33,6 +33,11 @@ STAGES: tuple[str, ...] = (
     "deploy",
     "monitor",
 )
+# The long-running services beside the DAG own their settings (a ``Settings`` dataclass in the
+# module named here) and their section of the same file, so one loader validates the whole file.
+SERVICES: dict[str, str] = {"serving": "serving.settings", "monitoring": "monitoring.settings"}
+# Every section of params.yaml, in file order.
+SECTIONS: tuple[str, ...] = (*STAGES, *SERVICES)
 
 T = TypeVar("T")
 
@@ -41,11 +46,14 @@ class ParamsError(ValueError):
     """A params file or section that does not match its schema. The message names the key."""
 
 
-def params_class(stage: str) -> type:
-    """The dataclass of a stage's params section (``components.<stage>.params.Params``)."""
-    if stage not in STAGES:
-        raise ParamsError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
-    return importlib.import_module(f"components.{stage}.params").Params
+def params_class(section: str) -> type:
+    """The dataclass of a section: ``components.<stage>.params.Params`` for a stage, the
+    service's ``Settings`` for ``serving`` and ``monitoring``."""
+    if section in SERVICES:
+        return importlib.import_module(SERVICES[section]).Settings
+    if section not in STAGES:
+        raise ParamsError(f"unknown section {section!r}; sections are {', '.join(SECTIONS)}")
+    return importlib.import_module(f"components.{section}.params").Params
 
 
 def _type_name(tp: Any) -> str:
@@ -141,7 +149,7 @@ def to_dict(params: Any) -> dict[str, Any]:
 
 
 def read_params_file(path: str | Path) -> dict[str, Any]:
-    """Read params.yaml and check its sections: every stage present, nothing else."""
+    """Read params.yaml and check its sections: every stage and service present, nothing else."""
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
@@ -150,19 +158,19 @@ def read_params_file(path: str | Path) -> dict[str, Any]:
         raise ParamsError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of stage sections")
-    unknown = sorted(set(raw) - set(STAGES))
+    unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
-        raise ParamsError(f"{unknown[0]}: unknown section (sections are {', '.join(STAGES)})")
-    missing = [s for s in STAGES if s not in raw]
+        raise ParamsError(f"{unknown[0]}: unknown section (sections are {', '.join(SECTIONS)})")
+    missing = [s for s in SECTIONS if s not in raw]
     if missing:
         raise ParamsError(f"{missing[0]}: missing section")
     return raw
 
 
 def load_all(path: str | Path) -> dict[str, Any]:
-    """Validate every section of the params file; return {stage: params object}."""
+    """Validate every section of the params file; return {section: params object}."""
     raw = read_params_file(path)
-    return {stage: from_dict(params_class(stage), raw[stage] or {}, stage) for stage in STAGES}
+    return {section: from_dict(params_class(section), raw[section] or {}, section) for section in SECTIONS}
 
 
 def load_params(path: str | Path, stage: str) -> Any:

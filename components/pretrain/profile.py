@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from components.common.params import STAGES, ParamsError, from_dict, params_class, read_params_file
+from components.common.params import SECTIONS, ParamsError, from_dict, params_class, read_params_file
 from components.pretrain.params import SECTION, Params
 
 
@@ -35,7 +35,7 @@ def apply_profile(base: str | Path, profile: str | Path) -> dict[str, Any]:
     """``base`` (a whole params file, validated) with the profile's pretrain section."""
     sections = read_params_file(base)
     sections[SECTION] = read_profile(profile)
-    for stage in STAGES:
+    for stage in SECTIONS:
         from_dict(params_class(stage), sections[stage] or {}, stage)
     return sections
 

@@ -32,7 +32,7 @@ import yaml
 
 from components.common.io import atomic_output_dir
 from components.common.metrics import METRICS_FILE
-from components.common.params import STAGES
+from components.common.params import SECTIONS
 from components.pretrain.params import SECTION, Params
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ def current_namespace(default: str = "kubeflow") -> str:
 
 def write_params_file(path: Path, params: Params) -> None:
     """A complete params file (every stage; the others at their defaults) for the CLI."""
-    sections: dict[str, Any] = {stage: {} for stage in STAGES}
+    sections: dict[str, Any] = {stage: {} for stage in SECTIONS}
     sections[SECTION] = json.loads(json.dumps(dataclasses.asdict(params)))
     path.write_text(yaml.safe_dump(sections, sort_keys=True))
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from components.clean.__main__ import main
-from components.common.params import STAGES
+from components.common.params import SECTIONS
 
 # The length and exact-dedup rules only (the quality rule sets are tested in tests/unit/test_clean*.py).
 BASIC = {
@@ -26,7 +26,7 @@ LEAK = "the film is a gripping and beautifully acted drama that never loses its 
 
 
 def _params(path: Path, **clean) -> Path:
-    data = {stage: {} for stage in STAGES}
+    data = {stage: {} for stage in SECTIONS}
     data["clean"] = clean
     path.write_text(yaml.safe_dump(data))
     return path

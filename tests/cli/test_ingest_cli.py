@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.common.params import STAGES
+from components.common.params import SECTIONS
 from components.ingest.__main__ import main
 
 
 def _params(path: Path, **ingest) -> Path:
-    data = {stage: {} for stage in STAGES}
+    data = {stage: {} for stage in SECTIONS}
     data["ingest"] = ingest
     path.write_text(yaml.safe_dump(data))
     return path

@@ -21,7 +21,7 @@ RAW = Path(__file__).resolve().parents[2] / "data" / "raw" / "rotten_tomatoes.cs
 def monitor_section_only(monkeypatch):
     # The loader validates every stage's section; this file tests the monitor section alone, so
     # it does not depend on other stages' params (the whole-file check is tested in test_params).
-    monkeypatch.setattr(common_params, "STAGES", ("monitor",))
+    monkeypatch.setattr(common_params, "SECTIONS", ("monitor",))
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.common.params import STAGES
+from components.common.params import SECTIONS
 from components.pretrain.__main__ import main
 from llm.gpt import GPTShape
 from tests.gpt_fixtures import make_token_data
@@ -34,7 +34,7 @@ TINY = {
 
 
 def _params(path: Path, **pretrain) -> Path:
-    data = {stage: {} for stage in STAGES}
+    data = {stage: {} for stage in SECTIONS}
     data["pretrain"] = pretrain
     path.write_text(yaml.safe_dump(data))
     return path

@@ -9,7 +9,7 @@ from typing import Literal
 import pytest
 import yaml
 
-from components.common.params import STAGES, ParamsError, check_positive, from_dict, load_all, to_dict
+from components.common.params import SECTIONS, ParamsError, check_positive, from_dict, load_all, to_dict
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def test_struct_numbers_accepts_integral_floats_only_when_asked():
 
 def test_repo_params_file_is_valid():
     params = load_all("params.yaml")
-    assert set(params) == set(STAGES)
+    assert set(params) == set(SECTIONS)
 
 
 def _write(tmp_path, raw):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.common.params import STAGES, ParamsError, from_dict, load_all
+from components.common.params import SECTIONS, ParamsError, from_dict, load_all
 from components.pretrain import accounting, checkpointing, launch
 from components.pretrain.core import (
     build_datasets,
@@ -136,7 +136,7 @@ def test_hardware_profiles_load_with_the_strict_loader(profile, tmp_path):
     from components.pretrain.profile import main as apply_main
 
     base = tmp_path / "params.yaml"
-    base.write_text(yaml.safe_dump({stage: {} for stage in STAGES}))
+    base.write_text(yaml.safe_dump({stage: {} for stage in SECTIONS}))
     out = tmp_path / "params-profile.yaml"
     assert apply_main([str(profile), "--base", str(base), "--output", str(out)]) == 0
     params = load_all(out)["pretrain"]
@@ -154,7 +154,7 @@ def test_a_profile_with_a_bad_key_is_refused(tmp_path, capsys):
     from components.pretrain.profile import main as apply_main
 
     base = tmp_path / "params.yaml"
-    base.write_text(yaml.safe_dump({stage: {} for stage in STAGES}))
+    base.write_text(yaml.safe_dump({stage: {} for stage in SECTIONS}))
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"pretrain": {"tensor_parallel": 2}}))
     assert apply_main([str(bad), "--base", str(base), "--output", str(tmp_path / "out.yaml")]) == 2

@@ -26,7 +26,7 @@ import pytest
 import torch
 import yaml
 
-from components.common.params import STAGES, ParamsError, from_dict
+from components.common.params import SECTIONS, ParamsError, from_dict
 from components.pretrain import checkpointing
 from components.pretrain.core import build_datasets, evaluate, micro_batches, run, tokenizer_info
 from components.pretrain.params import Params
@@ -183,7 +183,7 @@ def test_killed_run_resumes_and_matches_the_uninterrupted_run(data, tmp_path):
     full = run(str(data), str(tmp_path / "full"), params, checkpoint_dir=str(tmp_path / "full-ckpt"))
 
     params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump({**{s: {} for s in STAGES}, "pretrain": RESUME}))
+    params_file.write_text(yaml.safe_dump({**{s: {} for s in SECTIONS}, "pretrain": RESUME}))
     out, ckpt = tmp_path / "resumed", tmp_path / "resumed-ckpt"
     command = [sys.executable, "-m", "components.pretrain", "--data", str(data), "--output", str(out)]
     command += ["--checkpoint-dir", str(ckpt), "--params", str(params_file)]
