@@ -5,7 +5,7 @@
 1. Peer, in this process: the classifier's direct ``predict`` on review texts, one text per call
    (what a server without batching does) and 32 texts per call (the best batching can do), each
    after an equally long warm-up.
-2. The server (``python -m serving``) as a subprocess on 127.0.0.1, a free port, ``deploy``
+2. The server (``python -m serving``) as a subprocess on 127.0.0.1, a free port, ``serving``
    defaults; ``--clients`` concurrent clients (asyncio + httpx), each sending one review per
    request back to back, for ``--duration`` seconds; then SIGTERM.
 3. Figures: requests/s, p50/p95/p99 client-side latency, errors (goal 0), mean micro-batch size
@@ -203,12 +203,12 @@ def main() -> int:
     args = parser.parse_args()
 
     from components.common.params import SECTIONS
-    from components.deploy.params import Params as DeployParams
     from monitoring.window import read_window
+    from serving.settings import Settings
 
     model_dir = choose_model(args.model)
     texts = review_texts()
-    threads = DeployParams().cpu_threads
+    threads = Settings().cpu_threads
     print(
         f"bench: model {model_dir} ; {len(texts)} review texts ; {os.cpu_count()} cores ; torch threads {threads}"
     )

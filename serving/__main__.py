@@ -1,10 +1,10 @@
 """CLI: ``python -m serving --model DIR [--log URI] [--host H] [--port P] [--params params.yaml]``.
 
-Loads the model folder, validates the ``deploy`` params (the whole file, as every stage does:
+Loads the model folder, validates the ``serving`` settings (the whole file, as every stage does:
 a bad key exits 2 with one line), and serves until SIGINT/SIGTERM. Prints
 ``serving: listening on http://HOST:PORT (model VERSION)`` once the socket is bound (``--port 0``
 picks a free port; the line tells which). On SIGTERM uvicorn stops accepting, finishes the
-in-flight requests (up to ``deploy.shutdown_timeout_s``), and the prediction log writes every
+in-flight requests (up to ``serving.shutdown_timeout_s``), and the prediction log writes every
 buffered row before the process exits.
 """
 
@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m serving") -> 
     args = parser(prog).parse_args(argv)
     setup_logging()
     try:
-        params = load_params(args.params, "deploy")
+        params = load_params(args.params, "serving")
     except ParamsError as exc:
         print(f"error: {args.params}: {exc}", file=sys.stderr)
         return 2

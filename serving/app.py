@@ -34,10 +34,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 
-from components.deploy.params import Params
 from llm.served import ServedModel
 from serving.batcher import MicroBatcher
 from serving.prediction_log import PredictionLog, to_utc
+from serving.settings import Settings
 from serving.validation import RequestError, check_request_id, parse_feedback, parse_json, parse_predict
 
 log = logging.getLogger("serving")
@@ -149,7 +149,7 @@ async def read_body(request: Any, max_bytes: int) -> bytes:
 
 def create_app(
     model: ServedModel,
-    params: Params,
+    params: Settings,
     prediction_log: PredictionLog,
     clock: Callable[[], float] = time.time,
 ):

@@ -1,13 +1,43 @@
 """Settings of the model server: the ``serving`` section of params.yaml (stdlib only: imported by the
-params loader of every stage)."""
+params loader of every stage). Host, port, model folder and log URI are not settings: they are
+command-line arguments (paths and addresses differ per machine; DESIGN rule 3)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from components.common.params import check_positive
 
 SECTION = "serving"
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The ``serving`` section of params.yaml."""
+    """The ``serving`` section of params.yaml. Defaults suit the CPU demo model on 2 cores."""
+
+    max_text_chars: int = 5000  # longest text accepted; longer ones get 413 (characters)
+    max_batch_texts: int = 64  # most texts in one POST /predict; more get 413 (texts)
+    max_body_bytes: int = 1_000_000  # largest request body read; larger ones get 413 (bytes)
+    micro_batch_texts: int = 64  # most texts the server groups into one forward pass (texts)
+    micro_batch_wait_ms: float = 2.0  # how long a forward pass waits for more requests to group (ms)
+    eval_batch_size: int = 64  # texts per forward pass inside one group (examples)
+    cpu_threads: int = 2  # torch intra-op threads for inference; 0 = torch default (threads)
+    log_flush_rows: int = 2000  # buffered prediction-log rows that trigger a Parquet write (rows)
+    log_flush_seconds: float = 5.0  # longest a logged row waits in memory before it is written (seconds)
+    shutdown_timeout_s: float = 30.0  # on SIGTERM, longest wait for in-flight requests before exit (seconds)
+
+    def __post_init__(self) -> None:
+        check_positive(
+            SECTION,
+            max_text_chars=self.max_text_chars,
+            max_batch_texts=self.max_batch_texts,
+            max_body_bytes=self.max_body_bytes,
+            micro_batch_texts=self.micro_batch_texts,
+            eval_batch_size=self.eval_batch_size,
+            log_flush_rows=self.log_flush_rows,
+            log_flush_seconds=self.log_flush_seconds,
+            shutdown_timeout_s=self.shutdown_timeout_s,
+        )
+        if self.micro_batch_wait_ms < 0 or self.cpu_threads < 0:
+            key = "micro_batch_wait_ms" if self.micro_batch_wait_ms < 0 else "cpu_threads"
+            raise ValueError(f"{SECTION}.{key}: must be >= 0, got {getattr(self, key)!r}")

@@ -4,7 +4,7 @@ Every bad request is a ``RequestError`` with an HTTP status in the 4xx range and
 says what is wrong, so the server never answers a client's mistake with a 500:
 
 - 400: the body is not JSON;
-- 413: the body, a text or the batch is over its params limit (``deploy`` section);
+- 413: the body, a text or the batch is over its params limit (``serving`` section);
 - 422: the JSON has the wrong shape or types, an empty text, text that is not valid Unicode,
   a bad request id, or a label the model does not know.
 """
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from components.deploy.params import Params
+from serving.settings import Settings
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -64,7 +64,7 @@ def _check_keys(payload: Any, allowed: set[str], what: str) -> dict[str, Any]:
     return payload
 
 
-def check_text(text: Any, where: str, params: Params) -> str:
+def check_text(text: Any, where: str, params: Settings) -> str:
     """The text itself, or a RequestError saying why it cannot be served."""
     if not isinstance(text, str):
         raise RequestError(422, f"{where} must be a string, got {type(text).__name__}")
@@ -81,7 +81,7 @@ def check_text(text: Any, where: str, params: Params) -> str:
     return text
 
 
-def parse_predict(payload: Any, params: Params) -> PredictRequest:
+def parse_predict(payload: Any, params: Settings) -> PredictRequest:
     """``{"text": str}`` or ``{"texts": [str, ...]}`` (1 to ``max_batch_texts`` texts)."""
     payload = _check_keys(payload, {"text", "texts"}, "request body")
     if ("text" in payload) == ("texts" in payload):

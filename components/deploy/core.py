@@ -64,7 +64,7 @@ def run(
         for name in MODEL_FILES:
             shutil.copyfile(source / name, bundle / name)
         start = time.perf_counter()
-        served = load_model(bundle, batch_size=params.eval_batch_size, cpu_threads=params.cpu_threads)
+        served = load_model(bundle)
         load_s = time.perf_counter() - start
         if served.version != version:
             raise ReleaseError(f"{output}: copied model hashes to {served.version}, source to {version}")

@@ -48,7 +48,7 @@ def _start(model_dir: Path, log_uri: Path, params: Path) -> tuple[subprocess.Pop
 def test_sigterm_flushes_every_logged_request(model_dir, tmp_path):
     # A flush interval far beyond the test: rows reach disk only through the shutdown flush.
     params = write_params(
-        tmp_path / "params.yaml", deploy={"log_flush_seconds": 3600.0, "log_flush_rows": 100_000}
+        tmp_path / "params.yaml", serving={"log_flush_seconds": 3600.0, "log_flush_rows": 100_000}
     )
     log_uri = tmp_path / "log"
     proc, url = _start(model_dir, log_uri, params)
@@ -87,7 +87,7 @@ def test_sigterm_flushes_every_logged_request(model_dir, tmp_path):
 
 
 def test_bad_params_exit_2_before_loading_the_model(tmp_path, capsys):
-    params = write_params(tmp_path / "params.yaml", deploy={"max_batch_texts": -3})
+    params = write_params(tmp_path / "params.yaml", serving={"max_batch_texts": -3})
     assert main(["--model", str(tmp_path / "missing"), "--params", str(params)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "deploy.max_batch_texts: must be > 0" in err and len(err.splitlines()) == 1
+    assert "serving.max_batch_texts: must be > 0" in err and len(err.splitlines()) == 1

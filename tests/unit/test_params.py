@@ -86,3 +86,18 @@ def test_missing_and_unknown_sections(tmp_path):
     raw["trian"] = {}
     with pytest.raises(ParamsError, match=r"^trian: unknown section"):
         load_all(_write(tmp_path, raw))
+
+
+def test_server_keys_belong_to_the_serving_section(tmp_path):
+    # The model server owns its settings: a server key left in the deploy stage's section is refused.
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["deploy"]["max_text_chars"] = 5000
+    with pytest.raises(
+        ParamsError, match=r"^deploy\.max_text_chars: unknown key \(known keys: smoke_examples\)$"
+    ):
+        load_all(_write(tmp_path, raw))
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["serving"]["max_text_chars"] = 0
+    with pytest.raises(ParamsError, match=r"^serving\.max_text_chars: must be > 0, got 0$"):
+        load_all(_write(tmp_path, raw))
+    assert load_all("params.yaml")["serving"].max_text_chars == 5000

@@ -14,15 +14,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from components.common.params import ParamsError, from_dict
-from components.deploy.params import Params
 from llm.served import MODEL_FILES, Predictions, ServedModel, load_model, model_version
 from monitoring.window import attach_labels, read_window
 from serving.batcher import MicroBatcher
 from serving.prediction_log import LABELS, PREDICTIONS, ParquetLog, PredictionLog
+from serving.settings import Settings
 from serving.validation import RequestError, check_request_id, parse_feedback, parse_json, parse_predict
 from tests.serving_fixtures import shared_model_dir
 
-PARAMS = Params(max_text_chars=50, max_batch_texts=4, max_body_bytes=2000)
+PARAMS = Settings(max_text_chars=50, max_batch_texts=4, max_body_bytes=2000)
 
 
 # --- validation (pure) --------------------------------------------------------------------------
@@ -96,14 +96,14 @@ def test_feedback_parsing():
     assert exc.value.status == 413
 
 
-def test_deploy_params_are_checked():
-    assert from_dict(Params, {}, "deploy") == Params()
-    with pytest.raises(ParamsError, match=r"^deploy\.max_batch_texts: must be > 0"):
-        from_dict(Params, {"max_batch_texts": 0}, "deploy")
-    with pytest.raises(ParamsError, match=r"^deploy\.micro_batch_wait_ms: must be >= 0"):
-        from_dict(Params, {"micro_batch_wait_ms": -1}, "deploy")
-    with pytest.raises(ParamsError, match=r"^deploy\.port: unknown key"):
-        from_dict(Params, {"port": 80}, "deploy")
+def test_serving_settings_are_checked():
+    assert from_dict(Settings, {}, "serving") == Settings()
+    with pytest.raises(ParamsError, match=r"^serving\.max_batch_texts: must be > 0"):
+        from_dict(Settings, {"max_batch_texts": 0}, "serving")
+    with pytest.raises(ParamsError, match=r"^serving\.micro_batch_wait_ms: must be >= 0"):
+        from_dict(Settings, {"micro_batch_wait_ms": -1}, "serving")
+    with pytest.raises(ParamsError, match=r"^serving\.port: unknown key"):
+        from_dict(Settings, {"port": 80}, "serving")
 
 
 # --- model version, batcher, log ----------------------------------------------------------------
@@ -228,7 +228,7 @@ def model(tmp_path_factory) -> ServedModel:
     return load_model(shared_model_dir(tmp_path_factory), batch_size=16)
 
 
-def _client(model, log_uri: str, params: Params = PARAMS, clock=None):
+def _client(model, log_uri: str, params: Settings = PARAMS, clock=None):
     from fastapi.testclient import TestClient
 
     from serving.app import create_app
