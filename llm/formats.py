@@ -15,6 +15,10 @@ from pathlib import Path
 
 TOKENIZER_FILE = "tokenizer.json"
 
+# A pretrained GPT: its shape and its megatron dist_checkpointing folder.
+GPT_SHAPE_FILE = "model.json"
+CHECKPOINT_DIR = "checkpoint"
+
 # Megatron indexed datasets: one per split of each source.
 TEXT_SOURCE = "text"  # the clean corpus
 TASK_SOURCE = "task"  # the task's texts, for task-adaptive pretraining

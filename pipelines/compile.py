@@ -15,7 +15,7 @@ from typing import Any
 
 from kfp import compiler
 
-from components.common.params import ParamsError, load_all, to_dict
+from components.common.params import STAGES, ParamsError, load_all, to_dict
 
 DEFAULT_OUTPUT = "pipelines/llm_pipeline.yaml"
 # Where the raw samples live in the data lake on a cluster (override when starting a run).
@@ -29,7 +29,8 @@ def pipeline_arguments(params_path: str | Path, **uris: str) -> dict[str, Any]:
     """Pipeline parameters: one dict per stage from params.yaml (validated), plus the input URIs."""
     from pipelines.cluster import load_cluster
 
-    sections = {stage: to_dict(p) for stage, p in load_all(params_path).items()}
+    every = load_all(params_path)
+    sections = {stage: to_dict(every[stage]) for stage in STAGES}
     # The model-selection gate's record of the last promotion lives on the checkpoint PVC.
     # State that outlives a run sits on the checkpoint PVC: pretraining checkpoints (resume after a
     # killed pod) and the model-selection gate's record of the last promotion.

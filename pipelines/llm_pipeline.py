@@ -9,6 +9,7 @@ secret, PVC, shared memory, retries) come from pipelines/cluster.yaml; accelerat
 """
 
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 from kfp import dsl, kubernetes
@@ -56,8 +57,29 @@ def _training_step(task: dsl.PipelineTask, stage_params: Any, cluster: Cluster) 
     kubernetes.mount_pvc(task, pvc_name=cluster.checkpoint_pvc, mount_path=cluster.checkpoint_mount)
 
 
+STAGE_COMPONENTS = (
+    ingest_c.ingest,
+    clean_c.clean,
+    tokenize_c.tokenize,
+    pretrain_c.pretrain,
+    pretrain_c.pretrain_pytorchjob,
+    finetune_c.finetune,
+    compress_c.compress,
+    evaluate_c.evaluate,
+    select_c.select,
+    deploy_c.deploy,
+    monitor_c.monitor,
+)
+
+
+def stage_ops(image: str) -> SimpleNamespace:
+    """Every stage's KFP component, running in ``image`` (``ops.clean(...)`` ...)."""
+    return SimpleNamespace(**{c.name: c.op(image) for c in STAGE_COMPONENTS})
+
+
 def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
     """The pipeline function for these params (typed, from ``load_all``) and cluster settings."""
+    ops = stage_ops(cluster.image)
 
     @dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)
     def llm_pipeline(
@@ -75,17 +97,18 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
         monitor: dict,
         promoted_record: str = "",
         checkpoint_dir: str = "",
+        extra_inputs: list = [],  # noqa: B006 (a KFP list parameter's default; never mutated)
     ):
-        ingest_task = ingest_c.ingest(news=news_uri, reviews=reviews_uri, params=ingest)
+        ingest_task = ops.ingest(news=news_uri, reviews=reviews_uri, inputs=extra_inputs, params=ingest)
         _data_lake_step(ingest_task, cluster)
-        clean_task = clean_c.clean(data=ingest_task.outputs["data"], params=clean)
-        tokenize_task = tokenize_c.tokenize(
+        clean_task = ops.clean(data=ingest_task.outputs["data"], params=clean)
+        tokenize_task = ops.tokenize(
             cleaned=clean_task.outputs["cleaned"], data=ingest_task.outputs["data"], params=tokenize
         )
         if params["pretrain"].num_nodes > 1:
             # Multi-node: a launcher step creates a Kubeflow Training Operator PyTorchJob (one pod
             # per node, accelerators and /dev/shm on those pods) and waits for it.
-            pretrain_task = pretrain_c.pretrain_pytorchjob(
+            pretrain_task = ops.pretrain_pytorchjob(
                 tokenized=tokenize_task.outputs["tokenized"],
                 params=pretrain,
                 image=cluster.image,
@@ -97,24 +120,24 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
                 pretrain_task, pvc_name=cluster.checkpoint_pvc, mount_path=cluster.checkpoint_mount
             )
         else:
-            pretrain_task = pretrain_c.pretrain(
+            pretrain_task = ops.pretrain(
                 tokenized=tokenize_task.outputs["tokenized"], params=pretrain, checkpoint_dir=checkpoint_dir
             )
             _training_step(pretrain_task, params["pretrain"], cluster)
-        finetune_task = finetune_c.finetune(
+        finetune_task = ops.finetune(
             pretrained=pretrain_task.outputs["pretrained"],
             tokenized=tokenize_task.outputs["tokenized"],
             data=ingest_task.outputs["data"],
             params=finetune,
         )
         _training_step(finetune_task, params["finetune"], cluster)
-        compress_task = compress_c.compress(
+        compress_task = ops.compress(
             finetuned=finetune_task.outputs["finetuned"],
             tokenized=tokenize_task.outputs["tokenized"],
             data=ingest_task.outputs["data"],
             params=compress,
         )
-        evaluate_task = evaluate_c.evaluate(
+        evaluate_task = ops.evaluate(
             pretrained=pretrain_task.outputs["pretrained"],
             tokenized=tokenize_task.outputs["tokenized"],
             finetuned=finetune_task.outputs["finetuned"],
@@ -122,7 +145,7 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
             data=ingest_task.outputs["data"],
             params=evaluate,
         )
-        select_task = select_c.select(
+        select_task = ops.select(
             evaluation=evaluate_task.outputs["evaluation"],
             finetuned=finetune_task.outputs["finetuned"],
             variants=compress_task.outputs["variants"],
@@ -134,10 +157,10 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
             select_task, pvc_name=cluster.checkpoint_pvc, mount_path=cluster.checkpoint_mount
         )
         select_task.set_caching_options(False)  # the gate must compare against the record as it is now
-        deploy_task = deploy_c.deploy(
+        deploy_task = ops.deploy(
             selection=select_task.outputs["selection"], data=ingest_task.outputs["data"], params=deploy
         )
-        monitor_task = monitor_c.monitor(
+        monitor_task = ops.monitor(
             evaluation=evaluate_task.outputs["evaluation"], data=ingest_task.outputs["data"], params=monitor
         )
         # Every other step is deterministic for its inputs and params (DESIGN rule 8): cache them, so
@@ -148,6 +171,7 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
             tokenize_task,
             pretrain_task,
             finetune_task,
+            compress_task,
             evaluate_task,
             deploy_task,
             monitor_task,

@@ -1,4 +1,4 @@
-"""Kubeflow component for clean: the same Beam pipeline as ``python -m components.clean``."""
+"""Kubeflow component for clean: the same Beam pipeline and entry as ``python -m components.clean``."""
 
 from kfp.dsl import Dataset, Input, Metrics, Output
 
@@ -7,13 +7,18 @@ from components.common.kfp import stage_component
 
 @stage_component
 def clean(data: Input[Dataset], params: dict, cleaned: Output[Dataset], metrics: Output[Metrics]):
-    """ingest's corpus.jsonl -> documents/, dropped/, rejected/, report.json in ``cleaned``."""
-    import os
+    """ingest's corpus.jsonl -> documents/, dropped/, rejected/, report.json in ``cleaned``; the
+    task's texts (task.jsonl) decontaminate it."""
+    from components.common import artifacts as a
+    from components.common.kfp import enter
 
-    from components.clean.core import run
-    from components.common.kfp import log_metrics, stage_params
-
-    corpus = os.path.join(data.path, "corpus.jsonl")
-    task = os.path.join(data.path, "task.jsonl")  # evaluation texts: decontamination
-    result = run(input=corpus, output=cleaned.path, params=stage_params("clean", params), decontaminate=task)
-    log_metrics(metrics, result)
+    enter(
+        "clean",
+        params,
+        metrics,
+        inputs=[data],
+        outputs=[cleaned],
+        input=a.path(data, a.CORPUS),
+        decontaminate=a.path(data, a.TASK),
+        output=cleaned.path,
+    )

@@ -56,6 +56,7 @@ from components.clean.report import (
     make_report,
     write_reports,
 )
+from components.common import artifacts as a
 from components.common.io import atomic_output_dir, is_remote, list_files
 from components.common.metrics import write_metrics
 
@@ -307,7 +308,7 @@ def run(
     start = time.monotonic()
     with _work_dir(output) as work:
         fs, root = fsspec.core.url_to_fs(work)
-        for sub in ("documents", "dropped", "rejected", STATS_DIR, SPILL_DIR):
+        for sub in (a.DOCUMENTS, a.DROPPED, a.REJECTED, STATS_DIR, SPILL_DIR):
             fs.makedirs(f"{root}/{sub}", exist_ok=True)
         p = beam.Pipeline(options=pipeline_options(params))
         build_pipeline(p, files, prefix, work, params, decontaminate)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from components.clean.filters import reason_of_path
+from components.common import artifacts as a
 from components.common.io import write_json, write_text
 from components.common.seed import stable_hash
 
@@ -251,6 +252,6 @@ def markdown(report: dict[str, Any], examples: dict[str, list[dict[str, Any]]], 
 
 def write_reports(work: str | Path, report: dict[str, Any], params: Any) -> None:
     """report.json and report.md in ``work`` (a folder or URI)."""
-    write_json(f"{work}/report.json", report)
+    write_json(f"{work}/{a.REPORT_JSON}", report)
     examples = samples(work, params.report.samples_per_reason)
-    write_text(f"{work}/report.md", markdown(report, examples, params.report.sample_chars))
+    write_text(f"{work}/{a.REPORT_MD}", markdown(report, examples, params.report.sample_chars))

@@ -1,22 +1,22 @@
-"""What every stage's ``__main__`` shares: logging, params loading, one-line errors."""
+"""The command-line door of every stage (``python -m components.<stage>``, what dvc.yaml runs).
+
+Each ``__main__.py`` declares its flags (their ``dest`` names are the core's argument names) and
+calls ``main``; the work goes through ``components.common.entry.run_stage``, the same call the
+Kubeflow components make.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from components.common.params import ParamsError, load_params
+from components.common.entry import InputError, StageRefused, run_stage, setup_logging
+from components.common.params import ParamsError
 
 DEFAULT_PARAMS = "params.yaml"
 
-
-def setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
-    )
+__all__ = ["DEFAULT_PARAMS", "main", "setup_logging", "stage_parser"]
 
 
 def stage_parser(stage: str, description: str) -> argparse.ArgumentParser:
@@ -25,22 +25,20 @@ def stage_parser(stage: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run_stage(
-    stage: str,
-    parser: argparse.ArgumentParser,
-    argv: Sequence[str] | None,
-    body: Callable[[argparse.Namespace, Any], Any],
-) -> int:
-    """Parse args, load and validate params (all sections), run ``body(args, params)``.
-
-    A bad params file exits with status 2 and one line naming the key, before any work.
-    """
-    args = parser.parse_args(argv)
-    setup_logging()
+def main(stage: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and run the stage. Exit status: 0 done; 2 bad params or arguments (one line
+    naming the key, before any work); 1 the stage refused its inputs (the gate's message)."""
+    arguments = vars(parser.parse_args(argv))
+    params = arguments.pop("params")
     try:
-        params = load_params(args.params, stage)
+        run_stage(stage, params, **arguments)
     except ParamsError as exc:
-        print(f"error: {args.params}: {exc}", file=sys.stderr)
+        print(f"error: {params}: {exc}", file=sys.stderr)
         return 2
-    body(args, params)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except StageRefused as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
     return 0

@@ -1,41 +1,50 @@
-"""The thin layer between Kubeflow and the stage cores (used by components/*/component.py).
+"""The Kubeflow door of every stage (used by components/*/component.py).
 
 Components are lightweight Python components whose ``base_image`` is the project image, so the
-same function runs on a cluster and under ``kfp.local``'s SubprocessRunner. Their bodies only
-translate arguments: validate the stage's dict parameter with the same loader as params.yaml,
-call ``core.run``, and copy the metrics into the KFP Metrics artifact.
+same function runs on a cluster and under ``kfp.local``'s SubprocessRunner. A component body only
+names its artifacts' paths (``components.common.artifacts``) and calls ``enter``, which runs the
+stage through ``components.common.entry.run_stage``, the call the command line makes, then copies
+the metrics into the KFP Metrics artifact and the lineage into the output artifacts' metadata.
+
+The image is not fixed when a component module is imported: ``stage_component`` keeps the plain
+function, and the pipeline builds the KFP component for its cluster's image (``op(image)``), so
+importing a component reads no settings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from kfp import dsl
-
+from components.common.entry import stage_params
 from components.common.metrics import flatten
-from components.common.params import from_dict, params_class
+
+__all__ = ["enter", "log_metrics", "publish_html", "stage_component", "stage_params"]
+
+LINEAGE_KEY = "dataset_version"
 
 
-def _base_image() -> str:
-    # One setting names the image of every component: pipelines/cluster.yaml (or LLM_LINE_IMAGE).
-    # Read when the component modules are imported, because @dsl.component fixes the image then.
-    from pipelines.cluster import load_cluster
+class StageComponent:
+    """A component function, turned into a KFP component per image (cached)."""
 
-    return load_cluster().image
+    def __init__(self, func: Callable):
+        self.func = func
+        self.name = func.__name__
+        self._ops: dict[str, Any] = {}
+
+    def op(self, image: str) -> Any:
+        """The KFP component running in ``image``, with nothing installed at task start."""
+        if image not in self._ops:
+            from kfp import dsl
+
+            self._ops[image] = dsl.component(
+                base_image=image, install_kfp_package=False, packages_to_install=[]
+            )(self.func)
+        return self._ops[image]
 
 
-BASE_IMAGE = _base_image()
-
-
-def stage_component(func):
-    """``@dsl.component`` with the project image and nothing installed at task start."""
-    return dsl.component(base_image=BASE_IMAGE, install_kfp_package=False, packages_to_install=[])(func)
-
-
-def stage_params(stage: str, params: Mapping[str, Any]) -> Any:
-    """The stage's typed params from a KFP dict parameter (protobuf Struct: numbers are doubles)."""
-    return from_dict(params_class(stage), dict(params), stage, struct_numbers=True)
+def stage_component(func: Callable) -> StageComponent:
+    return StageComponent(func)
 
 
 def log_metrics(artifact: Any, metrics: Mapping[str, Any]) -> None:
@@ -44,18 +53,46 @@ def log_metrics(artifact: Any, metrics: Mapping[str, Any]) -> None:
         artifact.log_metric(name, value)
 
 
+def lineage(metrics: Mapping[str, Any], inputs: Iterable[Any]) -> str | None:
+    """The dataset version an output carries: the stage's own (ingest computes it; deploy reads it
+    from the bundle) or else the first one found on an input artifact."""
+    if metrics.get(LINEAGE_KEY):
+        return str(metrics[LINEAGE_KEY])
+    for artifact in inputs:
+        version = (getattr(artifact, "metadata", None) or {}).get(LINEAGE_KEY)
+        if version:
+            return str(version)
+    return None
+
+
+def enter(
+    stage: str,
+    params: Mapping[str, Any],
+    metrics: Any,
+    inputs: Iterable[Any] = (),
+    outputs: Iterable[Any] = (),
+    **arguments: Any,
+) -> dict[str, Any]:
+    """Run ``stage`` through the one entry with ``arguments`` (paths/URIs); publish its metrics
+    into ``metrics`` and its dataset version into every output artifact's metadata."""
+    from components.common.entry import run_stage
+
+    inputs = list(inputs)
+    result = run_stage(stage, params, **arguments)
+    log_metrics(metrics, result)
+    version = lineage(result, inputs)
+    if version:
+        for artifact in outputs:
+            artifact.metadata[LINEAGE_KEY] = version
+    return result
+
+
 def publish_html(folder: str, html_path: str) -> None:
     """One HTML page for the KFP UI's HTML viewer: every ``*/report.html`` under ``folder``,
     one after another with a heading each (the UI shows a single file per artifact)."""
     from pathlib import Path
 
+    from components.common.html import write_iframe_page
+
     reports = sorted(Path(folder).glob("*/report.html"))
-    parts = ["<!doctype html><html><body>"]
-    for path in reports:
-        parts.append(f"<h1>{path.parent.name}</h1>")
-        # Each Evidently report is a full document; an iframe keeps their scripts apart.
-        src = path.read_text(encoding="utf-8").replace("&", "&amp;").replace('"', "&quot;")
-        parts.append(f'<iframe srcdoc="{src}" style="width:100%;height:900px;border:0"></iframe>')
-    parts.append("</body></html>")
-    Path(html_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(html_path).write_text("\n".join(parts), encoding="utf-8")
+    write_iframe_page(((path.parent.name, path) for path in reports), html_path)

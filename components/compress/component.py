@@ -1,4 +1,4 @@
-"""Kubeflow component for compress: int8, pruned and distilled variants of the classifier."""
+"""Kubeflow component for compress: the same entry as ``python -m components.compress``."""
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
@@ -15,16 +15,17 @@ def compress(
     metrics: Output[Metrics],
 ):
     """The fine-tuned classifier -> one model folder per variant (``int8/``, ``pruned/``, ``distilled/``)."""
-    import os
+    from components.common import artifacts as a
+    from components.common.kfp import enter
 
-    from components.common.kfp import log_metrics, stage_params
-    from components.compress.core import run
-
-    result = run(
-        model=finetuned.path,
-        tokenizer=tokenized.path,
-        task=os.path.join(data.path, "task.jsonl"),
+    enter(
+        "compress",
+        params,
+        metrics,
+        inputs=[finetuned, tokenized, data],
+        outputs=[variants],
+        finetuned=finetuned.path,
+        tokenized=tokenized.path,
+        task=a.path(data, a.TASK),
         output=variants.path,
-        params=stage_params("compress", params),
     )
-    log_metrics(metrics, result)

@@ -187,23 +187,23 @@ def _score(model: Classifier, tokenizer: Any, texts: list[str], batch_size: int)
     return TextClassifier(model, tokenizer).predict(texts, batch_size)[0]
 
 
-def run(model: str, tokenizer: str, task: str, output: str, params: Params) -> dict[str, Any]:
-    """Build the variants of the classifier in ``model``; see the module doc."""
+def run(finetuned: str, tokenized: str, task: str, output: str, params: Params) -> dict[str, Any]:
+    """Build the variants of the classifier in ``finetuned``; see the module doc."""
     from llm.gpt import megatron_runtime
     from llm.tokenizer import load_tokenizer
 
     started = time.monotonic()
     if params.cpu_threads and not torch.cuda.is_available():
         torch.set_num_threads(params.cpu_threads)
-    model_dir = Path(model)
+    model_dir = Path(finetuned)
     tokenizer_file = model_dir / TOKENIZER_FILE
     if not tokenizer_file.exists():  # an older finetune folder: take the tokenize stage's copy
-        tokenizer_file = Path(tokenizer) / TOKENIZER_FILE if Path(tokenizer).is_dir() else Path(tokenizer)
+        tokenizer_file = Path(tokenized) / TOKENIZER_FILE if Path(tokenized).is_dir() else Path(tokenized)
     tok = load_tokenizer(tokenizer_file)
     config = ClassifierConfig.from_json(model_dir / CONFIG_FILE)
     if config.variant or config.quantization:
         raise ValueError(
-            f"compress: {model} is already a compressed variant ({config.variant or config.quantization})"
+            f"compress: {finetuned} is already a compressed variant ({config.variant or config.quantization})"
         )
     splits = load_task(task, config.labels)
     valid = splits["valid"]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from components.common.artifacts import VARIANTS
 from components.common.params import check_fraction, check_positive
 
 SECTION = "compress"
-VARIANTS = ("int8", "pruned", "distilled")
+__all__ = ["VARIANTS", "Params"]  # the variants: one model folder each in the output
 
 
 @dataclass(frozen=True)

@@ -1,32 +1,35 @@
-"""CLI of the deploy stage (what dvc.yaml runs):
-
-    python -m components.deploy --model outputs/finetune --reference outputs/evaluate/predictions.jsonl
-        --dataset outputs/ingest --output outputs/deploy [--params params.yaml]
+"""CLI: ``python -m components.deploy --model outputs/select/model --reference outputs/select/predictions.jsonl --dataset outputs/ingest --output outputs/deploy``
 
 It writes the release bundle; ``python -m serving --model outputs/deploy/model`` (``make serve``)
 serves it.
+
+The same entry as the Kubeflow component: ``components.common.entry.run_stage``.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
-from components.common.cli import run_stage, stage_parser
-from components.deploy.core import run
+from components.common.cli import main as stage_main
+from components.common.cli import stage_parser
+
+STAGE = "deploy"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = stage_parser("deploy", "Bundle the chosen model for the model server, after a smoke test.")
-    parser.add_argument("--model", required=True, help="classifier folder (finetune's output)")
-    parser.add_argument("--reference", help="evaluate's predictions.jsonl, for the smoke test")
-    parser.add_argument("--dataset", help="ingest's output folder (its dataset.json is recorded)")
-    parser.add_argument("--output", required=True, help="release bundle folder")
-    return run_stage(
-        "deploy",
-        parser,
-        argv,
-        lambda a, p: run(a.model, a.output, p, reference=a.reference, dataset=a.dataset),
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = stage_parser(STAGE, "Bundle the chosen model for the model server, after a smoke test.")
+    parser.add_argument("--model", required=True, help="the model folder to release (select's model/)")
+    parser.add_argument(
+        "--reference",
+        default=None,
+        help="predictions.jsonl of that model on the test split, for the smoke test",
     )
+    parser.add_argument(
+        "--dataset", default=None, help="ingest's output folder (its dataset.json is recorded)"
+    )
+    parser.add_argument("--output", required=True, help="output folder (replaced atomically)")
+    return stage_main(STAGE, parser, argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Kubeflow component for deploy: the release bundle the model server mounts."""
+"""Kubeflow component for deploy: the same entry as ``python -m components.deploy``."""
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
@@ -13,14 +13,19 @@ def deploy(
     release: Output[Model],
     metrics: Output[Metrics],
 ):
-    """The selected model -> a smoke-tested bundle (``model/`` + ``release.json``) in ``release``."""
-    import os
+    """The selected model -> a smoke-tested bundle (``model/`` + ``release.json``) in ``release``;
+    ``release.metadata["dataset_version"]``: the version of the data it was trained on."""
+    from components.common import artifacts as a
+    from components.common.kfp import enter
 
-    from components.common.kfp import log_metrics, stage_params
-    from components.deploy.core import run
-
-    model = os.path.join(selection.path, "model")
-    reference = os.path.join(selection.path, "predictions.jsonl")
-    result = run(model, release.path, stage_params("deploy", params), reference=reference, dataset=data.path)
-    release.metadata["dataset_version"] = data.metadata.get("dataset_version", "")
-    log_metrics(metrics, result)
+    enter(
+        "deploy",
+        params,
+        metrics,
+        inputs=[data, selection],
+        outputs=[release],
+        model=a.path(selection, a.MODEL_DIR),
+        reference=a.path(selection, a.PREDICTIONS),
+        dataset=data.path,
+        output=release.path,
+    )

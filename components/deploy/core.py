@@ -9,7 +9,7 @@ release never reaches the server.
 
 Outputs (one folder, written atomically):
 - ``model/``        classifier.json, model.safetensors, tokenizer.json
-- ``release.json``  {version, files: {name: sha256}, source, smoke: {...}, dataset: {version, files}}
+- ``release.json``  {version, files: {name: sha256}, labels, smoke: {...}, dataset: {version, files}}
 - ``metrics.json``  version agreement and load time
 """
 
@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from components.common.artifacts import DATASET, MODEL_DIR, RELEASE
 from components.common.io import read_json, read_jsonl, write_json
-from components.common.lineage import DATASET_FILE
 from components.common.metrics import write_metrics
 from components.deploy.params import Params
 
@@ -59,7 +59,7 @@ def run(
     source = Path(model)
     version = model_version(source)
     with atomic_output_dir(output) as tmp:
-        bundle = tmp / "model"
+        bundle = tmp / MODEL_DIR
         bundle.mkdir()
         for name in MODEL_FILES:
             shutil.copyfile(source / name, bundle / name)
@@ -87,17 +87,19 @@ def run(
             "version": version,
             "files": {name: _sha256(bundle / name) for name in MODEL_FILES},
             "labels": served.labels,
-            "source": str(source),
             "smoke": smoke,
-            "dataset": read_json(Path(dataset) / DATASET_FILE) if dataset else None,
+            "dataset": read_json(Path(dataset) / DATASET) if dataset else None,
         }
-        write_json(tmp / "release.json", release)
+        # Lineage: the release carries the dataset version (KFP copies it into the artifact's
+        # metadata). No path of this machine is recorded: the same release gives the same bytes.
+        write_json(tmp / RELEASE, release)
         metrics = write_metrics(
             tmp,
             {
                 "smoke_examples": smoke["examples"],
                 "smoke_agreement": smoke["agreement"],
                 "load_seconds": load_s,
+                "dataset_version": (release["dataset"] or {}).get("version"),
             },
         )
     log.info("deploy: released model %s to %s", version, output)

@@ -1,4 +1,4 @@
-"""Kubeflow component for evaluate."""
+"""Kubeflow component for evaluate: the same entry as ``python -m components.evaluate``."""
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
@@ -18,18 +18,19 @@ def evaluate(
 ):
     """Perplexity on held-out text; quality, latency and size of the fine-tuned model, each compressed
     variant and the TF-IDF baseline on the test split."""
-    import os
+    from components.common import artifacts as a
+    from components.common.kfp import enter
 
-    from components.common.kfp import log_metrics, stage_params
-    from components.evaluate.core import run
-
-    result = run(
+    enter(
+        "evaluate",
+        params,
+        metrics,
+        inputs=[pretrained, tokenized, finetuned, variants, data],
+        outputs=[evaluation],
         pretrained=pretrained.path,
-        tokenizer=tokenized.path,
+        tokenized=tokenized.path,
         finetuned=finetuned.path,
-        task=os.path.join(data.path, "task.jsonl"),
-        candidates=variants.path,
+        task=a.path(data, a.TASK),
+        variants=variants.path,
         output=evaluation.path,
-        params=stage_params("evaluate", params),
     )
-    log_metrics(metrics, result)

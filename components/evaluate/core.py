@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from components.common import artifacts as a
 from components.common.io import atomic_output_dir, write_json, write_jsonl
 from components.common.metrics import write_csv, write_metrics
 from components.common.progress import Progress
@@ -268,12 +269,12 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 def run(
     pretrained: str,
-    tokenizer: str,
+    tokenized: str,
     finetuned: str,
     task: str,
     output: str,
     params: Params,
-    candidates: str | None = None,
+    variants: str | None = None,
 ) -> dict[str, Any]:
     """Score the pretrained GPT (perplexity) and the classifier (task split); see the module doc."""
     import torch
@@ -295,7 +296,7 @@ def run(
     with megatron_runtime():
         model, shape = load_pretrained(pretrained)
         window = min(params.window or shape.seq_length, shape.seq_length)
-        stream = read_stream(dataset_prefix(tokenizer, "test"), stream_limit(window, params.max_tokens))
+        stream = read_stream(dataset_prefix(tokenized, "test"), stream_limit(window, params.max_tokens))
         metrics: dict[str, Any] = lm_perplexity(
             model, lm_windows(stream, window, params.max_tokens), params.batch_size
         )
@@ -329,7 +330,7 @@ def run(
             }
 
         rows.append(classifier_row(FINETUNED, finetuned, classifier, predicted, scores))
-        for name, folder in candidate_folders(candidates):
+        for name, folder in candidate_folders(variants):
             variant = load_classifier(folder)
             if variant.labels != labels:
                 raise ValueError(
@@ -373,22 +374,22 @@ def run(
     }
     with atomic_output_dir(output) as out:
         write_csv(
-            Path(out) / "confusion.csv",
+            Path(out) / a.CONFUSION,
             ({"actual": a, "predicted": p} for a, p in zip(actual, predicted, strict=True)),
             ["actual", "predicted"],
         )
         write_jsonl(
-            Path(out) / "predictions.jsonl",
+            Path(out) / a.PREDICTIONS,
             (
                 {"id": r["id"], "text": r["text"], "label": r["label"], "prediction": p, "score": round(s, 6)}
                 for r, p, s in zip(examples, predicted, scores, strict=True)
             ),
         )
         # Every model folder's predictions, so a later stage can smoke-test whichever is shipped.
-        (Path(out) / "predictions").mkdir()
+        (Path(out) / a.PREDICTIONS_DIR).mkdir()
         for name, (pred, conf) in outputs.items():
             write_jsonl(
-                Path(out) / "predictions" / f"{name}.jsonl",
+                Path(out) / a.PREDICTIONS_DIR / f"{name}.jsonl",
                 (
                     {
                         "id": r["id"],
@@ -401,10 +402,10 @@ def run(
                 ),
             )
         write_json(
-            Path(out) / "models.json",
+            Path(out) / a.MODELS,
             {"task_split": params.task_split, "examples": len(examples), "labels": labels, "models": rows},
         )
-        (Path(out) / "table.md").write_text(markdown_table(rows), encoding="utf-8")
+        (Path(out) / a.TABLE).write_text(markdown_table(rows), encoding="utf-8")
         metrics = write_metrics(out, metrics)
     log.info("evaluate: models\n%s", markdown_table(rows))
     log.info(

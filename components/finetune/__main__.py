@@ -1,12 +1,15 @@
-"""CLI: ``python -m components.finetune --pretrained outputs/pretrain --tokenizer outputs/tokenize
---task outputs/ingest/task.jsonl --output outputs/finetune``."""
+"""CLI: ``python -m components.finetune --pretrained outputs/pretrain --tokenized outputs/tokenize --task outputs/ingest/task.jsonl --output outputs/finetune``
+
+The same entry as the Kubeflow component: ``components.common.entry.run_stage``.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
 
-from components.common.cli import run_stage, stage_parser
+from components.common.cli import main as stage_main
+from components.common.cli import stage_parser
 
 STAGE = "finetune"
 
@@ -16,16 +19,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--pretrained", required=True, help="pretrain output folder (model.json, checkpoint/)"
     )
-    parser.add_argument("--tokenizer", required=True, help="tokenize output folder (tokenizer.json)")
-    parser.add_argument("--task", required=True, help="task.jsonl {id, text, label, split}")
+    parser.add_argument(
+        "--tokenized", required=True, help="tokenize output folder (tokenizer.json, indexed datasets)"
+    )
+    parser.add_argument("--task", required=True, help="ingest's task.jsonl {id, text, label, split}")
     parser.add_argument("--output", required=True, help="output folder (replaced atomically)")
-
-    def body(args, params) -> None:
-        from components.finetune.core import run
-
-        run(args.pretrained, args.tokenizer, args.task, args.output, params)
-
-    return run_stage(STAGE, parser, argv, body)
+    return stage_main(STAGE, parser, argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Kubeflow component for finetune (sentiment classifier on the pretrained GPT)."""
+"""Kubeflow component for finetune: the same entry as ``python -m components.finetune``."""
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
@@ -15,16 +15,17 @@ def finetune(
     metrics: Output[Metrics],
 ):
     """The pretrained checkpoint + ingest's task.jsonl -> the classifier in ``finetuned``."""
-    import os
+    from components.common import artifacts as a
+    from components.common.kfp import enter
 
-    from components.common.kfp import log_metrics, stage_params
-    from components.finetune.core import run
-
-    result = run(
+    enter(
+        "finetune",
+        params,
+        metrics,
+        inputs=[pretrained, tokenized, data],
+        outputs=[finetuned],
         pretrained=pretrained.path,
-        tokenizer=tokenized.path,
-        task=os.path.join(data.path, "task.jsonl"),
+        tokenized=tokenized.path,
+        task=a.path(data, a.TASK),
         output=finetuned.path,
-        params=stage_params("finetune", params),
     )
-    log_metrics(metrics, result)

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from components.common import artifacts
 from components.common.io import atomic_output_dir
 from components.common.metrics import write_csv, write_metrics
 from components.common.progress import Progress
@@ -228,7 +229,7 @@ def train_classifier(
     return history, stopper
 
 
-def run(pretrained: str, tokenizer: str, task: str, output: str, params: Params) -> dict[str, Any]:
+def run(pretrained: str, tokenized: str, task: str, output: str, params: Params) -> dict[str, Any]:
     """Fine-tune the pretrained GPT on the task's train split; write the classifier (module doc)."""
     from llm.gpt import load_pretrained, megatron_runtime
     from llm.tokenizer import load_tokenizer, special_ids
@@ -243,7 +244,7 @@ def run(pretrained: str, tokenizer: str, task: str, output: str, params: Params)
         raise ValueError(
             f"finetune: {task} needs train and valid examples, got {len(train)} and {len(valid)}"
         )
-    tokenizer_file = Path(tokenizer) / TOKENIZER_FILE if Path(tokenizer).is_dir() else Path(tokenizer)
+    tokenizer_file = Path(tokenized) / TOKENIZER_FILE if Path(tokenized).is_dir() else Path(tokenized)
     tok = load_tokenizer(tokenizer_file)
     ids = special_ids(tok)
 
@@ -296,7 +297,7 @@ def run(pretrained: str, tokenizer: str, task: str, output: str, params: Params)
         with atomic_output_dir(output) as out:
             save_classifier(model, out)
             shutil.copyfile(tokenizer_file, out / TOKENIZER_FILE)
-            write_csv(out / "history.csv", history, HISTORY_FIELDS)
+            write_csv(out / artifacts.HISTORY, history, HISTORY_FIELDS)
             metrics = write_metrics(out, metrics)
     log.info(
         "finetune: best epoch %d, valid macro-F1 %.4f, accuracy %.4f, in %.1fs",

@@ -1,4 +1,4 @@
-"""Kubeflow component for ingest: arguments in, ``components.ingest.core.run`` does the work."""
+"""Kubeflow component for ingest: the same entry as ``python -m components.ingest``."""
 
 from kfp.dsl import Dataset, Metrics, Output
 
@@ -6,12 +6,26 @@ from components.common.kfp import stage_component
 
 
 @stage_component
-def ingest(news: str, reviews: str, params: dict, data: Output[Dataset], metrics: Output[Metrics]):
-    """Raw URIs (local, s3://, gs://) -> corpus.jsonl, task.jsonl and batches/ in ``data``."""
-    from components.common.kfp import log_metrics, stage_params
-    from components.ingest.core import run
+def ingest(
+    news: str,
+    reviews: str,
+    params: dict,
+    data: Output[Dataset],
+    metrics: Output[Metrics],
+    inputs: list = [],  # noqa: B006 (a KFP list parameter's default; never mutated)
+):
+    """Raw URIs (local, s3://, gs://) -> corpus.jsonl, task.jsonl and batches/ in ``data``;
+    ``inputs``: more document URIs (files or folders), as ``--input`` on the command line.
+    ``data.metadata["dataset_version"]``: the raw data's content hash."""
+    from components.common.kfp import enter
 
-    log_metrics(
+    enter(
+        "ingest",
+        params,
         metrics,
-        run(news=news, reviews=reviews, inputs=[], output=data.path, params=stage_params("ingest", params)),
+        outputs=[data],
+        news=news,
+        reviews=reviews,
+        inputs=list(inputs),
+        output=data.path,
     )

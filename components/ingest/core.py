@@ -39,8 +39,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from components.common import artifacts as a
+from components.common.entry import InputError
 from components.common.io import atomic_output_dir, write_json, write_jsonl
-from components.common.lineage import DATASET_FILE, dataset_version
+from components.common.lineage import dataset_version
 from components.common.metrics import write_metrics
 from components.common.seed import stable_fraction
 from components.ingest import readers
@@ -170,7 +172,7 @@ def run(
     document URIs (files or folders). At least one source must be given.
     """
     if not (news or reviews or inputs):
-        raise ValueError("ingest: nothing to read (give news, reviews or inputs)")
+        raise InputError("ingest: nothing to read (give news, reviews or inputs)")
     skipped: dict[str, Counter] = defaultdict(Counter)
     corpus: list[dict[str, Any]] = []
     if news:
@@ -225,11 +227,12 @@ def run(
     dataset = dataset_version([uri for uri in (news, reviews, *inputs) if uri])
     metrics["dataset_version"] = dataset["version"]
     with atomic_output_dir(output) as out:
-        write_json(Path(out) / DATASET_FILE, dataset)
-        write_jsonl(Path(out) / "corpus.jsonl", corpus)
-        write_jsonl(Path(out) / "task.jsonl", task)
-        write_jsonl(Path(out) / "batches" / "reviews.jsonl", heldout)
-        write_jsonl(Path(out) / "batches" / "plots.jsonl", plots)
+        reviews_batch, plots_batch = a.MONITOR_BATCHES
+        write_json(Path(out) / a.DATASET, dataset)
+        write_jsonl(Path(out) / a.CORPUS, corpus)
+        write_jsonl(Path(out) / a.TASK, task)
+        write_jsonl(Path(out) / a.BATCHES / f"{reviews_batch}.jsonl", heldout)
+        write_jsonl(Path(out) / a.BATCHES / f"{plots_batch}.jsonl", plots)
         metrics = write_metrics(out, metrics)
     log.info(
         "ingest: %d corpus documents, %d task examples, %d held-out reviews, %d plots, %d skipped",

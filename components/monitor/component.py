@@ -1,4 +1,5 @@
-"""Kubeflow component for monitor (Evidently drift reports)."""
+"""Kubeflow component for monitor (Evidently drift reports): the same entry as
+``python -m components.monitor``."""
 
 from kfp.dsl import HTML, Dataset, Input, Metrics, Output
 
@@ -15,16 +16,17 @@ def monitor(
     metrics: Output[Metrics],
 ):
     """Each batch in ingest's batches/ against the evaluated test split; ``report`` is shown in the UI."""
-    import os
+    from components.common import artifacts as a
+    from components.common.kfp import enter, publish_html
 
-    from components.common.kfp import log_metrics, publish_html, stage_params
-    from components.monitor.core import run
-
-    result = run(
-        reference=os.path.join(evaluation.path, "predictions.jsonl"),
-        batches=os.path.join(data.path, "batches"),
+    enter(
+        "monitor",
+        params,
+        metrics,
+        inputs=[evaluation, data],
+        outputs=[reports],
+        reference=a.path(evaluation, a.PREDICTIONS),
+        batches=a.path(data, a.BATCHES),
         output=reports.path,
-        params=stage_params("monitor", params),
     )
     publish_html(reports.path, report.path)
-    log_metrics(metrics, result)

@@ -19,17 +19,17 @@ def pretrain(
     checkpoints go (a PVC path, e.g. /mnt/checkpoints/pretrain, so a retried task resumes);
     "" = beside the output artifact.
     """
-    from components.common.kfp import log_metrics, stage_params
-    from components.pretrain.core import run
+    from components.common.kfp import enter
 
-    log_metrics(
+    enter(
+        "pretrain",
+        params,
         metrics,
-        run(
-            data=tokenized.path,
-            output=pretrained.path,
-            params=stage_params("pretrain", params),
-            checkpoint_dir=checkpoint_dir or None,
-        ),
+        inputs=[tokenized],
+        outputs=[pretrained],
+        tokenized=tokenized.path,
+        output=pretrained.path,
+        checkpoint_dir=checkpoint_dir,
     )
 
 
@@ -52,9 +52,16 @@ def pretrain_pytorchjob(
     ``image``: the (CUDA) project image of the job's pods; required, the pipeline passes its
     cluster image. This task itself needs no accelerator, but the PVC ``pvc_name`` mounted at
     ``pvc_mount`` (ReadWriteMany: the job's pods mount it too) and a service account allowed to
-    create and get ``pytorchjobs.kubeflow.org``."""
+    create and get ``pytorchjobs.kubeflow.org``.
+
+    Every pod of the job runs ``python -m components.pretrain``, the stage's command-line door;
+    this launcher step only creates the job and waits (on the DVC path torchrun is the launcher).
+    """
+    from components.common.entry import setup_logging
     from components.common.kfp import log_metrics, stage_params
     from components.pretrain.pytorchjob import run_pytorchjob
+
+    setup_logging()
 
     log_metrics(
         metrics,

@@ -93,8 +93,16 @@ def _publish(stage: Path, output: str) -> None:
     shutil.rmtree(stage, ignore_errors=True)
 
 
-def run(data: str, output: str, params: Params, checkpoint_dir: str | None = None) -> dict[str, Any]:
-    """Pretrain on ``data`` (a tokenize output folder); write ``output``; return the metrics.
+def prepare_process() -> None:
+    """Run by the stage entry on both doors before ``run``: dist_checkpointing and torchrun fork
+    helper processes, which must die with this one (``launch.forked_children_die_with_this_process``)."""
+    from components.pretrain.launch import forked_children_die_with_this_process
+
+    forked_children_die_with_this_process()
+
+
+def run(tokenized: str, output: str, params: Params, checkpoint_dir: str | None = None) -> dict[str, Any]:
+    """Pretrain on ``tokenized`` (a tokenize output folder); write ``output``; return the metrics.
 
     ``checkpoint_dir``: root of the resumable checkpoints (default ``<output>.checkpoints``).
     Raises ``ParamsError`` (naming the key) before launching anything this machine cannot run.
@@ -107,9 +115,9 @@ def run(data: str, output: str, params: Params, checkpoint_dir: str | None = Non
     launch.check_machine(params, machine, launcher_world)
     impl = launch.resolve_transformer_impl(params, machine)
 
-    vocab_size, _eod = tokenizer_info(data)
+    vocab_size, _eod = tokenizer_info(tokenized)
     shape = gpt_shape(params, vocab_size)
-    files = [Path(data) / TOKENIZER_FILE, *source_files(data, params)]
+    files = [Path(tokenized) / TOKENIZER_FILE, *source_files(tokenized, params)]
     missing = [str(p) for p in files if not p.exists()]
     if missing:
         raise FileNotFoundError(f"pretrain: missing input files {missing[:4]} (see pretrain.data.sources)")
@@ -120,12 +128,12 @@ def run(data: str, output: str, params: Params, checkpoint_dir: str | None = Non
     log.info("pretrain: checkpoints in %s", run_dir)
 
     if launcher_world is not None or params.world_size == 1:
-        metrics = launch.run_ranks(data, stage, run_dir, params, impl, started)
+        metrics = launch.run_ranks(tokenized, stage, run_dir, params, impl, started)
         if launcher_world is not None and int(os.environ["RANK"]) != 0:
             return metrics  # global rank 0 publishes
     else:
         shutil.rmtree(stage, ignore_errors=True)
-        launch.launch_torchrun(params, launch.worker_args(data, stage, run_dir, params, impl))
+        launch.launch_torchrun(params, launch.worker_args(tokenized, stage, run_dir, params, impl))
         metrics = read_json(stage / METRICS_FILE)
     _publish(stage, output)
     log.info(

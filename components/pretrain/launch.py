@@ -54,11 +54,6 @@ class Machine:
         )
 
 
-def quiet_megatron() -> None:
-    """megatron logs its whole config and every parameter name at INFO; keep its warnings only."""
-    logging.getLogger("megatron").setLevel(logging.WARNING)
-
-
 def resolve_transformer_impl(params: Params, machine: Machine) -> str:
     """The layer spec to build: "auto" is Transformer Engine on a GPU that has it, else local."""
     if params.transformer_impl == "auto":

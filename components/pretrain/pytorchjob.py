@@ -77,7 +77,7 @@ def pytorchjob_manifest(
         "--max-restarts=0",
         "-m",
         "components.pretrain",
-        "--data",
+        "--tokenized",
         data,
         "--output",
         output,

@@ -25,6 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from components.common import artifacts
 from components.common.metrics import write_csv, write_metrics
 from components.common.progress import Progress
 from components.pretrain import accounting, checkpointing
@@ -35,9 +36,9 @@ from llm.gpt import CHECKPOINT_DIR, MODEL_FILE, GPTShape
 
 log = logging.getLogger(__name__)
 
-LOSS_FILE = "loss.csv"
+LOSS_FILE = artifacts.LOSS
 LOSS_FIELDS = ["step", "train_loss", "valid_loss"]
-STEPS_FILE = "steps.csv"
+STEPS_FILE = artifacts.STEPS
 STEPS_FIELDS = ["step", "train_loss", "grad_norm", "lr"]
 
 

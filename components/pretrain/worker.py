@@ -29,13 +29,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--params-json", required=True)
     args = parser.parse_args(argv)
 
-    from components.common.cli import setup_logging
+    from components.common.entry import setup_logging
     from components.common.params import from_dict
-    from components.pretrain.launch import forked_children_die_with_this_process, quiet_megatron, run_ranks
+    from components.pretrain.launch import forked_children_die_with_this_process, run_ranks
     from components.pretrain.params import SECTION, Params
 
-    setup_logging()
-    quiet_megatron()
+    setup_logging()  # megatron's INFO flood silenced there too
     forked_children_die_with_this_process()
     if os.environ.get("RANK", "0") != "0":  # one rank tells the story; the others only warn
         logging.getLogger().setLevel(logging.WARNING)

@@ -1,24 +1,29 @@
-"""CLI: ``python -m components.select --evaluation outputs/evaluate --finetuned outputs/finetune
---candidates outputs/compress --output outputs/select [--promoted models/promoted.json]``.
+"""CLI: ``python -m components.select --evaluation outputs/evaluate --finetuned outputs/finetune --variants outputs/compress --output outputs/select [--promoted models/promoted.json]``
 
-Exit 1 with the gate's message when the chosen model is worse than the one promoted before."""
+Exit 1 with the gate's message when the chosen model is worse than the one promoted before.
+
+The same entry as the Kubeflow component: ``components.common.entry.run_stage``.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
 
-from components.common.cli import run_stage, stage_parser
+from components.common.cli import main as stage_main
+from components.common.cli import stage_parser
 
 STAGE = "select"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = stage_parser(STAGE, "Choose the model to ship under constraints; refuse a regression.")
-    parser.add_argument("--evaluation", required=True, help="evaluate output folder (models.json)")
+    parser.add_argument(
+        "--evaluation", required=True, help="evaluate output folder (models.json, predictions/)"
+    )
     parser.add_argument("--finetuned", required=True, help="finetune output folder (the 'finetuned' row)")
     parser.add_argument(
-        "--candidates", default=None, help="compress output folder (one folder per variant row)"
+        "--variants", default=None, help="compress output folder (one folder per variant row)"
     )
     parser.add_argument("--output", required=True, help="output folder (replaced atomically)")
     parser.add_argument(
@@ -26,21 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="models/promoted.json",
         help="promotion record (JSON), read for the gate and rewritten on promotion; '' = no gate",
     )
-    refused: list[str] = []
-
-    def body(args, params) -> None:
-        from components.select.core import GateRefused, NoCandidate, run
-
-        try:
-            run(args.evaluation, args.finetuned, args.candidates, args.output, params, args.promoted or None)
-        except (GateRefused, NoCandidate) as exc:
-            refused.append(str(exc))
-
-    code = run_stage(STAGE, parser, argv, body)
-    if refused:
-        print(f"Error: {refused[0]}", file=sys.stderr)
-        return 1
-    return code
+    return stage_main(STAGE, parser, argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Kubeflow component for select: the model to ship, its decision table and model card."""
+"""Kubeflow component for select: the same entry (and gate) as ``python -m components.select``."""
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
@@ -18,15 +18,17 @@ def select(
     """Choose under the params' constraints; ``selection`` holds ``model/`` (what deploy bundles),
     decision.json / decision.md / MODEL_CARD.md. ``promoted``: path of the promotion record on a
     volume the pod mounts ('' = no gate); a regression fails the task with the gate's message."""
-    from components.common.kfp import log_metrics, stage_params
-    from components.select.core import run
+    from components.common.kfp import enter
 
-    result = run(
+    enter(
+        "select",
+        params,
+        metrics,
+        inputs=[evaluation, finetuned, variants],
+        outputs=[selection],
         evaluation=evaluation.path,
         finetuned=finetuned.path,
-        candidates=variants.path,
+        variants=variants.path,
         output=selection.path,
-        params=stage_params("select", params),
-        promoted=promoted or None,
+        promoted=promoted,
     )
-    log_metrics(metrics, result)

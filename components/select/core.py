@@ -30,6 +30,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from components.common import artifacts as a
+from components.common.entry import StageRefused
 from components.common.io import atomic_output_dir, write_json
 from components.common.metrics import write_metrics
 from components.select.params import Params
@@ -37,14 +39,14 @@ from components.select.params import Params
 log = logging.getLogger(__name__)
 
 FINETUNED = "finetuned"
-MODEL_DIR = "model"
+MODEL_DIR = a.MODEL_DIR
 
 
-class GateRefused(RuntimeError):
+class GateRefused(StageRefused):
     """The chosen model scores below the model promoted before (beyond the tolerance)."""
 
 
-class NoCandidate(RuntimeError):
+class NoCandidate(StageRefused):
     """No deployable model meets the constraints."""
 
 
@@ -177,7 +179,7 @@ def model_card(
 def run(
     evaluation: str,
     finetuned: str,
-    candidates: str | None,
+    variants: str | None,
     output: str,
     params: Params,
     promoted: str | None = None,
@@ -187,12 +189,12 @@ def run(
     recorded on promotion (ISO 8601; default the current UTC time)."""
     import datetime
 
-    table = json.loads((Path(evaluation) / "models.json").read_text(encoding="utf-8"))
+    table = json.loads((Path(evaluation) / a.MODELS).read_text(encoding="utf-8"))
     rows = table["models"]
     choice = choose(rows, params)
     previous = read_promoted(promoted)
     gate_reason = gate(choice, previous, params)  # raises before anything is written
-    source = Path(finetuned) if choice["model"] == FINETUNED else Path(candidates or "") / choice["model"]
+    source = Path(finetuned) if choice["model"] == FINETUNED else Path(variants or "") / choice["model"]
     if not (source / "classifier.json").is_file():
         raise FileNotFoundError(f"select: the chosen model {choice['model']!r} has no folder at {source}")
     config = json.loads((source / "classifier.json").read_text(encoding="utf-8"))
@@ -213,20 +215,18 @@ def run(
         for name in ("classifier.json", "model.safetensors", "tokenizer.json"):
             shutil.copyfile(source / name, out / MODEL_DIR / name)
         # The chosen model's own test predictions: deploy's smoke-test reference (if evaluate wrote them).
-        reference = Path(evaluation) / "predictions" / f"{choice['model']}.jsonl"
+        reference = Path(evaluation) / a.PREDICTIONS_DIR / f"{choice['model']}.jsonl"
         if reference.is_file():
-            shutil.copyfile(reference, out / "predictions.jsonl")
-        write_json(out / "decision.json", decision)
-        (out / "decision.md").write_text(
+            shutil.copyfile(reference, out / a.PREDICTIONS)
+        write_json(out / a.DECISION_JSON, decision)
+        (out / a.DECISION_MD).write_text(
             f"# Model selection\n\nObjective: {decision['objective']}.\n\n"
             f"Chosen: **{choice['model']}** ({params.metric} {choice[params.metric]:.4f}). Gate: {gate_reason}.\n\n"
             + _table(rows, params, choice["model"]),
             encoding="utf-8",
         )
-        (out / "MODEL_CARD.md").write_text(model_card(choice, rows, table, config), encoding="utf-8")
-        (out / MODEL_DIR / "MODEL_CARD.md").write_text(
-            model_card(choice, rows, table, config), encoding="utf-8"
-        )
+        (out / a.MODEL_CARD).write_text(model_card(choice, rows, table, config), encoding="utf-8")
+        (out / MODEL_DIR / a.MODEL_CARD).write_text(model_card(choice, rows, table, config), encoding="utf-8")
         metrics = write_metrics(
             out,
             {

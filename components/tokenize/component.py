@@ -1,4 +1,4 @@
-"""Kubeflow component for tokenize."""
+"""Kubeflow component for tokenize: the same entry as ``python -m components.tokenize``."""
 
 from kfp.dsl import Dataset, Input, Metrics, Output
 
@@ -15,12 +15,16 @@ def tokenize(
 ):
     """clean's documents/ (+ ingest's task.jsonl train and valid texts, the task source) ->
     tokenizer.json and megatron indexed datasets in ``tokenized``."""
-    import os
+    from components.common import artifacts as a
+    from components.common.kfp import enter
 
-    from components.common.kfp import log_metrics, stage_params
-    from components.tokenize.core import run
-
-    documents = os.path.join(cleaned.path, "documents")
-    task = os.path.join(data.path, "task.jsonl")
-    result = run(input=documents, output=tokenized.path, params=stage_params("tokenize", params), task=task)
-    log_metrics(metrics, result)
+    enter(
+        "tokenize",
+        params,
+        metrics,
+        inputs=[cleaned, data],
+        outputs=[tokenized],
+        input=a.path(cleaned, a.DOCUMENTS),
+        task=a.path(data, a.TASK),
+        output=tokenized.path,
+    )

@@ -24,10 +24,10 @@ from typing import Any, Literal
 
 import torch
 
+from llm.formats import CHECKPOINT_DIR, GPT_SHAPE_FILE
 from llm.gpt.masks import causal_inputs
 
-MODEL_FILE = "model.json"
-CHECKPOINT_DIR = "checkpoint"
+MODEL_FILE = GPT_SHAPE_FILE
 
 
 @dataclass(frozen=True)

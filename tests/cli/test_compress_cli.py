@@ -18,9 +18,9 @@ def inputs(tmp_path_factory):
         {"epochs": 1, "max_length": 32},
     )
     return [
-        "--model",
+        "--finetuned",
         str(root / "finetune"),
-        "--tokenizer",
+        "--tokenized",
         str(root / "tokenize"),
         "--task",
         str(root / "task.jsonl"),

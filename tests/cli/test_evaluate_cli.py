@@ -19,7 +19,7 @@ def inputs(tmp_path_factory):
         {"epochs": 1, "batch_size": 16, "max_length": 32},
     )
     return [
-        *("--pretrained", str(root / "pretrain"), "--tokenizer", str(root / "tokenize")),
+        *("--pretrained", str(root / "pretrain"), "--tokenized", str(root / "tokenize")),
         *("--finetuned", str(root / "finetune"), "--task", str(root / "task.jsonl")),
     ]
 

@@ -19,7 +19,7 @@ def inputs(tmp_path_factory):
     tokenized = make_tokenized(root / "tokenize")
     pretrained = make_pretrained(root / "pretrain", tokenized)
     task = make_task(root / "task.jsonl", {"train": 120, "valid": 40, "test": 20})
-    return ["--pretrained", str(pretrained), "--tokenizer", str(tokenized), "--task", str(task)]
+    return ["--pretrained", str(pretrained), "--tokenized", str(tokenized), "--task", str(task)]
 
 
 def test_main_writes_the_classifier(inputs, tmp_path):

@@ -68,7 +68,9 @@ def test_bad_params_exit_2_without_output(sources, tmp_path: Path, capsys) -> No
     assert not out.exists()
 
 
-def test_no_source_is_a_usage_error(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(["--output", str(tmp_path / "out"), "--params", str(_params(tmp_path / "p.yaml"))])
-    assert exc.value.code == 2
+def test_no_source_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    # Refused by the stage entry (both doors), before any output exists.
+    code = main(["--output", str(tmp_path / "out"), "--params", str(_params(tmp_path / "p.yaml"))])
+    assert code == 2
+    assert "nothing to read" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

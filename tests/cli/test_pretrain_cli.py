@@ -48,7 +48,7 @@ def data(tmp_path_factory) -> Path:
 def test_main_writes_model_checkpoint_losses_and_metrics(data: Path, tmp_path: Path) -> None:
     out, checkpoints = tmp_path / "pretrain", tmp_path / "ckpt"
     params = _params(tmp_path / "params.yaml", **TINY)
-    argv = ["--data", str(data), "--output", str(out), "--params", str(params)]
+    argv = ["--tokenized", str(data), "--output", str(out), "--params", str(params)]
     assert main([*argv, "--checkpoint-dir", str(checkpoints)]) == 0
     shape = GPTShape.from_json(out / "model.json")
     assert (shape.num_layers, shape.hidden_size, shape.vocab_size) == (1, 32, 320)
@@ -85,7 +85,7 @@ def test_main_writes_model_checkpoint_losses_and_metrics(data: Path, tmp_path: P
 def test_bad_params_exit_2_without_output(data: Path, tmp_path: Path, capsys, pretrain, key) -> None:
     out = tmp_path / "pretrain"
     params = _params(tmp_path / "params.yaml", **pretrain)
-    assert main(["--data", str(data), "--output", str(out), "--params", str(params)]) == 2
+    assert main(["--tokenized", str(data), "--output", str(out), "--params", str(params)]) == 2
     assert key in capsys.readouterr().err
     assert not out.exists()
 
@@ -100,9 +100,7 @@ def test_bad_params_exit_2_without_output(data: Path, tmp_path: Path, capsys, pr
 def test_gpu_only_settings_exit_2_on_cpu_before_any_launch(data: Path, tmp_path: Path, capsys, pretrain, key):
     out = tmp_path / "pretrain"
     params = _params(tmp_path / "params.yaml", **pretrain)
-    with pytest.raises(SystemExit) as exc:
-        main(["--data", str(data), "--output", str(out), "--params", str(params)])
-    assert exc.value.code == 2
+    assert main(["--tokenized", str(data), "--output", str(out), "--params", str(params)]) == 2
     assert key in capsys.readouterr().err
     assert not out.exists() and not (tmp_path / "pretrain.checkpoints").exists()
 

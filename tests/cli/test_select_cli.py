@@ -26,7 +26,7 @@ def test_main_promotes_then_refuses_a_worse_model(tmp_path, capsys):
     promoted = tmp_path / "promoted.json"
     args = [
         *("--evaluation", str(evaluation), "--finetuned", str(tmp_path / "finetune")),
-        *("--candidates", str(tmp_path / "compress"), "--promoted", str(promoted)),
+        *("--variants", str(tmp_path / "compress"), "--promoted", str(promoted)),
     ]
     params = write_params(tmp_path / "params.yaml")
     assert main([*args, "--output", str(tmp_path / "select"), "--params", str(params)]) == 0

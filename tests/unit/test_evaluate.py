@@ -230,7 +230,7 @@ def test_evaluate_scores_candidates_and_the_baseline(stage_inputs, tmp_path):
         str(root / "task.jsonl"),
         str(out),
         params,
-        candidates=str(root / "compress"),
+        variants=str(root / "compress"),
     )
     table = json.loads((out / "models.json").read_text())
     rows = {r["model"]: r for r in table["models"]}

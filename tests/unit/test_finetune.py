@@ -140,7 +140,7 @@ def inputs(tmp_path_factory):
     tokenized = make_tokenized(root / "tokenize")
     return {
         "pretrained": str(make_pretrained(root / "pretrain", tokenized)),
-        "tokenizer": str(tokenized),
+        "tokenized": str(tokenized),
         "task": str(make_task(root / "task.jsonl")),
     }
 

@@ -470,7 +470,7 @@ def test_pytorchjob_manifest_runs_the_stage_with_torchrun_on_every_node():
     tail = command[command.index("components.pretrain") :]
     assert tail == [
         "components.pretrain",
-        "--data",
+        "--tokenized",
         "/mnt/ckpt/jobs/x/data",
         "--output",
         "/mnt/ckpt/jobs/x/output",
@@ -528,7 +528,7 @@ class _FakeApi:
         output = Path(command[command.index("--output") + 1])
         params_file = Path(command[command.index("--params") + 1])
         assert load_all(params_file)["pretrain"].num_nodes == 2  # the CLI will accept the file
-        assert (Path(command[command.index("--data") + 1]) / "tokenizer.json").exists()
+        assert (Path(command[command.index("--tokenized") + 1]) / "tokenizer.json").exists()
         output.mkdir(parents=True)
         (output / "metrics.json").write_text(json.dumps({"valid_loss": 3.5}))
         (output / "model.json").write_text("{}")

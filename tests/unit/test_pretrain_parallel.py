@@ -185,7 +185,7 @@ def test_killed_run_resumes_and_matches_the_uninterrupted_run(data, tmp_path):
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump({**{s: {} for s in SECTIONS}, "pretrain": RESUME}))
     out, ckpt = tmp_path / "resumed", tmp_path / "resumed-ckpt"
-    command = [sys.executable, "-m", "components.pretrain", "--data", str(data), "--output", str(out)]
+    command = [sys.executable, "-m", "components.pretrain", "--tokenized", str(data), "--output", str(out)]
     command += ["--checkpoint-dir", str(ckpt), "--params", str(params_file)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     log = tmp_path / "killed.log"

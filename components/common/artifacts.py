@@ -1,0 +1,103 @@
+"""The names of every file inside every stage's output folder: one place for producers, consumers,
+the Kubeflow components and dvc.yaml (a test checks dvc.yaml's outs and deps against this).
+
+A stage's output is one folder: ``outputs/<stage>/`` under DVC, the stage's output artifact under
+Kubeflow. ``path(folder, name)`` joins a name onto either a path or a KFP artifact (its ``.path``).
+The floor's own formats (a model folder, a tokenized corpus) are named in ``llm.formats``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from llm.formats import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    GPT_SHAPE_FILE,
+    SPLITS,
+    TASK_SOURCE,
+    TASK_SPLITS,
+    TEXT_SOURCE,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+    dataset_files,
+)
+
+METRICS = "metrics.json"  # every stage writes one (DVC metrics, KFP Metrics artifact)
+
+# ingest
+DATASET = "dataset.json"  # the raw data's content hashes (lineage)
+CORPUS = "corpus.jsonl"  # pretraining documents {id, text, source}
+TASK = "task.jsonl"  # labelled task examples {id, text, label, split}
+BATCHES = "batches"  # monitoring batches, one JSONL file per batch
+MONITOR_BATCHES: tuple[str, ...] = ("reviews", "plots")  # held-out reviews (no drift), plot summaries (drift)
+
+# clean
+DOCUMENTS = "documents"  # kept documents, JSONL parts
+DROPPED = "dropped"  # dropped documents, one JSONL per reason
+REJECTED = "rejected"  # malformed records, with the reason
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+
+# tokenize: tokenizer.json + megatron indexed datasets
+TOKENIZED_DATASETS: tuple[str, ...] = tuple(
+    name
+    for source, splits in ((TEXT_SOURCE, SPLITS), (TASK_SOURCE, TASK_SPLITS))
+    for split in splits
+    for name in dataset_files(split, source)
+)
+
+# pretrain
+GPT_SHAPE = GPT_SHAPE_FILE  # the GPTShape of the checkpoint
+CHECKPOINT = CHECKPOINT_DIR  # megatron dist_checkpointing folder
+LOSS = "loss.csv"  # DVC plot: train/valid loss per evaluation
+STEPS = "steps.csv"  # DVC plot: loss, grad norm and lr per optimizer step
+
+# finetune (a model folder, plus its training curve)
+HISTORY = "history.csv"  # DVC plot: loss and macro-F1 per epoch
+
+# compress: one model folder per variant
+VARIANTS: tuple[str, ...] = ("int8", "pruned", "distilled")
+
+# evaluate
+PREDICTIONS = "predictions.jsonl"  # the fine-tuned model's test predictions (monitor's reference)
+PREDICTIONS_DIR = "predictions"  # every scored model's test predictions, <model>.jsonl
+MODELS = "models.json"  # the model table (quality, latency, size) for the gate
+TABLE = "table.md"
+CONFUSION = "confusion.csv"  # DVC plot: confusion matrix
+
+# select
+MODEL_DIR = "model"  # the chosen model folder (select), the released one (deploy)
+DECISION_JSON = "decision.json"
+DECISION_MD = "decision.md"
+MODEL_CARD = "MODEL_CARD.md"
+
+# deploy
+RELEASE = "release.json"  # version, file hashes, dataset version, smoke test
+
+# Every stage's output folder: the names DVC tracks (outs), its metrics, and its plots files.
+OUTPUTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "ingest": {"outs": (DATASET, CORPUS, TASK, BATCHES)},
+    "clean": {"outs": (DOCUMENTS, DROPPED, REJECTED, REPORT_JSON, REPORT_MD)},
+    "tokenize": {"outs": (TOKENIZER_FILE, *TOKENIZED_DATASETS)},
+    "pretrain": {"outs": (GPT_SHAPE, CHECKPOINT), "plots": (LOSS, STEPS)},
+    "finetune": {"outs": (WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE), "plots": (HISTORY,)},
+    "compress": {"outs": VARIANTS},
+    "evaluate": {"outs": (PREDICTIONS, PREDICTIONS_DIR, MODELS, TABLE), "plots": (CONFUSION,)},
+    "select": {"outs": (MODEL_DIR, DECISION_JSON, DECISION_MD, MODEL_CARD, PREDICTIONS)},
+    "deploy": {"outs": (MODEL_DIR, RELEASE)},
+    "monitor": {"outs": MONITOR_BATCHES},
+}
+
+
+def path(folder: str | os.PathLike | Any, *names: str) -> str:
+    """``folder/name...``: ``folder`` is a path, a URI, or a KFP artifact (its ``.path``)."""
+    base = getattr(folder, "path", folder)
+    return os.path.join(str(base), *names)
+
+
+def files_of(stage: str) -> tuple[str, ...]:
+    """Every name inside ``stage``'s output folder: outs, plots and metrics.json."""
+    spec = OUTPUTS[stage]
+    return (*spec["outs"], *spec.get("plots", ()), METRICS)

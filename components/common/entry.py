@@ -1,0 +1,71 @@
+"""The one door into every stage, for both orchestrators.
+
+``python -m components.<stage>`` (what dvc.yaml runs) and the stage's Kubeflow component both call
+``run_stage(stage, params, **arguments)`` with the same arguments: paths or URIs of the stage's
+inputs and output, named as the core's ``run`` names them. So both get the same logging, warning
+filters, params validation, process set-up, metrics and lineage; the doors only translate their
+own argument styles (argparse flags, KFP artifacts) into that call.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from components.common.params import from_dict, load_params, params_class
+
+log = logging.getLogger("stage")
+
+# Loggers that are chatty at INFO on every run; their warnings and errors still show.
+QUIET_LOGGERS: tuple[str, ...] = ("megatron",)
+
+
+class StageRefused(RuntimeError):
+    """A stage that refuses its inputs on purpose (the model-selection gate): exit status 1 on the
+    command line, a failed task on Kubeflow, with this message."""
+
+
+class InputError(ValueError):
+    """Arguments the stage cannot work with (missing inputs): exit status 2, before any work."""
+
+
+def setup_logging() -> None:
+    """One log format on both doors (stderr, INFO), megatron's INFO flood silenced."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def stage_params(stage: str, params: str | os.PathLike | Mapping[str, Any]) -> Any:
+    """The stage's typed params: from a params file (every section validated, so no stage starts
+    on a broken file) or from a mapping (a Kubeflow dict parameter: protobuf Struct numbers are all
+    doubles, so integral floats are accepted for int keys)."""
+    if isinstance(params, Mapping):
+        return from_dict(params_class(stage), dict(params), stage, struct_numbers=True)
+    return load_params(params, stage)
+
+
+def run_stage(stage: str, params: str | os.PathLike | Mapping[str, Any], **arguments: Any) -> dict[str, Any]:
+    """Validate ``params``, set up the process, run ``components.<stage>.core.run``; return its metrics.
+
+    ``arguments`` are the core's keyword arguments (paths or URIs). An empty string means "not
+    given" (None): Kubeflow passes optional string inputs as "".
+    Raises ParamsError (bad params), InputError (bad arguments) or StageRefused (the gate).
+    """
+    setup_logging()
+    typed = stage_params(stage, params)
+    core = importlib.import_module(f"components.{stage}.core")
+    # A stage that starts helper processes declares what its process needs (pretrain: children
+    # that die with it); both doors run it, since each runs the stage as a whole process.
+    prepare = getattr(core, "prepare_process", None)
+    if prepare is not None:
+        prepare()
+    arguments = {k: (None if v == "" else v) for k, v in arguments.items()}
+    log.info("%s: %s", stage, ", ".join(f"{k}={v}" for k, v in arguments.items() if v is not None))
+    return core.run(params=typed, **arguments)

@@ -1,0 +1,68 @@
+"""dvc.yaml names the files of every stage's output exactly as components.common.artifacts does."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from components.common import artifacts
+from components.common.params import STAGES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _dvc() -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())
+
+
+def _names(entries: list, stage: str) -> list[str]:
+    """``${out.<stage>}/<name>`` entries of a DVC outs/metrics/plots list -> their names."""
+    names = []
+    for entry in entries:
+        path = next(iter(entry)) if isinstance(entry, dict) else entry
+        prefix = f"${{out.{stage}}}/"
+        assert path.startswith(prefix), f"{stage}: {path} is not inside ${{out.{stage}}}"
+        names.append(path.removeprefix(prefix))
+    return names
+
+
+def test_every_stage_output_is_declared_as_artifacts_names_it():
+    dvc = _dvc()
+    assert list(dvc["stages"]) == list(STAGES)
+    assert dvc["vars"][0]["out"] == {stage: f"outputs/{stage}" for stage in STAGES}
+    for stage, spec in dvc["stages"].items():
+        declared = {
+            "outs": _names(spec.get("outs", []), stage),
+            "plots": _names(spec.get("plots", []), stage),
+            "metrics": _names(spec.get("metrics", []), stage),
+        }
+        expected = artifacts.OUTPUTS[stage]
+        assert declared["outs"] == list(expected["outs"]), stage
+        assert declared["plots"] == list(expected.get("plots", ())), stage
+        assert declared["metrics"] == [artifacts.METRICS], stage
+        assert set(artifacts.files_of(stage)) == {n for names in declared.values() for n in names}
+
+
+def test_every_dependency_on_a_stage_output_is_a_file_artifacts_names():
+    for stage, spec in _dvc()["stages"].items():
+        used = list(spec.get("deps", [])) + re.findall(r"\$\{out\.\w+\}[^\s]*", spec["cmd"])
+        for dep in used:
+            match = re.fullmatch(r"\$\{out\.(\w+)\}(?:/([^/]+))?(?:/.*)?", dep)
+            if match is None:
+                continue  # code folders and raw data
+            producer, name = match.groups()
+            if producer == stage:
+                continue  # its own --output
+            assert STAGES.index(producer) < STAGES.index(stage), f"{stage} reads {producer}, downstream"
+            if name is not None:
+                assert name in artifacts.files_of(producer), f"{stage}: {dep} is not an output of {producer}"
+
+
+def test_path_joins_onto_paths_and_kfp_artifacts():
+    class Artifact:
+        path = "/tmp/run/ingest/data"
+
+    assert artifacts.path(Artifact(), artifacts.TASK) == "/tmp/run/ingest/data/task.jsonl"
+    assert artifacts.path("outputs/ingest", artifacts.BATCHES) == "outputs/ingest/batches"
