@@ -8,11 +8,14 @@ Upload the YAML in the Kubeflow UI (Pipelines > Upload pipeline) and start a run
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kfp import compiler
 
 from components.common.params import STAGES, ParamsError, load_all, to_dict
@@ -39,15 +42,45 @@ def pipeline_arguments(params_path: str | Path, **uris: str) -> dict[str, Any]:
     return {**DEFAULT_URIS, **state, **uris, **sections}
 
 
+_HEADER_DEFAULT = re.compile(r"^(#\s+)(\w+): (\w+) \[Default: .*\]$")
+
+
+def stabilize(path: str | Path, arguments: dict[str, Any]) -> Path:
+    """Rewrite a compiled pipeline so the same inputs give the same bytes, with params' types kept.
+
+    kfp writes each dict parameter's default in the header comment in a varying key order, and
+    stores defaults as protobuf Structs, whose numbers are all doubles (``train_steps: 200.0``).
+    Here every default of ``arguments`` is written back as the JSON value it is (ints stay ints;
+    Kubeflow reads either), and the header lists it with sorted keys. The spec is otherwise kfp's.
+    """
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    n_header = next(i for i, line in enumerate(lines) if not line.startswith("#"))
+    plain = {name: json.loads(json.dumps(value)) for name, value in arguments.items()}
+    header = []
+    for line in lines[:n_header]:
+        match = _HEADER_DEFAULT.match(line.rstrip("\n"))
+        if match and match.group(2) in plain:
+            indent, name, kind = match.groups()
+            line = f"{indent}{name}: {kind} [Default: {json.dumps(plain[name], sort_keys=True)}]\n"
+        header.append(line)
+    documents = list(yaml.safe_load_all("".join(lines[n_header:])))
+    for spec in documents[0]["root"]["inputDefinitions"]["parameters"].items():
+        name, definition = spec
+        if name in plain and "defaultValue" in definition:
+            definition["defaultValue"] = plain[name]
+    path.write_text("".join(header) + yaml.safe_dump_all(documents, sort_keys=True), encoding="utf-8")
+    return path
+
+
 def compile_pipeline(params_path: str | Path, output: str | Path) -> Path:
     from pipelines.cluster import load_cluster
     from pipelines.llm_pipeline import build_pipeline
 
     pipeline = build_pipeline(load_all(params_path), load_cluster())
-    compiler.Compiler().compile(
-        pipeline, package_path=str(output), pipeline_parameters=pipeline_arguments(params_path)
-    )
-    return Path(output)
+    arguments = pipeline_arguments(params_path)
+    compiler.Compiler().compile(pipeline, package_path=str(output), pipeline_parameters=arguments)
+    return stabilize(output, arguments)
 
 
 def compile_cli(

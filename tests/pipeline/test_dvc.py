@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -102,3 +103,23 @@ def test_bad_params_are_refused_before_any_stage_runs(tmp_path: Path):
     assert result.returncode == 2
     assert "finetune.learning_rat: unknown key" in result.stderr
     assert not out.exists()
+
+
+def test_lineage_files_do_not_depend_on_where_the_project_lives(dvc_project: Path, tmp_path: Path):
+    """The project cloned to two folders: ingest's dataset.json and deploy's release.json, made
+    anew in each, are byte-identical (no absolute path of either machine in them)."""
+    dvc(dvc_project, "repro")  # outputs of its own params (other tests change and restore them)
+    produced = {}
+    for name in ("clone-a", "nested/clone-b"):
+        clone = tmp_path / name
+        shutil.copytree(dvc_project, clone, symlinks=True)
+        for stage in ("ingest", "deploy"):
+            result = dvc(clone, "repro", "--force", "--single-item", stage, check=False)
+            assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        produced[name] = [
+            (clone / "outputs" / f).read_bytes() for f in ("ingest/dataset.json", "deploy/release.json")
+        ]
+    assert produced["clone-a"] == produced["nested/clone-b"]
+    dataset = json.loads(produced["clone-a"][0])
+    assert sorted(dataset["files"]) == ["data/raw/news_articles.csv", "data/raw/rotten_tomatoes.csv.bz2"]
+    assert str(tmp_path) not in produced["clone-a"][1].decode()

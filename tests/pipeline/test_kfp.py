@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import filecmp
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from kfp import components
 
-from components.common.kfp import BASE_IMAGE
 from components.common.params import STAGES, load_all, to_dict
+from pipelines.cluster import load_cluster
 from pipelines.compile import DEFAULT_OUTPUT, compile_pipeline
 from pipelines.local_run import run_local
-from tests.pipeline.conftest import ROOT, TINY_PARAMS
+from tests.pipeline.conftest import ROOT, TINY_PARAMS, dvc
 
 
 def test_compiled_pipeline_loads_back_with_kfp(tmp_path: Path):
@@ -27,10 +29,11 @@ def test_compiled_pipeline_loads_back_with_kfp(tmp_path: Path):
     assert set(spec["root"]["dag"]["tasks"]) == set(STAGES)
     # Every stage's pipeline parameter defaults to its params.yaml section, under the same name.
     parameters = spec["root"]["inputDefinitions"]["parameters"]
-    for stage, params in load_all(ROOT / "params.yaml").items():
-        assert parameters[stage]["defaultValue"] == json.loads(json.dumps(to_dict(params)))
+    every = load_all(ROOT / "params.yaml")
+    for stage in STAGES:
+        assert parameters[stage]["defaultValue"] == json.loads(json.dumps(to_dict(every[stage])))
     executors = spec["deploymentSpec"]["executors"]
-    assert {e["container"]["image"] for e in executors.values()} == {BASE_IMAGE}
+    assert {e["container"]["image"] for e in executors.values()} == {load_cluster().image}
     # Training pods get shared memory and the checkpoint PVC; the data-lake step its secret.
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert {"exec-pretrain", "exec-finetune"} <= {name for name, cfg in k8s.items() if "pvcMount" in cfg}
@@ -62,26 +65,88 @@ def test_accelerators_come_from_params(tmp_path: Path):
 
 def test_checked_in_pipeline_yaml_is_in_sync(tmp_path: Path):
     path = compile_pipeline(ROOT / "params.yaml", tmp_path / "pipeline.yaml")
-    # Compare the specs, not the text: kfp's header comment lists dict defaults in a varying order.
-    fresh = list(yaml.safe_load_all(path.read_text()))
-    assert fresh == list(yaml.safe_load_all((ROOT / DEFAULT_OUTPUT).read_text())), (
-        "run `make compile` and commit the YAML"
-    )
+    assert path.read_text() == (ROOT / DEFAULT_OUTPUT).read_text(), "run `make compile` and commit the YAML"
 
 
-def _same_files(a: Path, b: Path) -> list[str]:
-    """Relative paths of the files under ``a``; asserts ``b`` holds byte-identical copies."""
-    names = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file() and p.name != "metrics.json")
-    assert names == sorted(
-        str(p.relative_to(b)) for p in b.rglob("*") if p.is_file() and p.name != "metrics.json"
-    )
-    _, mismatch, errors = filecmp.cmpfiles(a, b, names, shallow=False)
-    assert mismatch == [] and errors == []
+# Where each stage's output lies in a kfp.local run: <run>/<task>/<output artifact>.
+KFP_OUTPUT = {
+    "ingest": "data",
+    "clean": "cleaned",
+    "tokenize": "tokenized",
+    "pretrain": "pretrained",
+    "finetune": "finetuned",
+    "compress": "variants",
+    "evaluate": "evaluation",
+    "select": "selection",
+    "deploy": "release",
+    "monitor": "reports",
+}
+# Wall-clock figures: the only values allowed to differ between two runs of the same inputs.
+WALL_CLOCK = re.compile(r"seconds|_s$|_ms$|per_s|latency|throughput|mfu|tokens_per|flops|cost|usd|elapsed")
+# Files that hold wall-clock figures next to deterministic ones; compared without those figures.
+TIMED_FILES = {
+    "evaluate": {"models.json", "table.md"},
+    "select": {"decision.json", "decision.md", "MODEL_CARD.md", "model/MODEL_CARD.md"},
+}
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def _untimed(value: Any) -> Any:
+    """A JSON value with every wall-clock key removed (recursively)."""
+    if isinstance(value, dict):
+        return {k: _untimed(v) for k, v in value.items() if not WALL_CLOCK.search(str(k))}
+    if isinstance(value, list):
+        return [_untimed(v) for v in value]
+    return value
+
+
+def _untimed_markdown(text: str) -> list[list[str]]:
+    """Markdown table rows without the columns whose header names a wall-clock figure; the
+    other lines as they are."""
+    rows, timed = [], None
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else None
+        if cells is None:
+            rows.append([line])
+            timed = None
+            continue
+        if timed is None:  # a table's header row
+            timed = {i for i, c in enumerate(cells) if WALL_CLOCK.search(c.lower().replace(" ", "_"))}
+        rows.append([c for i, c in enumerate(cells) if i not in timed])
+    return rows
+
+
+def assert_same_outputs(stage: str, dvc_dir: Path, kfp_dir: Path) -> list[str]:
+    """Every file of the stage's output equal in both runs: byte for byte, except metrics.json and
+    the TIMED_FILES, equal once their wall-clock figures are removed. Returns the names compared."""
+    names = _files(dvc_dir)
+    assert names == _files(kfp_dir), stage
+    for name in names:
+        a, b = dvc_dir / name, kfp_dir / name
+        if name == "metrics.json" or (name in TIMED_FILES.get(stage, ()) and name.endswith(".json")):
+            assert _untimed(json.loads(a.read_text())) == _untimed(json.loads(b.read_text())), (stage, name)
+        elif name in TIMED_FILES.get(stage, ()):
+            assert _untimed_markdown(a.read_text()) == _untimed_markdown(b.read_text()), (stage, name)
+        else:
+            assert filecmp.cmp(a, b, shallow=False), f"{stage}: {name} differs"
     return names
+
+
+def kfp_lineage(run_dir: Path, stage: str) -> str | None:
+    """The dataset version kfp.local recorded on the stage's output artifact (executor_output.json)."""
+    executor_output = json.loads((run_dir / stage / "executor_output.json").read_text())
+    (artifact,) = executor_output["artifacts"][KFP_OUTPUT[stage]]["artifacts"]
+    return artifact.get("metadata", {}).get("dataset_version")
 
 
 @pytest.mark.slow
 def test_kfp_local_run_matches_the_dvc_run(dvc_project: Path, tmp_path: Path):
+    # Other tests rerun stages of the shared project with changed params and put them back: make
+    # sure its outputs are those of its params (restored from DVC's run cache, nothing retrained).
+    dvc(dvc_project, "repro")
     run_dir = run_local(
         TINY_PARAMS,
         tmp_path / "kfp",
@@ -89,17 +154,35 @@ def test_kfp_local_run_matches_the_dvc_run(dvc_project: Path, tmp_path: Path):
         reviews=str(ROOT / "data/raw/rotten_tomatoes.csv.bz2"),
     )
     dvc_out = dvc_project / "outputs"
-    assert "documents/part-00000-of-00001.jsonl" in _same_files(
-        dvc_out / "clean", run_dir / "clean" / "cleaned"
-    )
-    assert "train_text_document.bin" in _same_files(dvc_out / "tokenize", run_dir / "tokenize" / "tokenized")
-    dvc_eval = json.loads((dvc_out / "evaluate" / "metrics.json").read_text())
-    kfp_eval = json.loads((run_dir / "evaluate" / "evaluation" / "metrics.json").read_text())
-    for key in ("accuracy", "macro_f1", "perplexity"):
-        assert kfp_eval[key] == dvc_eval[key], key
+    compared = {
+        stage: assert_same_outputs(stage, dvc_out / stage, run_dir / stage / KFP_OUTPUT[stage])
+        for stage in STAGES
+    }
+    assert "documents/part-00000-of-00001.jsonl" in compared["clean"]
+    assert "train_text_document.bin" in compared["tokenize"]
+    assert any(name.startswith("checkpoint/") for name in compared["pretrain"])
+    assert {"model.safetensors", "int8/model.safetensors", "release.json"} <= {
+        *compared["finetune"],
+        *compared["compress"],
+        *compared["deploy"],
+    }
+    # The monitor's verdicts, and the HTML page the UI shows.
     kfp_monitor = json.loads((run_dir / "monitor" / "reports" / "metrics.json").read_text())
     assert kfp_monitor["batches"]["plots"]["drift_detected"] is True
     assert (run_dir / "monitor" / "report").read_text().count("<iframe") == 2
+    # Lineage: the version DVC's ingest recorded is on the KFP artifacts, and in the release.
+    version = json.loads((dvc_out / "ingest" / "dataset.json").read_text())["version"]
+    assert kfp_lineage(run_dir, "ingest") == version
+    assert kfp_lineage(run_dir, "deploy") == version
+    assert kfp_lineage(run_dir, "finetune") == version  # carried along the DAG
+    assert json.loads((dvc_out / "deploy" / "release.json").read_text())["dataset"]["version"] == version
+
+
+def test_compile_twice_gives_identical_files(tmp_path: Path):
+    a = compile_pipeline(ROOT / "params.yaml", tmp_path / "a.yaml")
+    b = compile_pipeline(ROOT / "params.yaml", tmp_path / "b.yaml")
+    assert a.read_bytes() == b.read_bytes()
+    assert "train_steps: 200.0" not in a.read_text()  # integer params stay integers
 
 
 @pytest.mark.parametrize(
