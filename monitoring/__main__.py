@@ -8,8 +8,11 @@ outputs/evaluate/predictions.jsonl``, ``--output outputs/monitoring`` (one folde
 the window's end, plus ``alerts.json`` of the latest run), ``--workspace
 outputs/monitoring_workspace`` (``--no-workspace`` to skip), ``--pretrain outputs/pretrain`` and
 ``--finetune outputs/finetune`` (training cost), ``--webhook URL`` (or ``$MONITOR_WEBHOOK_URL``),
-``--aligned`` (end windows on a multiple of ``monitor.window_minutes`` since midnight UTC),
-``--params params.yaml`` (the ``monitor`` section; the whole file is validated).
+``--aligned`` (end windows on a multiple of ``monitoring.window_minutes`` since midnight UTC),
+``--params params.yaml`` (the ``monitor`` section: drift thresholds, shared with the DAG's monitor
+stage; the ``monitoring`` section: window, tests, alerts, prices; the whole file is validated).
+
+Each run is ``monitoring.loop.run_scheduled``, the call the Kubeflow component makes.
 
 Exit status: 0 no alert, 1 an alert fired (in ``--interval`` mode: in any run), 2 bad params
 file. SIGTERM / SIGINT stop an ``--interval`` loop after the run in progress.
@@ -22,10 +25,10 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from components.common.cli import DEFAULT_PARAMS, setup_logging
-from components.common.params import ParamsError, load_params
+from components.common.params import ParamsError, load_all
 
 WEBHOOK_ENV = "MONITOR_WEBHOOK_URL"
 
@@ -78,34 +81,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser().error("--end goes with --once")
     setup_logging()
     try:
-        params = load_params(args.params, "monitor")
+        sections = load_all(args.params)
     except ParamsError as exc:
         print(f"error: {args.params}: {exc}", file=sys.stderr)
         return 2
+    drift_params, settings = sections["monitor"], sections["monitoring"]
 
     from monitoring.alerts import EXIT_ALERT
-    from monitoring.loop import run_forever, run_once, window_end_floor
-    from monitoring.window import parse_time
+    from monitoring.loop import run_forever, run_scheduled
 
-    def once(end: datetime) -> dict:
-        if args.aligned:
-            end = window_end_floor(end, params.window_minutes)
-        summary, folder = run_once(
+    def once(end: datetime | str | None) -> dict:
+        summary, folder = run_scheduled(
             args.log,
             args.reference,
             args.output,
-            params,
+            drift_params,
+            settings,
             end,
+            aligned=args.aligned,
             workspace=None if args.no_workspace else args.workspace,
-            training={"pretrain": args.pretrain, "finetune": args.finetune},
             webhook=args.webhook,
+            training={"pretrain": args.pretrain, "finetune": args.finetune},
         )
         print(f"monitoring: {folder}: {summary['rows']} predictions, {summary['alerts']} alerts", flush=True)
         return summary
 
     if args.once:
-        end = parse_time(args.end) if args.end else datetime.now(UTC)
-        return EXIT_ALERT if once(end)["alerts"] else 0
+        return EXIT_ALERT if once(args.end)["alerts"] else 0
 
     stopping = []
 

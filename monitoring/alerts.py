@@ -1,11 +1,12 @@
-"""Alerts: the checks of a monitor run against ``monitor.alerts``, the alert JSON, a webhook.
+"""Alerts: the checks of a monitor run against ``monitoring.alerts``, the alert JSON, a webhook.
 
 ``check_alerts(summary, thresholds)`` reads one model version's run summary (monitoring.loop)
 and returns an ``Alert`` per crossed threshold, in a fixed order. A check that had too little
-data (fewer than ``min_rows`` predictions, ``min_labels`` labels, no previous window) is not an
-alert: the summary says it was skipped. The CLI exits ``EXIT_ALERT`` when any alert fired,
+data (fewer than ``monitor.min_rows`` predictions, ``min_labels`` labels, no previous window) is
+not an alert: the summary says it was skipped. The CLI exits ``EXIT_ALERT`` when any alert fired,
 writes every alert to ``alerts.json``, and POSTs the same JSON to a webhook when one is given
 (a failed POST is logged; it never hides the alert: the file and the exit code still say it).
+The Kubeflow component fails its task instead (``raise_on_alert``), so the run shows red.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -44,7 +46,8 @@ class Alert:
 
 
 def check_alerts(summary: Mapping[str, Any], thresholds: Any) -> list[Alert]:
-    """Alerts for one model version's summary; ``thresholds`` is a ``monitor.alerts`` object."""
+    """Alerts for one model version's summary; ``thresholds`` is a ``monitoring.alerts`` object
+    (``monitoring.settings.Alerts``)."""
     version = str(summary.get("model_version", ""))
     alerts: list[Alert] = []
     drift = summary.get("drift") or {}
@@ -130,6 +133,22 @@ def alert_payload(alerts: list[Alert], window: Mapping[str, Any]) -> dict[str, A
         "window": dict(window),
         "alerts": [a.to_dict() for a in alerts],
     }
+
+
+class MonitoringAlert(RuntimeError):
+    """A monitor run that alerted, raised where a failed task is the signal (Kubeflow)."""
+
+
+def raise_on_alert(alerts_json: str | os.PathLike | Mapping[str, Any]) -> None:
+    """Raise ``MonitoringAlert`` ("monitoring alerts: <message>; <message> ...") when the alert
+    JSON (a path to alerts.json, or its dict) is alerting; return quietly otherwise."""
+    if isinstance(alerts_json, Mapping):
+        payload = alerts_json
+    else:
+        with open(alerts_json, encoding="utf-8") as f:
+            payload = json.load(f)
+    if payload["alerting"]:
+        raise MonitoringAlert("monitoring alerts: " + "; ".join(a["message"] for a in payload["alerts"]))
 
 
 def post_webhook(url: str, payload: Mapping[str, Any], timeout_s: float = 10.0) -> bool:

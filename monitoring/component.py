@@ -1,8 +1,9 @@
 """Kubeflow component of the continuous monitor: one window of the prediction log per run.
 
 Scheduled as a recurring run (``pipelines.monitoring_pipeline``, cron from
-``monitor.schedule_cron``). The body only translates arguments; the work is
-``monitoring.loop.run_once``, the same call as ``python -m monitoring --once``.
+``monitoring.schedule_cron``). The body only translates arguments; the work is
+``monitoring.loop.run_scheduled``, the same call as ``python -m monitoring --once``; the body then
+copies the run's page, alert JSON and headline figures into its output artifacts.
 """
 
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
@@ -14,64 +15,45 @@ from components.common.kfp import stage_component
 def monitor_window(
     log_uri: str,
     evaluation: Input[Dataset],
-    params: dict,
+    monitor: dict,
+    monitoring: dict,
     reports: Output[Dataset],
     report: Output[HTML],
     metrics: Output[Metrics],
     alerts: Output[Artifact],
+    pretrain_uri: str = "",
+    finetune_uri: str = "",
     workspace: str = "",
     webhook_url: str = "",
     window_end: str = "",
     fail_on_alert: bool = True,
 ):
-    """Judge the window of ``monitor.window_minutes`` ending at ``window_end`` (ISO-8601; empty =
-    the run's start, rounded down to a whole window) of the prediction log at ``log_uri``
-    (s3://... on a cluster) against evaluate's predictions. ``workspace``: an Evidently workspace
-    path on shared storage (empty = none). ``alerts`` holds the alert JSON; with
-    ``fail_on_alert`` the task fails when an alert fired, so the run shows red in the UI."""
-    import json
-    import os
-    import shutil
-    from datetime import UTC, datetime
-    from pathlib import Path
-
+    """Judge the window of ``monitoring.window_minutes`` ending at ``window_end`` (ISO-8601; empty =
+    the run's start; rounded down to a whole window) of the prediction log at ``log_uri``
+    (s3://... on a cluster) against evaluate's predictions, with the drift thresholds of
+    ``monitor`` and the settings of ``monitoring`` (params.yaml sections). ``pretrain_uri`` /
+    ``finetune_uri``: those stages' output folders (their metrics.json give the training cost;
+    empty = unknown). ``workspace``: an Evidently workspace path on shared storage (empty = none).
+    ``alerts`` holds the alert JSON; with ``fail_on_alert`` the task fails when an alert fired, so
+    the run shows red in the UI."""
+    from components.common import artifacts as a
     from components.common.kfp import log_metrics, stage_params
-    from monitoring.loop import ALERTS_FILE, run_once, window_end_floor
-    from monitoring.window import parse_time
+    from monitoring.alerts import raise_on_alert
+    from monitoring.loop import ALERTS_FILE, REPORT_HTML, copy_file, headline_metrics, run_scheduled
 
-    monitor_params = stage_params("monitor", params)
-    if window_end:
-        end = parse_time(window_end)
-    else:
-        end = window_end_floor(datetime.now(UTC), monitor_params.window_minutes)
-    summary, folder = run_once(
+    summary, folder = run_scheduled(
         log_uri,
-        os.path.join(evaluation.path, "predictions.jsonl"),
+        a.path(evaluation, a.PREDICTIONS),
         reports.path,
-        monitor_params,
-        end,
-        workspace=workspace or None,
-        webhook=webhook_url or None,
+        stage_params("monitor", monitor),
+        stage_params("monitoring", monitoring),
+        window_end,
+        workspace=workspace,
+        webhook=webhook_url,
+        training={"pretrain": pretrain_uri, "finetune": finetune_uri},
     )
-    pages = sorted(Path(folder).glob("*/*/report.html"))
-    parts = ["<!doctype html><html><body>"]
-    for page in pages:
-        parts.append(f"<h1>{page.parent.parent.name}: {page.parent.name}</h1>")
-        src = page.read_text(encoding="utf-8").replace("&", "&amp;").replace('"', "&quot;")
-        parts.append(f'<iframe srcdoc="{src}" style="width:100%;height:900px;border:0"></iframe>')
-    parts.append("</body></html>")
-    Path(report.path).parent.mkdir(parents=True, exist_ok=True)
-    Path(report.path).write_text("\n".join(parts), encoding="utf-8")
-    log_metrics(
-        metrics,
-        {
-            k: v
-            for k, v in summary.items()
-            if k in ("rows", "requests", "alerts", "versions", "training_cost")
-        },
-    )
-    Path(alerts.path).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(folder) / ALERTS_FILE, alerts.path)
-    if fail_on_alert and summary["alerts"]:
-        payload = json.loads(Path(alerts.path).read_text())
-        raise RuntimeError("monitoring alerts: " + "; ".join(a["message"] for a in payload["alerts"]))
+    copy_file(folder / REPORT_HTML, report.path)
+    copy_file(folder / ALERTS_FILE, alerts.path)
+    log_metrics(metrics, headline_metrics(summary))
+    if fail_on_alert:
+        raise_on_alert(folder / ALERTS_FILE)

@@ -1,6 +1,6 @@
 """Cost accounting: what serving a window cost, next to what training the model cost.
 
-Pure functions of counts, seconds and prices (``monitor.prices``), so every figure can be checked
+Pure functions of counts, seconds and prices (``monitoring.prices``), so every figure can be checked
 by hand:
 
 - serving: ``compute_seconds`` is the model's busy time (each text's share of its forward pass,

@@ -1,8 +1,13 @@
 """The continuous monitor: judge one time window of the prediction log; or do so on an interval.
 
-``monitor_window(log_uri, reference, output, params, end=...)`` reads the predictions stamped in
-``[end - window_minutes, end)`` (monitoring.window) with the labels that arrived for them, and for
-each model version found there:
+Two params objects come in: ``drift_params``, the drift thresholds and sampling of the ``monitor``
+section (``llm.drift.DriftParams``, the same values the DAG's monitor stage judges with), and
+``settings``, the ``monitoring`` section (``monitoring.settings.Settings``: window, prediction and
+latency tests, alerts, prices).
+
+``monitor_window(log_uri, reference, output, drift_params, settings, end=...)`` reads the
+predictions stamped in ``[end - window_minutes, end)`` (monitoring.window) with the labels that
+arrived for them, and for each model version found there:
 
 - drift: a seeded sample of at most ``max_rows`` predictions (by hash of request id and item, so
   the sample does not depend on file order) against the reference (evaluate's predictions.jsonl:
@@ -12,19 +17,24 @@ each model version found there:
   ``alerts.min_labels``), with Evidently's classification report;
 - latency: mean, p50/p95/p99 and max over every row, and drift against the previous window of the
   same length (when it has ``min_rows`` rows of the same version);
-- cost: requests, tokens, compute-seconds and USD (monitoring.cost, ``monitor.prices``), next to
-  the training cost read from pretrain's and finetune's metrics.json;
-- alerts against ``monitor.alerts`` (monitoring.alerts).
+- cost: requests, tokens, compute-seconds and USD (monitoring.cost, ``monitoring.prices``), next
+  to the training cost read from pretrain's and finetune's metrics.json;
+- alerts against ``monitoring.alerts`` (monitoring.alerts).
 
 Output folder (written atomically, like every stage's)::
 
     <version>/drift/report.{html,json}    <version>/ops/report.{html,json}
     <version>/quality/report.{html,json}  (when labels arrived, binary models)
     metrics.json   the run summary (below)      alerts.json   monitoring.alerts.alert_payload
+    report.html    every report above on one page (added by ``run_scheduled`` once the folder is in place)
 
 With a workspace, every report is also added as a snapshot to the version's project
 (monitoring.workspace). Counts, latency and cost use every row of the window; only the drift
 tests use the sample.
+
+``run_scheduled`` is the one entry of a run, for ``python -m monitoring`` and the Kubeflow
+component alike: it chooses the window end, runs ``run_once`` into ``output/<window end>/`` and
+adds ``report.html``, every report of the run on one page (the KFP UI's HTML viewer).
 """
 
 from __future__ import annotations
@@ -38,10 +48,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from components.common import artifacts
 from components.common.io import atomic_output_dir, read_json, read_jsonl, write_json
 from components.common.seed import stable_hash
-from components.monitor.params import Params
-from llm.drift import stable_html_ids
+from llm.drift import DriftParams, write_report
 from monitoring.alerts import Alert, alert_payload, check_alerts
 from monitoring.cost import serving_cost, stage_seconds, training_cost
 from monitoring.reports import (
@@ -50,19 +60,25 @@ from monitoring.reports import (
     OPS_COLUMNS,
     PREDICTION,
     SCORE,
+    combined_html,
     read_drift,
     read_latency_drift,
     run_drift_report,
     run_ops_report,
+    run_pages,
     run_quality_report,
     text_frame,
 )
-from monitoring.window import read_window, read_window_with_labels, window_bounds
+from monitoring.settings import Settings
+from monitoring.window import parse_time, read_window, read_window_with_labels, window_bounds
 
 log = logging.getLogger("monitoring")
 
 ALERTS_FILE = "alerts.json"
 METRICS_FILE = "metrics.json"
+REPORT_HTML = "report.html"  # a run's reports on one page (run_scheduled)
+# The summary figures a Kubeflow run shows as metrics (their numeric leaves).
+HEADLINE_KEYS = ("rows", "requests", "alerts", "versions", "training_cost")
 SKIPPED_TOO_FEW_ROWS = "too_few_rows"
 SKIPPED_TOO_FEW_LABELS = "too_few_labels"
 SKIPPED_NO_PREVIOUS = "no_previous_window"
@@ -102,7 +118,7 @@ def sample_index(keys: Sequence[str], max_rows: int, seed: int) -> list[int]:
     return sorted(ranked[:max_rows])
 
 
-def load_reference(path: str | os.PathLike, params: Params) -> Reference:
+def load_reference(path: str | os.PathLike, params: DriftParams) -> Reference:
     """Read, sample (``max_rows``, seeded by id) and describe the reference JSONL
     ({id, text, prediction, score[, label]}); cached per process by path, size and mtime."""
     path = str(path)
@@ -181,26 +197,17 @@ def ops_frame(rows: Any, usd_per_hour: float) -> Any:
     return frame[list(OPS_COLUMNS)].reset_index(drop=True)
 
 
-def write_snapshot(snapshot: Any, folder: Path) -> dict[str, Any]:
-    """report.html (stable ids) and report.json of one snapshot; return the JSON dict."""
-    import json
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "report.html").write_text(
-        stable_html_ids(snapshot.get_html_str(as_iframe=False)), encoding="utf-8"
-    )
-    report = json.loads(snapshot.json())
-    (folder / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return report
-
-
 def training_seconds(stage_dirs: Mapping[str, str | os.PathLike | None]) -> dict[str, float | None]:
-    """``{stage: seconds}`` from each stage folder's metrics.json (None when absent or unrecorded)."""
+    """``{stage: seconds}`` from each stage folder's metrics.json (a local path or fsspec URI; None
+    or "" = not given). None when not given, absent or unrecorded."""
     out: dict[str, float | None] = {}
     for stage, folder in stage_dirs.items():
         metrics = None
-        if folder is not None and Path(folder, "metrics.json").exists():
-            metrics = read_json(Path(folder, "metrics.json"))
+        if folder:
+            try:
+                metrics = read_json(f"{str(folder).rstrip('/')}/{artifacts.METRICS}")
+            except FileNotFoundError:
+                metrics = None
         out[stage] = stage_seconds(metrics)
     return out
 
@@ -210,7 +217,8 @@ def judge_version(
     rows: Any,
     previous: Any | None,
     reference: Reference,
-    params: Params,
+    drift_params: DriftParams,
+    settings: Settings,
     out: Path,
     window: Mapping[str, Any],
     end: datetime,
@@ -227,7 +235,7 @@ def judge_version(
     }
 
     # Drift: a seeded sample against the reference.
-    if len(rows) < params.min_rows:
+    if len(rows) < drift_params.min_rows:
         summary["drift"] = {"drift_detected": None, "skipped": SKIPPED_TOO_FEW_ROWS}
         summary["prediction_drift"] = summary["score_drift"] = {
             "drift_detected": None,
@@ -235,13 +243,14 @@ def judge_version(
         }
     else:
         keys = (rows["request_id"] + ":" + rows["item"].astype(str)).tolist()
-        sample = rows.iloc[sample_index(keys, params.max_rows, params.seed)]
+        sample = rows.iloc[sample_index(keys, drift_params.max_rows, drift_params.seed)]
         current = text_frame(sample["text"].tolist(), sample[PREDICTION].tolist(), sample[SCORE].tolist())
         reference_frame = reference.frame.drop(columns=[LABEL])
         snapshot = run_drift_report(
-            reference_frame, current, params, timestamp=end, tags=["drift"], metadata=meta
+            reference_frame, current, drift_params, settings, timestamp=end, tags=["drift"], metadata=meta
         )
-        summary.update(read_drift(write_snapshot(snapshot, out / version / "drift"), params.drift_share))
+        report = write_report(snapshot, out / version / "drift")
+        summary.update(read_drift(report, drift_params.drift_share))
         summary["drift"]["rows"] = len(sample)
         snapshots["drift"] = snapshot
 
@@ -250,7 +259,7 @@ def judge_version(
     quality = quality_summary(
         labelled[LABEL].astype(str).tolist(),
         labelled[PREDICTION].astype(str).tolist(),
-        params.alerts.min_labels,
+        settings.alerts.min_labels,
     )
     summary["quality"] = quality
     reference_labelled = reference.frame[reference.frame[LABEL].notna()]
@@ -266,17 +275,17 @@ def judge_version(
             log.warning("monitoring: quality report for %s skipped: %s: %s", version, type(exc).__name__, exc)
             snapshot = None
         if snapshot is not None:
-            write_snapshot(snapshot, out / version / "quality")
+            write_report(snapshot, out / version / "quality")
             snapshots["quality"] = snapshot
 
     # Latency and cost over every row; latency drift against the previous window.
     latency = latency_summary(rows[LATENCY].tolist())
-    current_ops = ops_frame(rows, params.prices.serve_usd_per_hour)
+    current_ops = ops_frame(rows, settings.prices.serve_usd_per_hour)
     previous_ops = None
-    if previous is not None and len(previous) >= params.min_rows:
-        previous_ops = ops_frame(previous, params.prices.serve_usd_per_hour)
-    snapshot = run_ops_report(current_ops, previous_ops, params, timestamp=end, tags=["ops"], metadata=meta)
-    report = write_snapshot(snapshot, out / version / "ops")
+    if previous is not None and len(previous) >= drift_params.min_rows:
+        previous_ops = ops_frame(previous, settings.prices.serve_usd_per_hour)
+    snapshot = run_ops_report(current_ops, previous_ops, settings, timestamp=end, tags=["ops"], metadata=meta)
+    report = write_report(snapshot, out / version / "ops")
     snapshots["ops"] = snapshot
     latency["drift"] = (read_latency_drift(report) if previous_ops is not None else None) or {
         "drift_detected": None,
@@ -288,7 +297,7 @@ def judge_version(
         predictions=len(rows),
         tokens=int(rows["tokens"].sum()),
         compute_seconds=float(rows["compute_ms"].sum()) / 1000.0,
-        usd_per_hour=params.prices.serve_usd_per_hour,
+        usd_per_hour=settings.prices.serve_usd_per_hour,
     )
     return summary, snapshots
 
@@ -297,7 +306,8 @@ def monitor_window(
     log_uri: str,
     reference: str | os.PathLike,
     output: str | os.PathLike,
-    params: Params,
+    drift_params: DriftParams,
+    settings: Settings,
     end: datetime,
     *,
     workspace: str | os.PathLike | None = None,
@@ -310,13 +320,13 @@ def monitor_window(
     cost. ``now``: the time up to which labels are read (default: the current time).
     """
     started = time.perf_counter()
-    start, end = window_bounds(end, params.window_minutes)
-    window = {"start": start.isoformat(), "end": end.isoformat(), "minutes": params.window_minutes}
+    start, end = window_bounds(end, settings.window_minutes)
+    window = {"start": start.isoformat(), "end": end.isoformat(), "minutes": settings.window_minutes}
     read = read_window_with_labels(log_uri, start, end, now)
     frame = read.frame
     span = end - start
     previous_frame = read_window(log_uri, start - span, start).frame
-    ref = load_reference(reference, params)
+    ref = load_reference(reference, drift_params)
     versions: dict[str, Any] = {}
     alerts: list[Alert] = []
     snapshots: dict[str, dict[str, Any]] = {}
@@ -325,10 +335,10 @@ def monitor_window(
             rows = frame[frame["model_version"] == version].reset_index(drop=True)
             previous = previous_frame[previous_frame["model_version"] == version]
             summary, snapshots[version] = judge_version(
-                version, rows, previous, ref, params, out, window, end
+                version, rows, previous, ref, drift_params, settings, out, window, end
             )
             versions[version] = summary
-            alerts += check_alerts(summary, params.alerts)
+            alerts += check_alerts(summary, settings.alerts)
         result = {
             "window": window,
             "rows": len(frame),
@@ -336,7 +346,7 @@ def monitor_window(
             "partitions_read": read.partitions,
             "versions": versions,
             "training_cost": training_cost(
-                training_seconds(training or {}), params.prices.train_usd_per_hour
+                training_seconds(training or {}), settings.prices.train_usd_per_hour
             ),
             "alerts": len(alerts),
             "alert_kinds": sorted({a.kind for a in alerts}),
@@ -413,23 +423,106 @@ def run_once(
     log_uri: str,
     reference: str | os.PathLike,
     output_root: str | os.PathLike,
-    params: Params,
+    drift_params: DriftParams,
+    settings: Settings,
     end: datetime,
     *,
     workspace: str | os.PathLike | None = None,
     training: Mapping[str, str | os.PathLike | None] | None = None,
     webhook: str | None = None,
+    now: datetime | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """One run into ``output_root/<window end>``, its alert JSON also copied to
     ``output_root/alerts.json`` (the latest run's), and POSTed to ``webhook`` when it alerts.
+    ``now``: the time up to which labels are read (default: the current time).
     Returns (summary, run folder)."""
     from monitoring.alerts import post_webhook
 
-    folder = run_dir(output_root, window_bounds(end, params.window_minutes)[1])
-    summary = monitor_window(log_uri, reference, folder, params, end, workspace=workspace, training=training)
+    folder = run_dir(output_root, window_bounds(end, settings.window_minutes)[1])
+    summary = monitor_window(
+        log_uri,
+        reference,
+        folder,
+        drift_params,
+        settings,
+        end,
+        workspace=workspace,
+        training=training,
+        now=now,
+    )
     payload = read_json(folder / ALERTS_FILE)
     payload["report"] = str(folder)
     write_json(Path(output_root) / ALERTS_FILE, payload)
     if webhook and payload["alerting"]:
         post_webhook(webhook, payload)
     return summary, folder
+
+
+def window_end_of(
+    window_end: str | datetime | None, minutes: int, aligned: bool, now: datetime | None = None
+) -> datetime:
+    """The end of the window a run judges: ``window_end`` (ISO-8601 text or a datetime; empty or
+    None = ``now``, default the current time), rounded down to a multiple of ``minutes`` since
+    midnight UTC when ``aligned``."""
+    if isinstance(window_end, datetime):
+        end = window_end
+    elif window_end:
+        end = parse_time(window_end)
+    else:
+        end = now if now is not None else datetime.now(UTC)
+    return window_end_floor(end, minutes) if aligned else end
+
+
+def run_scheduled(
+    log_uri: str,
+    reference: str | os.PathLike,
+    output: str | os.PathLike,
+    drift_params: DriftParams,
+    settings: Settings,
+    window_end: str | datetime | None = "",
+    *,
+    aligned: bool = True,
+    workspace: str | os.PathLike | None = None,
+    webhook: str | None = None,
+    training: Mapping[str, str | os.PathLike | None] | None = None,
+    now: datetime | None = None,
+) -> tuple[dict[str, Any], Path]:
+    """One monitor run, as ``python -m monitoring`` and the Kubeflow component make it.
+
+    Chooses the window end (``window_end_of``: ``window_end`` or the run's time, rounded down to
+    a whole window when ``aligned``), judges that window (``run_once``: reports, metrics.json and
+    alerts.json in ``output/<window end>/``, the latest alert JSON in ``output/alerts.json``, the
+    webhook POSTed on an alert) and writes ``report.html`` into the run folder: every report of
+    the run on one page. Empty strings mean "not given" for ``workspace``, ``webhook`` and the
+    ``training`` folders (Kubeflow passes optional strings as ""). ``now``: the run's time
+    (default: the current time). Returns (summary, run folder); ``summary["alerts"]`` counts the
+    alerts (``monitoring.alerts.raise_on_alert`` turns them into an error).
+    """
+    end = window_end_of(window_end, settings.window_minutes, aligned, now)
+    summary, folder = run_once(
+        log_uri,
+        reference,
+        output,
+        drift_params,
+        settings,
+        end,
+        workspace=workspace or None,
+        training=training,
+        webhook=webhook or None,
+        now=now,
+    )
+    combined_html(run_pages(folder), folder / REPORT_HTML)
+    return summary, folder
+
+
+def headline_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures of a run summary a Kubeflow run shows in its Metrics artifact."""
+    return {k: v for k, v in summary.items() if k in HEADLINE_KEYS}
+
+
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy one file of a run folder to an output artifact's path (its folder created)."""
+    import shutil
+
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)

@@ -2,14 +2,17 @@
 
 Three reports per model version and window, declared once here:
 
-- ``drift`` (current window sample vs the reference = evaluation predictions): DataDriftPreset
-  over the text and its descriptors (length, word count, word length, non-letter share,
-  sentiment, OOV share; ``TEXT_DRIFT_COLUMNS``), plus ValueDrift of the predicted label and of
-  the score. The text verdict is Evidently's dataset-drift rule over the text columns (as in the
-  batch monitor stage); the prediction verdict is the ValueDrift test's status.
+- ``drift`` (current window sample vs the reference = evaluation predictions): the floor's drift
+  report (``llm.drift.build_report``, the one the DAG's monitor stage runs) over the text and its
+  descriptors (length, word count, word length, non-letter share, sentiment, OOV share;
+  ``TEXT_DRIFT_COLUMNS``), plus ValueDrift of the predicted label and of the score. The text
+  verdict is ``llm.drift.read_verdict`` over the text columns (the batch stage's rule); the
+  prediction verdict is the ValueDrift test's status. Thresholds: the ``monitor`` section
+  (``DriftParams``) for the text and the score, ``monitoring`` (``Settings``) for the prediction.
 - ``ops`` (every row of the window, vs the previous window when it has enough rows): row count,
   latency mean and quantiles, compute, tokens and cost sums, and ValueDrift of latency. These
   are what the dashboard plots over time.
+  Latency thresholds: ``monitoring.latency_method`` / ``latency_threshold``.
 - ``quality`` (labelled rows vs the labelled reference), for binary models: Evidently's
   ClassificationPreset. Accuracy and macro-F1 themselves are computed by
   ``llm.scoring`` (also for more than two labels).
@@ -22,13 +25,24 @@ case here). Values are read by metric type and column name, never by position.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from llm.drift import TEXT_COLUMN, _evidently, _metric_type
+from llm.drift import (
+    TEXT_COLUMN,
+    DriftParams,
+    _evidently,
+    build_report,
+    metric_type,
+    read_verdict,
+    run_report,
+)
 from llm.text_features import FEATURE_COLUMNS, text_features
 from monitoring.descriptors import DESCRIPTOR_COLUMNS, descriptor_values
+from monitoring.settings import Settings
 
 TEXT_DRIFT_COLUMNS: tuple[str, ...] = (TEXT_COLUMN, *FEATURE_COLUMNS, *DESCRIPTOR_COLUMNS)
 PREDICTION = "prediction"
@@ -54,47 +68,44 @@ def text_frame(texts: Sequence[str], predictions: Sequence[str], scores: Sequenc
     return frame
 
 
-def _drift_definition():
-    evidently = _evidently()
-    return evidently.DataDefinition(
-        text_columns=[TEXT_COLUMN],
-        numerical_columns=[*FEATURE_COLUMNS, *DESCRIPTOR_COLUMNS, SCORE],
-        categorical_columns=[PREDICTION],
-    )
-
-
 def run_drift_report(
-    reference: Any, current: Any, params: Any, timestamp: datetime | None = None, tags=(), metadata=None
+    reference: Any,
+    current: Any,
+    drift_params: DriftParams,
+    settings: Settings,
+    timestamp: datetime | None = None,
+    tags=(),
+    metadata=None,
+    columns: Sequence[str] = TEXT_DRIFT_COLUMNS,
 ):
-    """The drift report of ``current`` against ``reference`` (``text_frame`` frames); a Snapshot."""
-    evidently = _evidently()
-    from evidently.metrics import ValueDrift
-    from evidently.presets import DataDriftPreset
+    """The drift report of ``current`` against ``reference`` (``text_frame`` frames); a Snapshot.
 
-    definition = _drift_definition()
-    report = evidently.Report(
-        [
-            DataDriftPreset(
-                columns=list(TEXT_DRIFT_COLUMNS),
-                text_method=params.text_method,
-                text_threshold=params.text_threshold,
-                num_method=params.num_method,
-                num_threshold=params.num_threshold,
-                drift_share=params.drift_share,
-            ),
+    The floor's drift report over the text ``columns`` (default ``TEXT_DRIFT_COLUMNS``: the text,
+    its features and descriptors), plus ValueDrift of the prediction
+    (``settings.prediction_method``) and of the score (the numeric test of ``drift_params``)."""
+    _evidently()
+    from evidently.metrics import ValueDrift
+
+    report = build_report(
+        drift_params,
+        columns=columns,
+        extra_metrics=[
             ValueDrift(
-                column=PREDICTION, method=params.prediction_method, threshold=params.prediction_threshold
+                column=PREDICTION, method=settings.prediction_method, threshold=settings.prediction_threshold
             ),
-            ValueDrift(column=SCORE, method=params.num_method, threshold=params.num_threshold),
+            ValueDrift(column=SCORE, method=drift_params.num_method, threshold=drift_params.num_threshold),
         ],
         include_tests=True,
     )
-    return report.run(
-        current_data=evidently.Dataset.from_pandas(current, data_definition=definition),
-        reference_data=evidently.Dataset.from_pandas(reference, data_definition=definition),
+    return run_report(
+        report,
+        reference,
+        current,
+        numerical=[*FEATURE_COLUMNS, *DESCRIPTOR_COLUMNS, SCORE],
+        categorical=[PREDICTION],
         timestamp=timestamp,
-        tags=list(tags),
-        metadata=dict(metadata or {}),
+        tags=tags,
+        metadata=metadata,
     )
 
 
@@ -106,7 +117,7 @@ def _value_drift(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """
     out: dict[str, dict[str, Any]] = {}
     for metric in report.get("metrics", []):
-        if _metric_type(metric) == "ValueDrift":
+        if metric_type(metric) == "ValueDrift":
             config = metric["config"]
             out[str(config["column"])] = {
                 "score": float(metric["value"]),
@@ -121,25 +132,21 @@ def _value_drift(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def read_drift(report: Mapping[str, Any], drift_share: float) -> dict[str, Any]:
-    """The text verdict, prediction drift and score drift of a drift report (its JSON dict)."""
-    counts = None
-    for metric in report.get("metrics", []):
-        if _metric_type(metric) == "DriftedColumnsCount":
-            counts = metric["value"]
-    if counts is None:
-        raise KeyError("report has no DriftedColumnsCount metric")
+def read_drift(
+    report: Mapping[str, Any], drift_share: float, columns: Sequence[str] = TEXT_DRIFT_COLUMNS
+) -> dict[str, Any]:
+    """The text verdict (``llm.drift.read_verdict`` over the text ``columns`` the report was built
+    with), prediction drift and score drift of a drift report (its JSON dict)."""
+    verdict = read_verdict(report, drift_share, columns=columns)
     drifts = _value_drift(report)
-    text_scores = {c: drifts[c]["score"] for c in TEXT_DRIFT_COLUMNS if c in drifts}
-    share = float(counts["share"])
     return {
         "drift": {
-            "drift_detected": share >= drift_share,
-            "drift_share": share,
+            "drift_detected": verdict.drift_detected,
+            "drift_share": verdict.drift_share,
             "drift_share_threshold": drift_share,
-            "drifted_columns": int(counts["count"]),
-            "columns": len(text_scores),
-            "scores": dict(sorted(text_scores.items())),
+            "drifted_columns": verdict.drifted_columns,
+            "columns": verdict.columns,
+            "scores": verdict.scores,
         },
         "prediction_drift": drifts[PREDICTION],
         "score_drift": drifts[SCORE],
@@ -147,10 +154,16 @@ def read_drift(report: Mapping[str, Any], drift_share: float) -> dict[str, Any]:
 
 
 def run_ops_report(
-    current: Any, previous: Any | None, params: Any, timestamp: datetime | None = None, tags=(), metadata=None
+    current: Any,
+    previous: Any | None,
+    settings: Settings,
+    timestamp: datetime | None = None,
+    tags=(),
+    metadata=None,
 ):
     """Row count, latency and cost figures of ``current`` (every row of the window, with
-    ``OPS_COLUMNS``); with ``previous`` (the window before), also latency drift."""
+    ``OPS_COLUMNS``); with ``previous`` (the window before), also latency drift
+    (``settings.latency_method`` / ``latency_threshold``)."""
     evidently = _evidently()
     from evidently.metrics import MeanValue, QuantileValue, RowCount, SumValue, ValueDrift
 
@@ -160,7 +173,7 @@ def run_ops_report(
     metrics.append(MeanValue(column="usd_per_1k"))
     if previous is not None:
         metrics.append(
-            ValueDrift(column=LATENCY, method=params.latency_method, threshold=params.latency_threshold)
+            ValueDrift(column=LATENCY, method=settings.latency_method, threshold=settings.latency_threshold)
         )
     definition = evidently.DataDefinition(numerical_columns=list(OPS_COLUMNS))
     report = evidently.Report(metrics, include_tests=previous is not None)
@@ -207,3 +220,17 @@ def run_quality_report(
         tags=list(tags),
         metadata=dict(metadata or {}),
     )
+
+
+def combined_html(pages: Sequence[str | os.PathLike], html_path: str | os.PathLike) -> Path:
+    """One page of a run's reports for the KFP UI's HTML viewer: each ``<version>/<report>/report.html``
+    of ``pages`` in an iframe under the heading ``<version>: <report>``, in the given order."""
+    from components.common.html import write_iframe_page
+
+    paths = [Path(p) for p in pages]
+    return write_iframe_page(((f"{p.parent.parent.name}: {p.parent.name}", p) for p in paths), html_path)
+
+
+def run_pages(folder: str | os.PathLike) -> list[Path]:
+    """Every report page of a run folder (``<version>/<report>/report.html``), sorted."""
+    return sorted(Path(folder).glob("*/*/report.html"))

@@ -1,13 +1,94 @@
-"""Settings of the continuous monitor: the ``monitoring`` section of params.yaml (stdlib only: imported by the
-params loader of every stage)."""
+"""Settings of the continuous monitor: the ``monitoring`` section of params.yaml. Import-light (stdlib,
+the floor's drift types and the params checks): the params loader of every stage imports it.
+
+The drift thresholds are not here: the continuous monitor judges drift with the ``monitor``
+section (``llm.drift.DriftParams``), the same values as the DAG's monitor stage.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
+
+from components.common.params import check_fraction, check_positive
+from llm.drift import NumMethod
 
 SECTION = "monitoring"
+
+# Evidently's tests for the categorical prediction column (label distribution).
+CatMethod = Literal[
+    "jensenshannon", "psi", "chisquare", "z", "kl_div", "TVD", "hellinger", "fisher_exact", "g_test"
+]
+
+
+@dataclass(frozen=True)
+class Alerts:
+    """When a continuous-monitor run alerts (``monitoring.alerts``). Each check needs enough rows:
+    drift and latency need ``monitor.min_rows`` predictions in the window, quality ``min_labels`` labels."""
+
+    data_drift: bool = (
+        True  # alert when the window's texts drift (share of drifted text columns >= drift_share) (flag)
+    )
+    prediction_drift: bool = (
+        True  # alert when the predicted-label distribution drifts (prediction_method/threshold) (flag)
+    )
+    min_accuracy: float = 0.6  # alert when accuracy on labelled predictions is below this (0-1)
+    min_labels: int = 30  # fewest labelled predictions in the window to judge quality (rows)
+    max_latency_p95_ms: float = 2000.0  # alert when the window's p95 server latency is above this (ms)
+    latency_drift: bool = False  # also alert when latency drifts against the previous window (flag)
+    max_usd_per_1k_requests: float = 0.05  # alert when serving cost per 1k requests is above this (USD)
+
+    def __post_init__(self) -> None:
+        check_fraction(f"{SECTION}.alerts", min_accuracy=self.min_accuracy)
+        check_positive(
+            f"{SECTION}.alerts",
+            min_labels=self.min_labels,
+            max_latency_p95_ms=self.max_latency_p95_ms,
+            max_usd_per_1k_requests=self.max_usd_per_1k_requests,
+        )
+
+
+@dataclass(frozen=True)
+class Prices:
+    """Unit prices for the cost figures (``monitoring.prices``)."""
+
+    serve_usd_per_hour: float = 0.10  # price of one hour of model compute while serving (USD per hour)
+    train_usd_per_hour: float = 0.10  # price of one hour of the training machine (USD per hour)
+
+    def __post_init__(self) -> None:
+        for key in ("serve_usd_per_hour", "train_usd_per_hour"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{SECTION}.prices.{key}: must be >= 0, got {getattr(self, key)!r}")
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The ``monitoring`` section of params.yaml."""
+    """The ``monitoring`` section of params.yaml: the window, schedule, prediction and latency
+    tests, alert thresholds and prices of ``python -m monitoring`` and its recurring run."""
+
+    window_minutes: int = (
+        60  # length of the prediction-log window each run judges, ending at the run time (minutes)
+    )
+    schedule_cron: str = "0 0 * * * *"  # Kubeflow recurring-run cron (6 fields, seconds first): hourly (cron)
+    prediction_method: CatMethod = (
+        "jensenshannon"  # Evidently test for the predicted-label distribution (name)
+    )
+    prediction_threshold: float = 0.1  # jensenshannon: distance at which predictions drifted (0-1)
+    latency_method: NumMethod = "wasserstein"  # Evidently test for latency against the previous window (name)
+    latency_threshold: float = (
+        0.5  # wasserstein: distance in previous-window std units at which latency drifted
+    )
+    alerts: Alerts = field(default_factory=Alerts)  # alert thresholds (see Alerts)
+    prices: Prices = field(default_factory=Prices)  # unit prices for cost (see Prices)
+
+    def __post_init__(self) -> None:
+        check_positive(
+            SECTION,
+            window_minutes=self.window_minutes,
+            prediction_threshold=self.prediction_threshold,
+            latency_threshold=self.latency_threshold,
+        )
+        if len(self.schedule_cron.split()) != 6:
+            raise ValueError(
+                f"{SECTION}.schedule_cron: need 6 cron fields (seconds first, as Kubeflow), got {self.schedule_cron!r}"
+            )

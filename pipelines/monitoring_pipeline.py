@@ -2,62 +2,90 @@
 
     python -m pipelines.monitoring_pipeline --params params.yaml --output pipelines/monitoring_pipeline.yaml
 
-compiles it with the ``monitor`` section of params.yaml as the default ``params``; upload the YAML
-and create a recurring run with ``recurring_run_arguments(params)`` (cron ``monitor.schedule_cron``,
-one run at a time, no catch-up), or ``schedule(client, ...)`` with a ``kfp.Client``.
+compiles it with the ``monitor`` section of params.yaml (the drift thresholds, shared with the
+DAG's monitor stage) and the ``monitoring`` section (window, tests, alerts, prices, cron) as the
+default ``monitor`` and ``monitoring`` parameters; upload the YAML and create a recurring run with
+``recurring_run_arguments(settings)`` (cron ``monitoring.schedule_cron``, one run at a time, no
+catch-up), or ``schedule(client, ...)`` with a ``kfp.Client``. (No ``from __future__ import
+annotations`` here: kfp reads the pipeline signature's annotations as types.)
 """
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kfp import compiler, dsl
 
-from components.common.params import load_params, to_dict
+from components.common.params import load_all, load_params, to_dict
 from monitoring.component import monitor_window
 
 PIPELINE_NAME = "llm-monitoring"
 DEFAULT_OUTPUT = "pipelines/monitoring_pipeline.yaml"
-# Where the server's prediction log and the evaluation live on a cluster (override per run).
+# Where the server's prediction log and the DAG's outputs live on a cluster (override per run):
+# evaluate's predictions are the reference; pretrain's and finetune's metrics.json give the
+# training cost.
 DEFAULT_URIS = {
     "log_uri": "s3://llm-data-lake/prediction_log",
     "evaluation_uri": "s3://llm-data-lake/outputs/evaluate",
+    "pretrain_uri": "s3://llm-data-lake/outputs/pretrain",
+    "finetune_uri": "s3://llm-data-lake/outputs/finetune",
 }
 
 
-@dsl.pipeline(
-    name=PIPELINE_NAME, description="One window of the prediction log: drift, quality, latency, cost, alerts."
-)
-def monitoring_pipeline(
-    log_uri: str,
-    evaluation_uri: str,
-    monitor: dict,
-    workspace: str = "",
-    webhook_url: str = "",
-    window_end: str = "",
-):
-    evaluation = dsl.importer(artifact_uri=evaluation_uri, artifact_class=dsl.Dataset, reimport=False)
-    task = monitor_window(
-        log_uri=log_uri,
-        evaluation=evaluation.output,
-        params=monitor,
-        workspace=workspace,
-        webhook_url=webhook_url,
-        window_end=window_end,
+def build_pipeline(image: str) -> Callable:
+    """The pipeline function, its component running in ``image`` (pipelines/cluster.yaml)."""
+    window_op = monitor_window.op(image)
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="One window of the prediction log: drift, quality, latency, cost, alerts.",
     )
-    task.set_caching_options(False)  # every scheduled run must look at the log anew
+    def monitoring_pipeline(
+        log_uri: str,
+        evaluation_uri: str,
+        pretrain_uri: str,
+        finetune_uri: str,
+        monitor: dict,
+        monitoring: dict,
+        workspace: str = "",
+        webhook_url: str = "",
+        window_end: str = "",
+    ):
+        evaluation = dsl.importer(artifact_uri=evaluation_uri, artifact_class=dsl.Dataset, reimport=False)
+        task = window_op(
+            log_uri=log_uri,
+            evaluation=evaluation.output,
+            monitor=monitor,
+            monitoring=monitoring,
+            pretrain_uri=pretrain_uri,
+            finetune_uri=finetune_uri,
+            workspace=workspace,
+            webhook_url=webhook_url,
+            window_end=window_end,
+        )
+        task.set_caching_options(False)  # every scheduled run must look at the log anew
+
+    return monitoring_pipeline
 
 
 def pipeline_arguments(params_path: str | Path, **overrides: Any) -> dict[str, Any]:
-    """Pipeline parameters: the validated ``monitor`` section plus the URIs."""
-    return {**DEFAULT_URIS, "monitor": to_dict(load_params(params_path, "monitor")), **overrides}
-
-
-def recurring_run_arguments(params: Any) -> dict[str, Any]:
-    """Keyword arguments of ``kfp.Client.create_recurring_run`` for the schedule in ``params``
-    (a ``monitor`` Params): cron from ``schedule_cron``; one run at a time; missed runs skipped."""
+    """Pipeline parameters: the validated ``monitor`` and ``monitoring`` sections plus the URIs."""
+    sections = load_all(params_path)
     return {
-        "cron_expression": params.schedule_cron,
+        **DEFAULT_URIS,
+        "monitor": to_dict(sections["monitor"]),
+        "monitoring": to_dict(sections["monitoring"]),
+        **overrides,
+    }
+
+
+def recurring_run_arguments(settings: Any) -> dict[str, Any]:
+    """Keyword arguments of ``kfp.Client.create_recurring_run`` for the schedule in ``settings``
+    (the ``monitoring`` Settings): cron from ``schedule_cron``; one run at a time; missed runs
+    skipped."""
+    return {
+        "cron_expression": settings.schedule_cron,
         "max_concurrency": 1,
         "no_catchup": True,
         "enabled": True,
@@ -66,21 +94,26 @@ def recurring_run_arguments(params: Any) -> dict[str, Any]:
 
 def schedule(client: Any, package_path: str, params_path: str, experiment_id: str, **overrides: Any) -> Any:
     """Create the recurring run on a Kubeflow cluster (``client``: a ``kfp.Client``)."""
-    params = load_params(params_path, "monitor")
+    settings = load_params(params_path, "monitoring")
     return client.create_recurring_run(
         experiment_id=experiment_id,
         job_name=PIPELINE_NAME,
         pipeline_package_path=package_path,
         params=pipeline_arguments(params_path, **overrides),
-        **recurring_run_arguments(params),
+        **recurring_run_arguments(settings),
     )
 
 
 def compile_pipeline(params_path: str | Path, output: str | Path) -> Path:
+    """Compile to ``output`` with the defaults of ``params_path``; same inputs, same bytes."""
+    from pipelines.cluster import load_cluster
+    from pipelines.compile import stabilize
+
+    arguments = pipeline_arguments(params_path)
     compiler.Compiler().compile(
-        monitoring_pipeline, package_path=str(output), pipeline_parameters=pipeline_arguments(params_path)
+        build_pipeline(load_cluster().image), package_path=str(output), pipeline_parameters=arguments
     )
-    return Path(output)
+    return stabilize(output, arguments)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,8 @@ summaries, should). Output folder::
     metrics.json          {"batches": {<batch>: {drift_detected, drift_share, drifted_columns,
                            columns, rows, scores}}, "alerts": <drifted batches>, "reference_rows": n}
 
-The Evidently work lives in ``llm.drift``; this module reads, samples and writes.
+The Evidently work lives in ``llm.drift`` (the report and verdict the continuous monitor shares);
+this module reads, samples and writes.
 """
 
 from __future__ import annotations
@@ -95,13 +96,6 @@ def run(
     if duplicates:
         raise ValueError(f"batches {batches}: two files for batch {duplicates[0]!r}")
 
-    settings = {
-        "text_method": params.text_method,
-        "text_threshold": params.text_threshold,
-        "num_method": params.num_method,
-        "num_threshold": params.num_threshold,
-        "drift_share": params.drift_share,
-    }
     results: dict[str, Any] = {}
     with atomic_output_dir(output) as out:
         for name, file in zip(names, files, strict=True):
@@ -111,7 +105,7 @@ def run(
                 results[name] = {"drift_detected": None, "rows": len(rows), "skipped": SKIPPED_TOO_FEW_ROWS}
                 continue
             texts = sample_texts(rows, params.max_rows, params.seed)
-            snapshot = run_drift(ref_texts, texts, **settings)
+            snapshot = run_drift(ref_texts, texts, params)
             report = write_report(snapshot, out / name)
             verdict = read_verdict(report, params.drift_share)
             results[name] = batch_metrics(verdict, len(texts))

@@ -151,21 +151,11 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
 
 
-def _settings(params: Params) -> dict:
-    return {
-        "text_method": params.text_method,
-        "text_threshold": params.text_threshold,
-        "num_method": params.num_method,
-        "num_threshold": params.num_threshold,
-        "drift_share": params.drift_share,
-    }
-
-
 def test_plots_drift_and_held_out_reviews_do_not(corpus, no_network, tmp_path):
     params = Params()
     reference = corpus["reviews"][:800]
-    same = run_drift(reference, corpus["reviews"][800:1100], **_settings(params))
-    shifted = run_drift(reference, corpus["plots"][:300], **_settings(params))
+    same = run_drift(reference, corpus["reviews"][800:1100], params)
+    shifted = run_drift(reference, corpus["plots"][:300], params)
 
     report = write_report(same, tmp_path / "same")
     assert report == json.loads((tmp_path / "same" / "report.json").read_text())
@@ -216,9 +206,7 @@ def test_a_different_vocabulary_drifts_on_text_alone(no_network):
     def texts(words, n):
         return [" ".join(rng.choice(words) for _ in range(rng.randint(8, 14))) + "." for _ in range(n)]
 
-    verdict = read_verdict(
-        run_drift(texts(films, 300), texts(ships, 200), **_settings(Params())).dict(), drift_share=0.2
-    )
+    verdict = read_verdict(run_drift(texts(films, 300), texts(ships, 200), Params()).dict(), drift_share=0.2)
     assert verdict.scores["text"] > 0.9
     assert verdict.drifted_columns >= 1 and verdict.drift_detected
 

@@ -2,7 +2,10 @@
 held-out reviews raises no alert and a window of plot summaries raises a drift alert (CLI exit
 status and alert JSON); quality, latency and cost alerts follow the params thresholds and prices;
 snapshots land in the Evidently workspace; NLTK descriptors work offline; the webhook posts the
-alert JSON; the Kubeflow pipeline compiles with the cron from params."""
+alert JSON; ``run_scheduled``, the one entry of the CLI and the Kubeflow component, writes the run's
+page and alert JSON and fails on an alert; the DAG's monitor stage and the continuous monitor give
+the same text-drift verdict through the floor's drift report; the Kubeflow pipeline compiles with
+the cron from params."""
 
 from __future__ import annotations
 
@@ -21,12 +24,23 @@ import pytest
 
 from components.common.io import write_jsonl
 from components.common.params import ParamsError, from_dict
-from components.monitor.params import Params
+from llm.drift import DriftParams
 from monitoring.__main__ import main
-from monitoring.alerts import Alert, alert_payload, check_alerts, post_webhook
+from monitoring.alerts import Alert, alert_payload, check_alerts, post_webhook, raise_on_alert
 from monitoring.cost import serving_cost, stage_seconds, training_cost
 from monitoring.descriptors import oov_share, sentiment, words_of
-from monitoring.loop import latency_summary, monitor_window, run_forever, sample_index, window_end_floor
+from monitoring.loop import (
+    ALERTS_FILE,
+    REPORT_HTML,
+    latency_summary,
+    monitor_window,
+    run_forever,
+    run_scheduled,
+    sample_index,
+    window_end_floor,
+    window_end_of,
+)
+from monitoring.settings import Settings
 from monitoring.window import attach_labels, parse_time, partition_dates, read_window, window_bounds
 from serving.prediction_log import LABELS, PREDICTIONS, PredictionLog
 from tests.task_fixtures import write_params
@@ -84,6 +98,14 @@ def test_window_bounds_and_partition_days():
     assert parse_time("2026-05-01T14:00:00+02:00") == datetime(2026, 5, 1, 12, tzinfo=UTC)
     assert window_end_floor(datetime(2026, 5, 1, 12, 47, 3, tzinfo=UTC), 15) == datetime(
         2026, 5, 1, 12, 45, tzinfo=UTC
+    )
+    # A run's window end: the one given, or the run's time; rounded down when aligned.
+    now = datetime(2026, 5, 1, 12, 47, 3, tzinfo=UTC)
+    assert window_end_of("", 15, aligned=True, now=now) == datetime(2026, 5, 1, 12, 45, tzinfo=UTC)
+    assert window_end_of(None, 15, aligned=False, now=now) == now
+    assert window_end_of("2026-05-01T11:50:00Z", 60, aligned=True) == datetime(2026, 5, 1, 11, tzinfo=UTC)
+    assert window_end_of("2026-05-01T11:50:00Z", 60, aligned=False) == datetime(
+        2026, 5, 1, 11, 50, tzinfo=UTC
     )
 
 
@@ -204,7 +226,7 @@ def _summary(**overrides) -> dict:
 
 
 def test_alerts_follow_the_thresholds():
-    thresholds = Params().alerts
+    thresholds = Settings().alerts
     assert check_alerts(_summary(), thresholds) == []
     drifted = _summary(
         drift={
@@ -223,7 +245,7 @@ def test_alerts_follow_the_thresholds():
     )
     kinds = [a.kind for a in check_alerts(drifted, thresholds)]
     assert kinds == ["data_drift", "quality", "latency", "cost"]  # latency drift alerts only when asked
-    strict = from_dict(type(thresholds), {"latency_drift": True, "data_drift": False}, "monitor.alerts")
+    strict = from_dict(type(thresholds), {"latency_drift": True, "data_drift": False}, "monitoring.alerts")
     assert [a.kind for a in check_alerts(drifted, strict)] == ["quality", "latency", "latency_drift", "cost"]
     skipped = _summary(quality={"labelled": 3, "accuracy": None, "skipped": "too_few_labels"})
     assert check_alerts(skipped, thresholds) == []
@@ -238,15 +260,21 @@ def test_alerts_follow_the_thresholds():
     }
 
 
-def test_monitor_params_are_checked():
-    with pytest.raises(ParamsError, match=r"^monitor\.alerts\.min_accuracy: must be within \[0, 1\]"):
-        from_dict(Params, {"alerts": {"min_accuracy": 2}}, "monitor")
-    with pytest.raises(ParamsError, match=r"^monitor\.prices\.serve_usd_per_hour: must be >= 0"):
-        from_dict(Params, {"prices": {"serve_usd_per_hour": -1}}, "monitor")
-    with pytest.raises(ParamsError, match=r"^monitor\.schedule_cron: need 6 cron fields"):
-        from_dict(Params, {"schedule_cron": "0 * * * *"}, "monitor")
-    with pytest.raises(ParamsError, match=r"^monitor\.alerts\.max_p95: unknown key"):
-        from_dict(Params, {"alerts": {"max_p95": 3}}, "monitor")
+def test_monitoring_settings_are_checked():
+    assert from_dict(Settings, {}, "monitoring") == Settings()
+    with pytest.raises(ParamsError, match=r"^monitoring\.alerts\.min_accuracy: must be within \[0, 1\]"):
+        from_dict(Settings, {"alerts": {"min_accuracy": 2}}, "monitoring")
+    with pytest.raises(ParamsError, match=r"^monitoring\.prices\.serve_usd_per_hour: must be >= 0"):
+        from_dict(Settings, {"prices": {"serve_usd_per_hour": -1}}, "monitoring")
+    with pytest.raises(ParamsError, match=r"^monitoring\.schedule_cron: need 6 cron fields"):
+        from_dict(Settings, {"schedule_cron": "0 * * * *"}, "monitoring")
+    with pytest.raises(ParamsError, match=r"^monitoring\.alerts\.max_p95: unknown key"):
+        from_dict(Settings, {"alerts": {"max_p95": 3}}, "monitoring")
+    with pytest.raises(ParamsError, match=r"^monitoring\.window_minutes: must be > 0"):
+        from_dict(Settings, {"window_minutes": 0}, "monitoring")
+    # The drift thresholds stay in the monitor section (DriftParams), not here.
+    with pytest.raises(ParamsError, match=r"^monitoring\.drift_share: unknown key"):
+        from_dict(Settings, {"drift_share": 0.5}, "monitoring")
 
 
 def test_webhook_posts_the_alert_json_and_survives_a_dead_endpoint():
@@ -431,6 +459,7 @@ def test_held_out_reviews_raise_no_alert_and_plot_summaries_do(scenario, tmp_pat
     for report in ("drift", "ops", "quality"):
         assert (run / VERSION / report / "report.json").exists()
         assert "<html" in (run / VERSION / report / "report.html").read_text()[:2000].lower()
+    assert (run / REPORT_HTML).read_text().count("<iframe") == 3  # the three, on one page
 
     assert _cli(scenario, "2026-05-01T12:00:00Z", out, params) == 1
     run = out / "20260501T120000Z"
@@ -457,19 +486,20 @@ def test_held_out_reviews_raise_no_alert_and_plot_summaries_do(scenario, tmp_pat
 
 
 def test_quality_latency_and_cost_alerts_follow_params(scenario, tmp_path):
-    params = from_dict(
-        Params,
+    settings = from_dict(
+        Settings,
         {
             "alerts": {"min_accuracy": 0.9, "max_latency_p95_ms": 10.0, "max_usd_per_1k_requests": 0.01},
             "prices": {"serve_usd_per_hour": 100.0},
         },
-        "monitor",
+        "monitoring",
     )
     summary = monitor_window(
         scenario["log"],
         scenario["reference"],
         tmp_path / "run",
-        params,
+        DriftParams(),
+        settings,
         T0 + timedelta(hours=1),
         now=T0 + timedelta(hours=3),
     )
@@ -486,7 +516,8 @@ def test_quality_latency_and_cost_alerts_follow_params(scenario, tmp_path):
         scenario["log"],
         scenario["reference"],
         tmp_path / "early",
-        params,
+        DriftParams(),
+        settings,
         T0 + timedelta(hours=1),
         now=T0 + timedelta(hours=1),
     )
@@ -502,10 +533,17 @@ def test_an_empty_window_is_not_an_alert(scenario, tmp_path):
     assert not (tmp_path / "out" / "workspace").exists()
 
 
-def test_bad_monitor_params_exit_2(scenario, tmp_path, capsys):
-    params = write_params(tmp_path / "params.yaml", monitor={"window_minutes": 0})
+@pytest.mark.parametrize(
+    ("sections", "message"),
+    [
+        ({"monitoring": {"window_minutes": 0}}, "monitoring.window_minutes: must be > 0"),
+        ({"monitor": {"drift_share": 0}}, "monitor.drift_share: must be > 0"),
+    ],
+)
+def test_bad_monitor_params_exit_2(scenario, tmp_path, capsys, sections, message):
+    params = write_params(tmp_path / "params.yaml", **sections)
     assert _cli(scenario, "2026-05-01T11:00:00Z", tmp_path / "out", params) == 2
-    assert "monitor.window_minutes: must be > 0" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
@@ -520,14 +558,21 @@ def test_monitoring_pipeline_compiles_with_the_cron_from_params(tmp_path):
     from pipelines.monitoring_pipeline import compile_pipeline, recurring_run_arguments
     from pipelines.monitoring_pipeline import schedule as schedule_run
 
-    params = write_params(tmp_path / "params.yaml", monitor={"schedule_cron": "0 */15 * * * *"})
+    params = write_params(
+        tmp_path / "params.yaml", monitor={"drift_share": 0.4}, monitoring={"schedule_cron": "0 */15 * * * *"}
+    )
     path = compile_pipeline(params, tmp_path / "monitoring.yaml")
     spec = yaml.safe_load(path.read_text())
     assert spec["pipelineInfo"]["name"] == "llm-monitoring"
     assert "monitor-window" in spec["root"]["dag"]["tasks"]
-    defaults = spec["root"]["inputDefinitions"]["parameters"]["monitor"]["defaultValue"]
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    defaults = inputs["monitoring"]["defaultValue"]
     assert defaults["schedule_cron"] == "0 */15 * * * *"
-    schedule = recurring_run_arguments(from_dict(Params, defaults, "monitor", struct_numbers=True))
+    drift = from_dict(DriftParams, inputs["monitor"]["defaultValue"], "monitor", struct_numbers=True)
+    assert drift == DriftParams(drift_share=0.4)  # the drift thresholds, from the monitor section
+    assert inputs["pretrain_uri"]["defaultValue"].startswith("s3://")  # training cost on the cluster
+    assert inputs["finetune_uri"]["defaultValue"].startswith("s3://")
+    schedule = recurring_run_arguments(from_dict(Settings, defaults, "monitoring", struct_numbers=True))
     assert schedule == {
         "cron_expression": "0 */15 * * * *",
         "max_concurrency": 1,
@@ -544,39 +589,144 @@ def test_monitoring_pipeline_compiles_with_the_cron_from_params(tmp_path):
     assert schedule_run(client, str(path), str(params), "exp-1", log_uri="s3://lake/log") == "run"
     assert client.kwargs["cron_expression"] == "0 */15 * * * *" and client.kwargs["experiment_id"] == "exp-1"
     assert client.kwargs["params"]["log_uri"] == "s3://lake/log"
-    assert client.kwargs["params"]["monitor"]["schedule_cron"] == "0 */15 * * * *"
+    assert client.kwargs["params"]["monitoring"]["schedule_cron"] == "0 */15 * * * *"
+    assert client.kwargs["params"]["monitor"]["drift_share"] == 0.4
 
 
 def test_kubeflow_component_runs_the_same_monitor_locally(scenario, tmp_path):
-    """The recurring run's component under kfp.local: same code, alert JSON as an artifact."""
+    """The recurring run's component under kfp.local: same code, alert JSON as an artifact, the
+    training cost from the pretrain folder it is given."""
     import shutil
 
     from kfp import dsl, local
 
     from components.common.params import to_dict
     from monitoring.component import monitor_window as monitor_component
+    from pipelines.cluster import load_cluster
 
     evaluation = tmp_path / "evaluation"
     evaluation.mkdir()
     shutil.copyfile(scenario["reference"], evaluation / "predictions.jsonl")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    component = monitor_component.op(load_cluster().image)
 
-    def one_window(monitor: dict):
+    def one_window(monitor: dict, monitoring: dict):
         imported = dsl.importer(artifact_uri=str(evaluation), artifact_class=dsl.Dataset)
-        monitor_component(
+        component(
             log_uri=scenario["log"],
             evaluation=imported.output,
-            params=monitor,
+            monitor=monitor,
+            monitoring=monitoring,
+            pretrain_uri=scenario["pretrain"],
             window_end="2026-05-01T12:00:00Z",
             fail_on_alert=False,
         )
 
-    one_window.__annotations__ = {"monitor": dict}  # this module's annotations are strings (PEP 563)
+    # this module's annotations are strings (PEP 563)
+    one_window.__annotations__ = {"monitor": dict, "monitoring": dict}
     one_window = dsl.pipeline(one_window)
 
-    one_window(monitor=to_dict(Params()))
+    one_window(monitor=to_dict(DriftParams()), monitoring=to_dict(Settings()))
     (alerts,) = (tmp_path / "root").glob("*/monitor-window/alerts")
     payload = json.loads(alerts.read_text())
     assert payload["alerting"] is True and "data_drift" in [a["kind"] for a in payload["alerts"]]
     (page,) = (tmp_path / "root").glob("*/monitor-window/report")
     assert page.read_text().count("<iframe") == 2  # the drift and ops reports of the one version
+    (metrics,) = (tmp_path / "root").glob("*/monitor-window/reports/20260501T120000Z/metrics.json")
+    training = json.loads(metrics.read_text())["training_cost"]
+    assert training["pretrain_seconds"] == 180.0 and training["stages_missing"] == ["finetune"]
+
+
+def test_run_scheduled_writes_the_page_and_alerts_and_fails_on_an_alert(scenario, tmp_path):
+    """The one entry of a run (CLI and Kubeflow component): the window ends at the run's time
+    rounded down to a whole window; the run folder gets every report on one page and the alert
+    JSON; an alerting run raises with the alert messages, a quiet one does not."""
+    summary, folder = run_scheduled(
+        scenario["log"],
+        scenario["reference"],
+        tmp_path / "out",
+        DriftParams(),
+        Settings(),
+        now=datetime(2026, 5, 1, 12, 17, tzinfo=UTC),
+        workspace="",  # Kubeflow's "not given"
+        webhook="",
+        training={"pretrain": scenario["pretrain"], "finetune": ""},
+    )
+    assert folder == tmp_path / "out" / "20260501T120000Z"
+    assert summary["window"]["end"] == "2026-05-01T12:00:00+00:00"
+    assert summary["training_cost"]["pretrain_seconds"] == 180.0
+    assert summary["training_cost"]["stages_missing"] == ["finetune"]
+    assert not (tmp_path / "out" / "workspace").exists()
+
+    page = (folder / REPORT_HTML).read_text()
+    assert page.count("<iframe") == 2
+    assert page.index(f"<h1>{VERSION}: drift</h1>") < page.index(f"<h1>{VERSION}: ops</h1>")
+    drift_page = (folder / VERSION / "drift" / "report.html").read_text()
+    assert drift_page.replace("&", "&amp;").replace('"', "&quot;") in page  # the report, quoted for srcdoc
+
+    payload = json.loads((folder / ALERTS_FILE).read_text())
+    assert payload["alerting"] is True and payload["count"] == summary["alerts"] > 0
+    assert json.loads((tmp_path / "out" / ALERTS_FILE).read_text())["report"] == str(folder)
+    messages = "; ".join(a["message"] for a in payload["alerts"])
+    with pytest.raises(RuntimeError, match=r"^monitoring alerts: text drift: ") as raised:
+        raise_on_alert(folder / ALERTS_FILE)
+    assert str(raised.value) == f"monitoring alerts: {messages}"
+    raise_on_alert(alert_payload([], summary["window"]))  # a quiet run raises nothing
+
+
+# --- one drift code path: the DAG's monitor stage and the continuous monitor ---------------------
+
+
+def test_the_monitor_stage_and_the_continuous_monitor_agree_on_text_drift(tmp_path):
+    """Same reference and current texts, same columns (the text and its features): the stage's
+    verdict (components.monitor.core.run) and the continuous monitor's drift report
+    (monitoring.reports, with its prediction and score metrics on top) are equal, because both
+    are the floor's report read by the floor's verdict; the monitor's extra descriptor columns do
+    not change the shared columns' scores."""
+    from components.monitor.core import run as run_stage
+    from llm.drift import DRIFT_COLUMNS, write_report
+    from monitoring.reports import TEXT_DRIFT_COLUMNS, read_drift, run_drift_report, text_frame
+
+    df = pd.read_csv(RAW, usecols=["category", "text"]).dropna().sample(frac=1.0, random_state=2)
+    df = df[df["text"].str.strip() != ""]
+    reviews = df.loc[df["category"] != "plot", "text"].tolist()
+    plots = df.loc[df["category"] == "plot", "text"].tolist()
+    reference, batches = reviews[:200], {"reviews": reviews[200:350], "plots": plots[:150]}
+    write_jsonl(tmp_path / "predictions.jsonl", ({"id": f"r{i}", "text": t} for i, t in enumerate(reference)))
+    for name, texts in batches.items():
+        write_jsonl(
+            tmp_path / "batches" / f"{name}.jsonl",
+            ({"id": f"{name}{i}", "text": t} for i, t in enumerate(texts)),
+        )
+    drift = DriftParams()
+    stage = run_stage(tmp_path / "predictions.jsonl", tmp_path / "batches", str(tmp_path / "stage"), drift)
+
+    def frame(texts):
+        labelled = [rule_model(t) for t in texts]
+        return text_frame(texts, [p for p, _ in labelled], [s for _, s in labelled])
+
+    for name, texts in batches.items():
+        snapshot = run_drift_report(frame(reference), frame(texts), drift, Settings(), columns=DRIFT_COLUMNS)
+        monitor = read_drift(
+            write_report(snapshot, tmp_path / "monitor" / name), drift.drift_share, DRIFT_COLUMNS
+        )
+        verdict = stage["batches"][name]
+        assert monitor["drift"]["drift_detected"] is verdict["drift_detected"]
+        assert (monitor["drift"]["drifted_columns"], monitor["drift"]["columns"]) == (
+            verdict["drifted_columns"],
+            verdict["columns"],
+        )
+        assert monitor["drift"]["drift_share"] == pytest.approx(verdict["drift_share"], abs=1e-6)
+        assert monitor["drift"]["scores"] == pytest.approx(verdict["scores"], abs=1e-6)
+        assert set(verdict["scores"]) == set(DRIFT_COLUMNS)
+        assert monitor["prediction_drift"]["score"] is not None  # the monitor's own metrics ride along
+    assert stage["batches"]["plots"]["drift_detected"] and not stage["batches"]["reviews"]["drift_detected"]
+
+    # The continuous monitor's full report (with the NLTK descriptors): the shared columns score the same.
+    full = read_drift(
+        run_drift_report(frame(reference), frame(batches["plots"]), drift, Settings()).dict(),
+        drift.drift_share,
+    )
+    assert set(full["drift"]["scores"]) == set(TEXT_DRIFT_COLUMNS)
+    shared = {c: full["drift"]["scores"][c] for c in DRIFT_COLUMNS}
+    assert shared == pytest.approx(stage["batches"]["plots"]["scores"], abs=1e-6)

@@ -101,3 +101,29 @@ def test_server_keys_belong_to_the_serving_section(tmp_path):
     with pytest.raises(ParamsError, match=r"^serving\.max_text_chars: must be > 0, got 0$"):
         load_all(_write(tmp_path, raw))
     assert load_all("params.yaml")["serving"].max_text_chars == 5000
+
+
+def test_drift_thresholds_in_monitor_and_the_continuous_monitor_keys_in_monitoring(tmp_path):
+    # The drift thresholds are defined once in the floor (llm.drift.DriftParams): the monitor stage's
+    # params, which the continuous monitor judges with too; what only the continuous monitor uses
+    # (window, schedule, prediction/latency tests, alerts, prices) is in its own section.
+    from llm.drift import DriftParams
+    from monitoring.settings import Settings
+
+    params = load_all("params.yaml")
+    assert type(params["monitor"]) is DriftParams and type(params["monitoring"]) is Settings
+    assert params["monitoring"].window_minutes == 60 and params["monitor"].drift_share == 0.5
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["monitor"]["window_minutes"] = 60
+    with pytest.raises(
+        ParamsError, match=r"^monitor\.window_minutes: unknown key \(known keys: drift_share, "
+    ):
+        load_all(_write(tmp_path, raw))
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["monitoring"]["window_minutes"] = 0
+    with pytest.raises(ParamsError, match=r"^monitoring\.window_minutes: must be > 0, got 0$"):
+        load_all(_write(tmp_path, raw))
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["monitoring"]["drift_share"] = 0.5
+    with pytest.raises(ParamsError, match=r"^monitoring\.drift_share: unknown key"):
+        load_all(_write(tmp_path, raw))
