@@ -122,11 +122,12 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
-    from components.monitor.params import Params
+    from llm.drift import DriftParams
     from monitoring.loop import monitor_window
+    from monitoring.settings import Settings
     from monitoring.window import read_window_with_labels, window_bounds
 
-    params = Params()
+    drift_params, settings = DriftParams(), Settings()
     print(
         f"bench: {args.rows} predictions in the window ; {os.cpu_count()} cores ; load average {os.getloadavg()[0]:.1f}"
     )
@@ -140,7 +141,7 @@ def main() -> int:
 
         started = time.perf_counter()
         read = read_window_with_labels(
-            str(root / "log"), *window_bounds(END, params.window_minutes), now=END + timedelta(hours=1)
+            str(root / "log"), *window_bounds(END, settings.window_minutes), now=END + timedelta(hours=1)
         )
         read_s = time.perf_counter() - started
         print(
@@ -154,7 +155,8 @@ def main() -> int:
                 str(root / "log"),
                 root / "predictions.jsonl",
                 root / f"out-{name}",
-                params,
+                drift_params,
+                settings,
                 END,
                 workspace=root / "workspace",
                 now=END + timedelta(hours=1),

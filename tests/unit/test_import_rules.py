@@ -52,7 +52,9 @@ def owner(name: str) -> str:
     ``llm.gpt.model`` -> ``llm``; ``serving.app`` -> ``serving``."""
     parts = name.split(".")
     if parts[0] == "components" and len(parts) > 1:
-        return "common" if parts[1] == "common" else f"stage:{parts[1]}" if parts[1] in STAGES else "components"
+        return (
+            "common" if parts[1] == "common" else f"stage:{parts[1]}" if parts[1] in STAGES else "components"
+        )
     return parts[0]
 
 
