@@ -276,6 +276,35 @@ def save_checkpoint(model, directory: str | os.PathLike) -> None:
     use_in_process_write_queue()
     Path(directory).mkdir(parents=True, exist_ok=True)
     dist_checkpointing.save(fp32_sharded_state_dict(model), str(directory))
+    drop_save_identity(directory)
+
+
+def drop_save_identity(directory: str | os.PathLike) -> None:
+    """Remove where and when a checkpoint was saved from its ``.metadata``, so equal weights give
+    equal bytes (DVC hashes outputs by content; the parity test compares them).
+
+    torch.distributed.checkpoint records a ``StorageMeta`` there: ``checkpoint_id`` (the folder's
+    path on the saving machine) and ``save_id`` (a random uuid). Loading needs neither (the reader
+    makes a fresh one when it is None). Only the writer of ``.metadata`` (global rank 0) rewrites it.
+    """
+    import pickle
+
+    import torch.distributed as dist
+
+    if dist.is_initialized() and dist.get_rank() != 0:
+        return
+    path = Path(directory) / ".metadata"
+    if not path.exists():
+        return
+    with open(path, "rb") as f:
+        metadata = pickle.load(f)
+    if getattr(metadata, "storage_meta", None) is None:
+        return
+    metadata.storage_meta = None
+    tmp = path.with_name(".metadata.tmp")
+    with open(tmp, "wb") as f:
+        pickle.dump(metadata, f)
+    os.replace(tmp, path)
 
 
 def load_checkpoint(model, directory: str | os.PathLike) -> None:

@@ -97,6 +97,19 @@ def test_attention_is_causal(runtime):
     assert not torch.allclose(a[:, 8:], b[:, 8:])
 
 
+def test_the_same_weights_save_to_the_same_bytes_wherever_saved(runtime, tmp_path):
+    # DVC caches the checkpoint by content: no path or random save id may enter its files.
+    model = build_gpt(SHAPE)
+    save_checkpoint(model, tmp_path / "a" / "checkpoint")
+    save_checkpoint(model, tmp_path / "elsewhere" / "b")
+    a, b = tmp_path / "a" / "checkpoint", tmp_path / "elsewhere" / "b"
+    names = sorted(p.name for p in a.iterdir())
+    assert ".metadata" in names and names == sorted(p.name for p in b.iterdir())
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert str(tmp_path).encode() not in (a / ".metadata").read_bytes()
+
+
 def test_checkpoint_round_trip_is_bit_exact(runtime, tmp_path):
     model = build_gpt(SHAPE)
     save_checkpoint(model, tmp_path / "checkpoint")
