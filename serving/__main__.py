@@ -56,7 +56,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m serving") -> 
     from serving.prediction_log import PredictionLog
 
     model = load_model(args.model, batch_size=params.eval_batch_size, cpu_threads=params.cpu_threads)
-    prediction_log = PredictionLog(args.log, params.log_flush_rows, params.log_flush_seconds)
+    prediction_log = PredictionLog(
+        args.log,
+        params.log_flush_rows,
+        params.log_flush_seconds,
+        feedback_window_requests=params.feedback_window_requests,
+    )
     app = create_app(model, params, prediction_log)
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

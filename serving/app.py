@@ -4,19 +4,24 @@ Endpoints:
 
 - ``POST /predict``: ``{"text": "..."}`` -> ``{"request_id", "model_version", "label", "score"}``;
   ``{"texts": [...]}`` -> ``{"request_id", "model_version", "predictions": [{"label", "score"}]}``.
-  The request id is the client's ``X-Request-ID`` header when given, else a new one; it comes
-  back in the body and the header, and keys the prediction-log rows (with ``item``, the text's
-  position).
+  The request id keys the prediction-log rows (with ``item``, the text's position).
 - ``POST /feedback``: late ground truth, ``{"request_id", "label"[, "item"]}`` or a list of them;
-  written to the labels log, joined to predictions by the monitor (202).
+  written to the labels log, joined to predictions by the monitor (202, with ``accepted`` and
+  ``repeats``: labels equal to one already given, not written again). An id this process did not
+  answer among its newest ``serving.feedback_window_requests`` requests, or an item it did not
+  have, is 404; a label contradicting the one given before is 409 (prediction_log.ServedRequests).
 - ``GET /healthz``: ``{"status": "ok", "model_version", "labels"}``.
 - ``GET /metrics``: Prometheus text: requests by endpoint and status, latency histogram, errors,
   predictions by label, tokens, compute seconds, micro-batch sizes, log rows pending.
 
 Every response, errors included, carries the model version (``X-Model-Version`` header, and
-``model_version`` in JSON bodies). Client mistakes get a 4xx with a message (serving.validation);
-a 500 means a bug. On shutdown (SIGTERM included: uvicorn drains in-flight requests first) the
-batcher finishes its queue and the log writes every buffered row.
+``model_version`` in JSON bodies) and a request id (``X-Request-ID`` header, and ``request_id`` in
+JSON bodies): the client's ``X-Request-ID`` when it is valid, else one the server makes (a POST
+with an invalid one is refused with 422, under the new id). Client mistakes get a 4xx with
+``error`` (a message), whatever the body (serving.validation), and one log line with the request
+id and the reason, no traceback; a 500 means a bug (logged with its traceback). On shutdown
+(SIGTERM included: uvicorn drains in-flight requests first) the batcher finishes its queue and the
+log writes every buffered row.
 """
 
 from __future__ import annotations
@@ -33,12 +38,21 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from llm.served import ServedModel
 from serving.batcher import MicroBatcher
-from serving.prediction_log import PredictionLog, to_utc
+from serving.prediction_log import ConflictingLabel, PredictionLog, UnknownRequest, to_utc
 from serving.settings import Settings
-from serving.validation import RequestError, check_request_id, parse_feedback, parse_json, parse_predict
+from serving.validation import (
+    REQUEST_ID,
+    REQUEST_ID_RULE,
+    RequestError,
+    check_content_type,
+    parse_feedback,
+    parse_json,
+    parse_predict,
+)
 
 log = logging.getLogger("serving")
 
@@ -102,8 +116,19 @@ class ServerMetrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
+def _request_id(scope: dict) -> tuple[str, bool]:
+    """The client's ``X-Request-ID`` if valid, else a new id; and whether the client sent a bad one."""
+    given = next((v for k, v in scope.get("headers", ()) if k == b"x-request-id"), None)
+    if given is not None:
+        value = given.decode("latin-1")
+        if REQUEST_ID.fullmatch(value):
+            return value, False
+    return uuid.uuid4().hex, given is not None
+
+
 class Observability:
-    """ASGI middleware: the model-version header on every response, and request metrics."""
+    """ASGI middleware: a request id for every request (``request.state.request_id``; the
+    ``X-Request-ID`` header of every response), the model-version header, and request metrics."""
 
     def __init__(self, app: Any, version: str, metrics: ServerMetrics):
         self.app = app
@@ -116,12 +141,17 @@ class Observability:
             return
         started = time.perf_counter()
         status = 500
+        request_id, bad_id = _request_id(scope)
+        state = scope.setdefault("state", {})
+        state["request_id"], state["bad_request_id"] = request_id, bad_id
 
         async def send_with_version(message: dict) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message).append("x-model-version", self.version)
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("x-model-version", self.version)
+                headers.setdefault("x-request-id", request_id)
             await send(message)
 
         try:
@@ -136,14 +166,18 @@ class Observability:
 async def read_body(request: Any, max_bytes: int) -> bytes:
     """The request body, refusing (413) more than ``max_bytes`` before reading it all."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise RequestError(413, f"request body is {declared} bytes, over the limit of {max_bytes}")
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > max_bytes):
+        shown = declared if len(declared) <= 18 else f"{len(declared)}-digit"
+        raise RequestError(413, f"request body is {shown} bytes, over the limit of {max_bytes}")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise RequestError(413, f"request body is over the limit of {max_bytes} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise RequestError(413, f"request body is over the limit of {max_bytes} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise RequestError(400, f"client disconnected after {size} bytes of the body") from None
     return b"".join(chunks)
 
 
@@ -187,33 +221,62 @@ def create_app(
     app.state.prediction_log = prediction_log
     app.add_middleware(Observability, version=version, metrics=metrics)
 
-    def error(status: int, message: str, request_id: str | None = None) -> JSONResponse:
-        body = {"error": message, "model_version": version}
-        if request_id is not None:
-            body["request_id"] = request_id
-        return JSONResponse(body, status_code=status)
+    def error(request: Request, status: int, message: str) -> JSONResponse:
+        # The headers are set here too: a 500 is answered outside the Observability middleware.
+        request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")  # never a lone surrogate
+        return JSONResponse(
+            {"error": message, "request_id": request_id, "model_version": version},
+            status_code=status,
+            headers={"x-request-id": request_id, "x-model-version": version},
+        )
+
+    def client_error(request: Request, status: int, message: str) -> JSONResponse:
+        response = error(request, status, message)
+        # One line per refused request, no traceback: a client's mistake is not the server's.
+        log.info(
+            "serving: %s %s -> %d (request %s): %s",
+            request.method,
+            request.url.path,
+            status,
+            response.headers["x-request-id"],
+            message,
+        )
+        return response
 
     @app.exception_handler(RequestError)
     async def on_request_error(request: Request, exc: RequestError) -> JSONResponse:
-        return error(exc.status, exc.message, getattr(request.state, "request_id", None))
+        return client_error(request, exc.status, exc.message)
 
     @app.exception_handler(HTTPException)
     async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return error(exc.status_code, str(exc.detail))
+        return client_error(request, exc.status_code, str(exc.detail))
 
     @app.exception_handler(Exception)
     async def on_bug(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("serving: %s %s failed", request.method, request.url.path)
-        return error(500, f"internal error: {type(exc).__name__}")
+        log.exception(
+            "serving: %s %s failed (request %s)",
+            request.method,
+            request.url.path,
+            getattr(request.state, "request_id", None),
+        )
+        return error(request, 500, f"internal error: {type(exc).__name__}")
+
+    async def read_json(request: Request) -> tuple[str, Any]:
+        """The request id and the JSON body of a POST, or a RequestError (4xx)."""
+        request_id = request.state.request_id
+        if request.state.bad_request_id:
+            raise RequestError(422, f"X-Request-ID: {REQUEST_ID_RULE}")
+        check_content_type(request.headers.get("content-type"))
+        body = await read_body(request, params.max_body_bytes)
+        return request_id, parse_json(body, params.max_body_bytes, params.max_json_depth)
 
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:
         received = clock()
         started = time.perf_counter()
-        request_id = check_request_id(request.headers.get("x-request-id")) or uuid.uuid4().hex
-        request.state.request_id = request_id
-        body = await read_body(request, params.max_body_bytes)
-        parsed = parse_predict(parse_json(body, params.max_body_bytes), params)
+        request_id, payload = await read_json(request)
+        parsed = parse_predict(payload, params)
         result = await batcher.submit(parsed.texts)
         latency_ms = (time.perf_counter() - started) * 1000.0
         out = result.predictions
@@ -235,6 +298,7 @@ def create_app(
                 zip(parsed.texts, out.labels, out.scores, out.tokens, strict=True)
             )
         )
+        prediction_log.served.add(request_id, len(parsed.texts))
         for label in out.labels:
             metrics.predictions.labels(label).inc()
         metrics.tokens.inc(sum(out.tokens))
@@ -245,17 +309,29 @@ def create_app(
             body_out["predictions"] = [
                 {"label": lab, "score": s} for lab, s in zip(out.labels, out.scores, strict=True)
             ]
-        return JSONResponse(body_out, headers={"x-request-id": request_id})
+        return JSONResponse(body_out)
 
     @app.post("/feedback", status_code=202)
     async def feedback(request: Request) -> JSONResponse:
         received = to_utc(clock())
-        body = await read_body(request, params.max_body_bytes)
-        items = parse_feedback(parse_json(body, params.max_body_bytes), model.labels, params.max_batch_texts)
-        prediction_log.labels.append(
-            {"request_id": f.request_id, "item": f.item, "ts": received, "label": f.label} for f in items
+        request_id, payload = await read_json(request)
+        items = parse_feedback(payload, model.labels, params.max_batch_texts)
+
+        def write(new: list) -> None:
+            prediction_log.labels.append(
+                {"request_id": f.request_id, "item": f.item, "ts": received, "label": f.label} for f in new
+            )
+
+        try:
+            repeats = prediction_log.served.accept(items, write)
+        except UnknownRequest as exc:
+            raise RequestError(404, str(exc)) from None
+        except ConflictingLabel as exc:
+            raise RequestError(409, str(exc)) from None
+        return JSONResponse(
+            {"accepted": len(items), "repeats": repeats, "request_id": request_id, "model_version": version},
+            status_code=202,
         )
-        return JSONResponse({"accepted": len(items), "model_version": version}, status_code=202)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

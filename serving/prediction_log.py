@@ -12,6 +12,10 @@ waiting, every ``flush_seconds`` (a background thread), and on ``close()``. A lo
 written under a dot-name and renamed into place, so readers (which skip dot files) never see a
 half-written part; an object store's put is atomic by itself. A failed write keeps the rows in
 the buffer for the next try: a row leaves memory only once it is on storage.
+
+The Parquet files are for readers (the monitor); the server itself does not read them back. What
+it knows of the requests it answered, for ``/feedback``, is ``ServedRequests``: the ids of the
+newest ``serving.feedback_window_requests`` requests, held in memory (see its docstring).
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("serving.log")
 
@@ -213,13 +218,131 @@ class ParquetLog:
         self.flush()
 
 
-class PredictionLog:
-    """The two logs of one server: predictions and late labels, under one URI."""
+class UnknownRequest(LookupError):
+    """Feedback for a request id (or an item of it) that ``ServedRequests`` does not hold."""
 
-    def __init__(self, uri: str, flush_rows: int = 2000, flush_seconds: float = 5.0, background: bool = True):
+
+class ConflictingLabel(ValueError):
+    """Feedback whose label contradicts the label already given to that request id and item."""
+
+
+class LabelItem(Protocol):
+    """One label for one text of one answered request (serving.validation.Feedback)."""
+
+    request_id: str
+    item: int
+    label: str
+
+
+class ServedRequests:
+    """The ids of the newest ``capacity`` requests this process answered, and the labels given to them.
+
+    ``add(request_id, texts)`` is called once a request is answered (its rows are in the log
+    buffer). ``accept(labels, write)`` checks a batch of feedback against what is held: every label
+    must name an id held here and an item below that request's text count, else UnknownRequest
+    (404); a label that differs from one already given to that id and item, or from another in the
+    same batch, is a ConflictingLabel (409). A label equal to the one given before is a repeat: it
+    is accepted and not written again. The batch is all or nothing: on an error nothing is
+    written or remembered; otherwise ``write`` gets the new labels, and only once it has returned
+    are they remembered (a failed write can be retried).
+
+    Bound: at most ``capacity`` ids (each with at most its text count of labels) are held, in
+    memory only (about 250 bytes per id: some 25 MB at the default 100,000): when a new request
+    pushes the count over, the oldest id is forgotten with its labels. Feedback for an id older than the newest ``capacity`` requests, like feedback for an
+    id never served, or served by another replica or before a restart, gets 404: the server
+    cannot tell these apart, and the message says so. Any id answered by this process among its
+    newest ``capacity`` requests is always found. An id a client reuses (``X-Request-ID``) counts
+    as its newest use, with the larger text count; the labels it had are kept. Thread-safe.
+    """
+
+    def __init__(self, capacity: int):
+        if capacity <= 0:
+            raise ValueError(f"capacity must be > 0, got {capacity!r}")
+        self.capacity = capacity
+        # request id -> [texts in the request, {item: label} or None until the first label]
+        self._held: OrderedDict[str, list[Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.forgotten = 0  # ids dropped for the bound, over this process's lifetime
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._held)
+
+    def __contains__(self, request_id: object) -> bool:
+        with self._lock:
+            return request_id in self._held
+
+    def add(self, request_id: str, texts: int) -> None:
+        """Remember an answered request of ``texts`` texts (items 0 to texts - 1)."""
+        with self._lock:
+            entry = self._held.pop(request_id, None)
+            if entry is not None:
+                entry[0] = max(entry[0], texts)
+            self._held[request_id] = entry or [texts, None]
+            while len(self._held) > self.capacity:
+                self._held.popitem(last=False)
+                self.forgotten += 1
+
+    def label(self, request_id: str, item: int = 0) -> str | None:
+        """The label given to that text, None if none was (or the id is not held)."""
+        with self._lock:
+            entry = self._held.get(request_id)
+            return None if entry is None or entry[1] is None else entry[1].get(item)
+
+    def accept(self, labels: Sequence[LabelItem], write: Callable[[list[LabelItem]], None]) -> int:
+        """Check ``labels`` (see the class docstring), ``write`` the new ones, remember them;
+        return how many were repeats (accepted, not written)."""
+        with self._lock:
+            new: dict[tuple[str, int], LabelItem] = {}
+            repeats = 0
+            for f in labels:
+                entry = self._held.get(f.request_id)
+                if entry is None:
+                    raise UnknownRequest(
+                        f"unknown request id {f.request_id!r}: not among the newest {self.capacity} requests "
+                        "this server process answered (never served here, or older)"
+                    )
+                if f.item >= entry[0]:
+                    raise UnknownRequest(
+                        f"request {f.request_id!r} had {entry[0]} text(s); there is no item {f.item}"
+                    )
+                key = (f.request_id, f.item)
+                before = new[key].label if key in new else (entry[1] or {}).get(f.item)
+                if before is None:
+                    new[key] = f
+                elif before == f.label:
+                    repeats += 1
+                else:
+                    when = "earlier in this batch" if key in new else "already"
+                    raise ConflictingLabel(
+                        f"request {f.request_id!r} item {f.item} is labelled {before!r} {when}, not {f.label!r}"
+                    )
+            if new:
+                write(list(new.values()))
+            for (request_id, item), f in new.items():
+                entry = self._held[request_id]
+                if entry[1] is None:
+                    entry[1] = {}
+                entry[1][item] = f.label
+            return repeats
+
+
+class PredictionLog:
+    """The two logs of one server: predictions and late labels, under one URI; and the ids of the
+    newest ``feedback_window_requests`` requests answered (``served``), for the label checks."""
+
+    def __init__(
+        self,
+        uri: str,
+        flush_rows: int = 2000,
+        flush_seconds: float = 5.0,
+        background: bool = True,
+        feedback_window_requests: int = 100_000,
+    ):
         self.uri = str(uri).rstrip("/")
         self.predictions = ParquetLog(self.uri, PREDICTIONS, flush_rows, flush_seconds, background)
         self.labels = ParquetLog(self.uri, LABELS, flush_rows, flush_seconds, background)
+        self.served = ServedRequests(feedback_window_requests)
 
     def flush(self) -> None:
         self.predictions.flush()

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from components.common.params import check_positive
 
 SECTION = "serving"
+MIN_JSON_DEPTH = 2  # the requests the server takes nest this deep
+MAX_JSON_DEPTH = 256  # well below Python's recursion limit, which the JSON parser spends
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,7 @@ class Settings:
     max_text_chars: int = 5000  # longest text accepted; longer ones get 413 (characters)
     max_batch_texts: int = 64  # most texts in one POST /predict; more get 413 (texts)
     max_body_bytes: int = 1_000_000  # largest request body read; larger ones get 413 (bytes)
+    max_json_depth: int = 32  # deepest nesting of JSON arrays/objects in a body; deeper ones get 400 (levels)
     micro_batch_texts: int = 64  # most texts the server groups into one forward pass (texts)
     micro_batch_wait_ms: float = 2.0  # how long a forward pass waits for more requests to group (ms)
     eval_batch_size: int = 64  # texts per forward pass inside one group (examples)
@@ -25,6 +28,7 @@ class Settings:
     log_flush_rows: int = 2000  # buffered prediction-log rows that trigger a Parquet write (rows)
     log_flush_seconds: float = 5.0  # longest a logged row waits in memory before it is written (seconds)
     shutdown_timeout_s: float = 30.0  # on SIGTERM, longest wait for in-flight requests before exit (seconds)
+    feedback_window_requests: int = 100_000  # newest answered requests whose ids /feedback knows (requests)
 
     def __post_init__(self) -> None:
         check_positive(
@@ -37,7 +41,15 @@ class Settings:
             log_flush_rows=self.log_flush_rows,
             log_flush_seconds=self.log_flush_seconds,
             shutdown_timeout_s=self.shutdown_timeout_s,
+            feedback_window_requests=self.feedback_window_requests,
         )
+        # Our bodies nest 2 deep ({"texts": [...]}, [{feedback}, ...]); Python's JSON parser recurses
+        # once per level, so a bound near the interpreter's recursion limit (1000) would not protect it.
+        if not MIN_JSON_DEPTH <= self.max_json_depth <= MAX_JSON_DEPTH:
+            raise ValueError(
+                f"{SECTION}.max_json_depth: must be within [{MIN_JSON_DEPTH}, {MAX_JSON_DEPTH}], "
+                f"got {self.max_json_depth!r}"
+            )
         if self.micro_batch_wait_ms < 0 or self.cpu_threads < 0:
             key = "micro_batch_wait_ms" if self.micro_batch_wait_ms < 0 else "cpu_threads"
             raise ValueError(f"{SECTION}.{key}: must be >= 0, got {getattr(self, key)!r}")

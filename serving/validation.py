@@ -3,23 +3,49 @@
 Every bad request is a ``RequestError`` with an HTTP status in the 4xx range and a message that
 says what is wrong, so the server never answers a client's mistake with a 500:
 
-- 400: the body is not JSON;
+- 400: the body is not JSON: empty, not UTF-8 (or starting with a byte order mark: RFC 8259 says
+  networked JSON is UTF-8 without one), not parseable, ``NaN``/``Infinity``, a key twice in one
+  object, nested deeper than ``serving.max_json_depth``, or a number over ``MAX_NUMBER_CHARS``;
+- 404 / 409 (the app, on ``/feedback``): a request id the server does not hold, a label that
+  contradicts the one already given;
 - 413: the body, a text or the batch is over its params limit (``serving`` section);
-- 422: the JSON has the wrong shape or types, an empty text, text that is not valid Unicode,
+- 415: a content type other than JSON;
+- 422: the JSON has the wrong shape or types, an empty text or one with nothing visible in it
+  (only whitespace or control characters), a NUL character, text that is not valid Unicode,
   a bad request id, or a label the model does not know.
+
+The JSON checks run before (depth) or inside (numbers, keys) the parser, so a hostile body never
+reaches Python's recursion limit or its 4,300-digit limit on ``int()``: both would be a 500.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 from serving.settings import Settings
 
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # whole string (fullmatch): no trailing newline
+REQUEST_ID_RULE = "a request id must be 1-128 characters of A-Z a-z 0-9 . _ : -"
+# Longest number literal accepted (characters). Our only number is an item index; Python's int()
+# refuses more than 4,300 digits with a ValueError, and converting long digit strings is superlinear.
+MAX_NUMBER_CHARS = 100
+MAX_SHOWN_CHARS = 60  # longest client value quoted back in an error message (characters)
+
+# A JSON string literal (escapes included), or an unterminated one up to the end of the body: every
+# quote starts a match, so removing them all is one linear pass, whatever the body.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*\\?(?:"|\Z)', re.S)
+_OPEN_CLOSE = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 / -1 as signed bytes
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[{]}")
+# Characters that show nothing: controls, format characters (zero-width, BOM), separators.
+_INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+_JSON_TYPES = ("application/json",)
 
 
 class RequestError(Exception):
@@ -44,15 +70,94 @@ class Feedback:
     label: str
 
 
-def parse_json(body: bytes, max_bytes: int) -> Any:
+def shown(value: Any) -> str:
+    """``repr(value)``, cut to ``MAX_SHOWN_CHARS`` (error messages never echo a huge value)."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 3] + "..."
+
+
+def json_depth(body: bytes) -> int:
+    """Deepest nesting of arrays/objects in ``body`` (0 for a scalar), brackets in strings ignored.
+
+    Linear in the body and never recursive; meant to run before the parser on bytes that may not
+    even be JSON (for those it measures the bracket nesting outside anything quoted).
+    """
+    steps = _STRING.sub(b"", body).translate(_OPEN_CLOSE, _NOT_BRACKET)
+    return max(accumulate(array("b", steps)), default=0)
+
+
+def _number(kind: type) -> Any:
+    def parse(literal: str) -> Any:
+        if len(literal) > MAX_NUMBER_CHARS:
+            raise RequestError(
+                400,
+                f"request body has a number of {len(literal)} characters, over the limit of {MAX_NUMBER_CHARS}",
+            )
+        return kind(literal)
+
+    return parse
+
+
+def _no_constants(name: str) -> Any:
+    raise RequestError(400, f"request body is not valid JSON: {name} is not a JSON value")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise RequestError(400, f"request body has the key {shown(key)} twice in one object")
+            seen.add(key)
+    return out
+
+
+def check_content_type(value: str | None) -> None:
+    """JSON or nothing (a client that sends no content type is taken at its body's word); 415 else."""
+    if value is None:
+        return
+    media, *options = (part.strip().lower() for part in value.split(";"))
+    if media not in _JSON_TYPES and not (media.startswith("application/") and media.endswith("+json")):
+        raise RequestError(415, f"content-type must be application/json, got {shown(value)}")
+    for option in options:
+        name, _, charset = option.partition("=")
+        if name.strip() == "charset" and charset.strip().strip('"') not in ("utf-8", "utf8"):
+            raise RequestError(415, f"request body must be UTF-8, content-type says {shown(value)}")
+
+
+def parse_json(body: bytes, max_bytes: int, max_depth: int = Settings.max_json_depth) -> Any:
+    """The JSON value of ``body``, or a RequestError (400, or 413 over ``max_bytes``).
+
+    ``max_depth``: deepest nesting of arrays and objects accepted (levels); checked before parsing.
+    """
     if len(body) > max_bytes:
         raise RequestError(413, f"request body is {len(body)} bytes, over the limit of {max_bytes}")
-    if not body.strip():
-        raise RequestError(400, "request body is empty; send JSON")
+    if body.startswith(b"\xef\xbb\xbf"):
+        raise RequestError(400, "request body starts with a byte order mark; send UTF-8 without one")
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(
+            400, f"request body is not valid UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        ) from None
+    if not text.strip():
+        raise RequestError(400, "request body is empty; send JSON")
+    # Cheap first: a body with few brackets cannot nest deeper than their count.
+    if body.count(b"[") + body.count(b"{") > max_depth and (depth := json_depth(body)) > max_depth:
+        raise RequestError(400, f"request body nests {depth} levels deep, over the limit of {max_depth}")
+    try:
+        return json.loads(
+            text,
+            parse_int=_number(int),
+            parse_float=_number(float),
+            parse_constant=_no_constants,
+            object_pairs_hook=_unique_keys,
+        )
+    except json.JSONDecodeError as exc:
         raise RequestError(400, f"request body is not valid JSON: {exc}") from None
+    except RecursionError:  # cannot happen under max_depth; kept so that it never becomes a 500
+        raise RequestError(400, "request body nests too deep") from None
 
 
 def _check_keys(payload: Any, allowed: set[str], what: str) -> dict[str, Any]:
@@ -60,24 +165,33 @@ def _check_keys(payload: Any, allowed: set[str], what: str) -> dict[str, Any]:
         raise RequestError(422, f"{what} must be a JSON object, got {type(payload).__name__}")
     unknown = sorted(set(payload) - allowed)
     if unknown:
-        raise RequestError(422, f"unknown field {unknown[0]!r} (fields: {', '.join(sorted(allowed))})")
+        raise RequestError(422, f"unknown field {shown(unknown[0])} (fields: {', '.join(sorted(allowed))})")
     return payload
 
 
 def check_text(text: Any, where: str, params: Settings) -> str:
-    """The text itself, or a RequestError saying why it cannot be served."""
+    """The text itself, or a RequestError naming ``where`` and saying why it cannot be served.
+
+    Refused (422): empty or whitespace only; nothing visible (only control, format or separator
+    characters, such as a run of NULs); any NUL (no natural text has one, and it truncates text in
+    C-string tools downstream of the log); lone surrogates. Over ``max_text_chars``: 413.
+    """
     if not isinstance(text, str):
         raise RequestError(422, f"{where} must be a string, got {type(text).__name__}")
-    if not text.strip():
-        raise RequestError(422, f"{where} is empty")
     if len(text) > params.max_text_chars:
         raise RequestError(
             413, f"{where} has {len(text)} characters, over the limit of {params.max_text_chars}"
         )
+    if not text.strip():
+        raise RequestError(422, f"{where} is empty")
     try:
         text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates from JSON escapes such as "\ud800"
-        raise RequestError(422, f"{where} is not valid Unicode (lone surrogate)") from None
+    except UnicodeEncodeError as exc:  # lone surrogates from JSON escapes such as "\ud800"
+        raise RequestError(422, f"{where} is not valid Unicode (lone surrogate at {exc.start})") from None
+    if all(unicodedata.category(c) in _INVISIBLE for c in text):
+        raise RequestError(422, f"{where} has nothing visible (only whitespace or control characters)")
+    if "\0" in text:
+        raise RequestError(422, f"{where} contains a NUL character (at {text.index(chr(0))})")
     return text
 
 
@@ -99,8 +213,8 @@ def parse_predict(payload: Any, params: Settings) -> PredictRequest:
 
 
 def check_request_id(value: str | None) -> str | None:
-    if value is not None and not REQUEST_ID.match(value):
-        raise RequestError(422, "request id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+    if value is not None and not REQUEST_ID.fullmatch(value):
+        raise RequestError(422, REQUEST_ID_RULE)
     return value
 
 
@@ -116,11 +230,11 @@ def parse_feedback(payload: Any, labels: Sequence[str], max_items: int) -> list[
         where = f"labels[{i}]" if isinstance(payload, list) else "body"
         record = _check_keys(raw, {"request_id", "item", "label"}, where)
         request_id, label, item = record.get("request_id"), record.get("label"), record.get("item", 0)
-        if not isinstance(request_id, str) or not REQUEST_ID.match(request_id):
+        if not isinstance(request_id, str) or not REQUEST_ID.fullmatch(request_id):
             raise RequestError(422, f"{where}.request_id must be a request id string")
         if not isinstance(item, int) or isinstance(item, bool) or item < 0:
             raise RequestError(422, f"{where}.item must be an integer >= 0")
         if label not in labels:
-            raise RequestError(422, f"{where}.label must be one of {list(labels)}, got {label!r}")
+            raise RequestError(422, f"{where}.label must be one of {list(labels)}, got {shown(label)}")
         out.append(Feedback(request_id, item, label))
     return out

@@ -1,5 +1,6 @@
 """serving CLI: ``python -m serving`` as a real process on loopback; N requests give N log rows
-after SIGTERM (the rows were still buffered when the signal came); a bad params file exits 2."""
+after SIGTERM (the rows were still buffered when the signal came); a hostile body is one log line
+with its request id, no traceback; a bad params file exits 2."""
 
 from __future__ import annotations
 
@@ -62,6 +63,16 @@ def test_sigterm_flushes_every_logged_request(model_dir, tmp_path):
                 assert response.status_code == 200
                 ids.append(response.json()["request_id"])
             assert client.post("/predict", json={"text": ""}).status_code == 422
+            deep = client.post(
+                "/predict",
+                content=b"[" * 300_000 + b"]" * 300_000,
+                headers={"content-type": "application/json"},
+            )
+            assert deep.status_code == 400 and deep.json()["request_id"] == deep.headers["x-request-id"]
+            unknown = client.post("/feedback", json={"request_id": "never-served", "label": "positive"})
+            assert unknown.status_code == 404
+            labelled = client.post("/feedback", json={"request_id": ids[0], "label": "positive"})
+            assert labelled.status_code == 202
             pending = [
                 line
                 for line in client.get("/metrics").text.splitlines()
@@ -78,6 +89,9 @@ def test_sigterm_flushes_every_logged_request(model_dir, tmp_path):
     # uvicorn drains, runs the shutdown (the log flush), then re-raises the signal: exit by SIGTERM.
     assert proc.returncode in (0, -signal.SIGTERM), output[-3000:]
     assert "Application shutdown complete" in output
+    assert "Traceback" not in output
+    [line] = [x for x in output.splitlines() if deep.headers["x-request-id"] in x]
+    assert "POST /predict -> 400" in line and "levels deep" in line
     frame = read_window(
         str(log_uri), datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
     ).frame
