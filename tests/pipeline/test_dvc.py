@@ -123,3 +123,27 @@ def test_lineage_files_do_not_depend_on_where_the_project_lives(dvc_project: Pat
     dataset = json.loads(produced["clone-a"][0])
     assert sorted(dataset["files"]) == ["data/raw/news_articles.csv", "data/raw/rotten_tomatoes.csv.bz2"]
     assert str(tmp_path) not in produced["clone-a"][1].decode()
+
+
+def test_a_bad_parameter_under_plain_dvc_repro_leaves_every_output_intact(dvc_project: Path):
+    """`dvc repro` itself (not `make run`, which validates first) with `finetune.lr: fast`: the
+    stage refuses the value and DVC has deleted nothing (outputs are persist: true)."""
+    dvc(dvc_project, "repro")
+    outputs = dvc_project / "outputs"
+    before = {str(p): p.read_bytes() for p in outputs.rglob("*") if p.is_file()}
+    assert any(p.endswith("finetune/metrics.json") for p in before)
+    params_file = dvc_project / "params.yaml"
+    original = params_file.read_text()
+    raw = yaml.safe_load(original)
+    raw["finetune"]["lr"] = "fast"
+    params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    try:
+        result = dvc(dvc_project, "repro", check=False)
+        assert result.returncode != 0
+        assert "finetune.lr: expected float, got str 'fast'" in result.stdout + result.stderr
+        after = {str(p): p.read_bytes() for p in outputs.rglob("*") if p.is_file()}
+        assert after.keys() == before.keys()
+        assert [p for p in before if after[p] != before[p]] == []
+    finally:
+        params_file.write_text(original)
+    assert ran_stages(dvc(dvc_project, "repro").stdout) == []  # nothing to redo: dvc.lock still holds

@@ -82,7 +82,9 @@ KFP_OUTPUT = {
     "monitor": "reports",
 }
 # Wall-clock figures: the only values allowed to differ between two runs of the same inputs.
-WALL_CLOCK = re.compile(r"seconds|hours|_s$|_ms$|per_s|latency|throughput|mfu|tokens_per|flops|cost|usd|elapsed")
+WALL_CLOCK = re.compile(
+    r"seconds|hours|_s$|/s$|_ms$|per_s|latency|throughput|mfu|tokens_per|flops|cost|usd|elapsed"
+)
 # Files that hold wall-clock figures next to deterministic ones; compared without those figures.
 TIMED_FILES = {
     "evaluate": {"models.json", "table.md"},
