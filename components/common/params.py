@@ -148,16 +148,26 @@ def to_dict(params: Any) -> dict[str, Any]:
     return dataclasses.asdict(params)
 
 
+def yaml_error(exc: yaml.YAMLError) -> str:
+    """One line for a YAML syntax error: where (line and column, 1-based) and what. The caller
+    prefixes the file name."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"not valid YAML: {where}{problem}" + (f" ({context})" if context else "")
+
+
 def read_params_file(path: str | Path) -> dict[str, Any]:
     """Read params.yaml and check its sections: every stage and service present, nothing else."""
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
-        raise ParamsError(f"{path}: params file not found") from None
+        raise ParamsError("params file not found") from None
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ParamsError(yaml_error(exc)) from None
     if not isinstance(raw, dict):
-        raise ParamsError(f"{path}: expected a mapping of stage sections")
+        raise ParamsError("expected a mapping of stage sections")
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ParamsError(f"{unknown[0]}: unknown section (sections are {', '.join(SECTIONS)})")
