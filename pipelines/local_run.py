@@ -29,12 +29,20 @@ def run_local(
     from pipelines.llm_pipeline import build_pipeline
 
     root = Path(root).resolve()
-    # State that outlives a run (on a cluster: the PVC) goes in ROOT/_state, made before the
-    # listing below so the run's own folder is the only new one.
-    state = root / "_state"
-    state.mkdir(parents=True, exist_ok=True)
+    # State that outlives a run (on a cluster: the PVC) goes in ROOT/_state, and kfp.local's
+    # workspace in ROOT/_workspace (not the system temp folder, where kfp would leave a
+    # kfp-workspace-* folder behind on every run); both made before the listing below, so the
+    # run's own folder is the only new one.
+    state, workspace = root / "_state", root / "_workspace"
+    for folder in (state, workspace):
+        folder.mkdir(parents=True, exist_ok=True)
     before = set(root.iterdir())
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(root),
+        workspace_root=str(workspace),
+        raise_on_error=True,
+    )
     args = pipeline_arguments(
         params_path,
         news_uri=str(Path(news).resolve()),

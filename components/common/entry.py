@@ -9,13 +9,18 @@ own argument styles (argparse flags, KFP artifacts) into that call.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
+import shutil
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
+from components.common.io import is_remote
 from components.common.params import from_dict, load_params, params_class
 
 log = logging.getLogger("stage")
@@ -51,6 +56,29 @@ def stage_params(stage: str, params: str | os.PathLike | Mapping[str, Any]) -> A
     return load_params(params, stage)
 
 
+@contextlib.contextmanager
+def stage_tmpdir(stage: str, output: str | os.PathLike | None) -> Iterator[Path]:
+    """A temporary folder for everything the stage and its helpers (Beam's runner, torchrun's
+    workers, checkpoint writers) put in the system temp folder: made beside the output (so on the
+    same disk as it, and inside the project under `dvc repro`), set as TMPDIR for this process and
+    its children, and removed afterwards, whatever happened. A remote output gets one under
+    ``.cache/tmp`` in the working folder."""
+    base = Path(".cache/tmp") if output is None or is_remote(output) else Path(output).parent
+    base.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".tmp-{stage}-", dir=base)).resolve()
+    saved_env, saved_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = tempfile.tempdir = str(folder)
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = saved_tempdir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_stage(stage: str, params: str | os.PathLike | Mapping[str, Any], **arguments: Any) -> dict[str, Any]:
     """Validate ``params``, set up the process, run ``components.<stage>.core.run``; return its metrics.
 
@@ -68,4 +96,5 @@ def run_stage(stage: str, params: str | os.PathLike | Mapping[str, Any], **argum
         prepare()
     arguments = {k: (None if v == "" else v) for k, v in arguments.items()}
     log.info("%s: %s", stage, ", ".join(f"{k}={v}" for k, v in arguments.items() if v is not None))
-    return core.run(params=typed, **arguments)
+    with stage_tmpdir(stage, arguments.get("output")):
+        return core.run(params=typed, **arguments)

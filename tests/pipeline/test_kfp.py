@@ -6,6 +6,7 @@ from __future__ import annotations
 import filecmp
 import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -149,12 +150,15 @@ def test_kfp_local_run_matches_the_dvc_run(dvc_project: Path, tmp_path: Path):
     # Other tests rerun stages of the shared project with changed params and put them back: make
     # sure its outputs are those of its params (restored from DVC's run cache, nothing retrained).
     dvc(dvc_project, "repro")
+    system_tmp = Path(tempfile.gettempdir())
+    workspaces_before = set(system_tmp.glob("kfp-workspace-*"))
     run_dir = run_local(
         TINY_PARAMS,
         tmp_path / "kfp",
         news=str(ROOT / "data/raw/news_articles.csv"),
         reviews=str(ROOT / "data/raw/rotten_tomatoes.csv.bz2"),
     )
+    assert set(system_tmp.glob("kfp-workspace-*")) == workspaces_before  # kfp.local's stays in ROOT
     dvc_out = dvc_project / "outputs"
     compared = {
         stage: assert_same_outputs(stage, dvc_out / stage, run_dir / stage / KFP_OUTPUT[stage])
