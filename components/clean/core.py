@@ -3,7 +3,9 @@
 Steps (Beam transforms over the pure rules in ``filters``, ``quality``, ``outliers``, ``dedup``,
 ``pii``; the first rule that fires names the reason):
 1. read every non-blank line of the input (a JSONL file, or every *.jsonl[.gz] under a folder) as
-   bytes, with its location ``file:line``;
+   bytes, with its location ``file:line`` (``readers``); bad input (a file that is not JSONL, a
+   truncated or corrupt shard, a run that keeps nothing) fails the run with ``InputError`` unless
+   ``params.on_bad_input`` is ``quarantine`` (see ``run``);
 2. parse: bad lines are *rejected* (``too_large``, ``invalid_utf8``, ``invalid_json``,
    ``missing_text`` ...), a second record with a taken id as ``duplicate_id`` (the first by file,
    line is kept);
@@ -22,11 +24,12 @@ Outputs (through ``atomic_output_dir``; every file sorted, so reruns are byte-id
   ``params.num_shards`` shards, each sorted by id; ``meta.clean`` holds the document's signals
   (language, quality signals and features, dedup cluster and size, PII counts, repairs);
 - ``dropped/<reason>.jsonl`` (``a:b`` -> ``dropped/a/b.jsonl``): dropped records with ``reason``;
-- ``rejected/rejected.jsonl``: ``{location, reason, line | id}`` sorted by location;
+- ``rejected/rejected.jsonl``: ``{location, reason, line | id | error}`` sorted by location;
 - ``report.json``: ``{input, kept, dropped: {reason: n}, rejected: {reason: n}, ...}`` where
   ``input == kept + sum(dropped) + sum(rejected)`` (checked; the stage fails otherwise), plus PII
-  counts, boilerplate lines, outlier limits, dedup clusters, decontamination, label conflicts and
-  the Beam counters; ``report.md``: the same for a person, with sample documents per reason;
+  counts, boilerplate lines, outlier limits, dedup clusters, decontamination, label conflicts,
+  the input ``files`` (read, skipped as unsupported, unreadable from a line on) and the Beam
+  counters; ``report.md``: the same for a person, with sample documents per reason;
 - ``metrics.json``: the counts plus kept fraction, characters and documents per source.
 
 The runner comes from ``params.runner`` and ``params.pipeline_options`` (in-process FnApiRunner by
@@ -42,11 +45,13 @@ import os
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import fsspec
 
+from components.clean import readers
 from components.clean.params import Params
 from components.clean.report import (
     COUNT_FILE,
@@ -57,14 +62,15 @@ from components.clean.report import (
     write_reports,
 )
 from components.common import artifacts as a
+from components.common.entry import InputError
 from components.common.io import atomic_output_dir, is_remote, list_files
 from components.common.metrics import write_metrics
 
-__all__ = ["AccountingError", "build_pipeline", "input_files", "make_report", "run"]
+__all__ = ["AccountingError", "InputError", "build_pipeline", "input_files", "make_report", "run"]
 
 log = logging.getLogger("clean")
 
-INPUT_SUFFIXES = (".jsonl", ".jsonl.gz")
+INPUT_SUFFIXES = readers.INPUT_SUFFIXES
 
 
 def pipeline_options(params: Params):
@@ -74,21 +80,10 @@ def pipeline_options(params: Params):
 
 
 def input_files(uri: str) -> tuple[list[str], str]:
-    """The JSONL files of ``uri`` (a file or a folder) and the prefix that locations drop.
-
-    Locations name a file relative to the input folder (or by its name alone for a file input),
-    so reports do not depend on where the input lies.
-    """
-    import fsspec
-
-    files = list_files(uri, INPUT_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"clean: no {'/'.join(INPUT_SUFFIXES)} files at {uri}")
-    fs, root = fsspec.core.url_to_fs(str(uri))
-    if fs.isfile(root):
-        return files, files[0].rsplit("/", 1)[0] + "/"
-    protocol = str(uri).split("://", 1)[0] + "://" if is_remote(uri) else ""
-    return files, protocol + root.rstrip("/") + "/"
+    """The JSONL files of ``uri`` (a file or a folder) and the prefix that locations drop
+    (``readers.discover`` without the skipped files)."""
+    inputs = readers.discover(uri)
+    return inputs.files, inputs.prefix
 
 
 def _write_grouped(pcoll, label: str, path_of, spill: str):
@@ -296,14 +291,30 @@ def run(
     ``decontaminate``: an optional JSONL file of evaluation texts (``text``, optional ``split`` and
     ``label``): documents sharing a long n-gram with them are dropped as ``contaminated``, and
     labelled texts are checked for duplicates with conflicting labels.
+
+    Bad input raises ``InputError`` (one line naming the file; ``output`` is left as it was):
+    always for a single file that is not JSONL (CSV, Parquet ...: ingest converts those) and for
+    no JSONL at all; with ``params.on_bad_input == "error"`` (the default) also for an unsupported
+    file in an input folder (before any work), a shard that stops being readable (a truncated or
+    corrupt gzip: file and line named) and a run that keeps nothing (both found once the pipeline
+    has read everything, before the output is put in place). With ``"quarantine"`` the unreadable
+    rest of a shard is one rejected ``unreadable`` record (see ``readers`` for how it is counted),
+    unsupported files are skipped, and both are listed in the report's ``files`` section.
     """
+    inputs = readers.discover(input)
+    strict = params.on_bad_input == "error"
+    if inputs.skipped:
+        if strict:
+            raise InputError(readers.unsupported_message(inputs))
+        log.warning("clean: skipping %d unsupported files: %s", len(inputs.skipped), inputs.skipped)
+    if decontaminate and not list_files(decontaminate):
+        raise readers.NoInputFiles(f"clean: no evaluation file at {decontaminate}")
+    files, prefix = inputs.files, inputs.prefix
+    # Beam is imported once the input checks passed: a refusal costs no second of Beam start-up.
     import apache_beam as beam
 
     from components.clean.pipeline import part_name
 
-    files, prefix = input_files(input)
-    if decontaminate and not list_files(decontaminate):
-        raise FileNotFoundError(f"clean: no evaluation file at {decontaminate}")
     log.info("clean: %d input files under %s, runner %s", len(files), input, params.runner)
     start = time.monotonic()
     with _work_dir(output) as work:
@@ -322,7 +333,15 @@ def run(
                 fs.touch(path)
         if not fs.exists(f"{root}/rejected/rejected.jsonl"):
             fs.touch(f"{root}/rejected/rejected.jsonl")
-        report, extra = make_report(work, params, counters, with_eval=bool(decontaminate))
+        skipped = [inputs.relative(f) for f in inputs.skipped]
+        report, extra = make_report(
+            work, params, counters, with_eval=bool(decontaminate), files_read=len(files), skipped=skipped
+        )
+        problem = bad_input(report, input, prefix)
+        if problem:
+            if strict:  # raised inside _work_dir: the output is left as it was
+                raise InputError(problem)
+            log.warning("%s (on_bad_input: quarantine: going on)", problem)
         write_reports(work, report, params)
         metrics = _write_metrics(work, {**_counts_only(report), **extra})
     seconds = time.monotonic() - start
@@ -336,6 +355,31 @@ def run(
         report["input"] / max(seconds, 1e-9),
     )
     return metrics
+
+
+def bad_input(report: dict[str, Any], input: str, prefix: str) -> str | None:
+    """The one-line complaint about a run's input, from its report: the first unreadable shard
+    (file and line), else a run that kept nothing; None when neither happened."""
+    unreadable = report["files"]["unreadable"]
+    if unreadable:
+        u = unreadable[0]
+        more = len(unreadable) - 1
+        others = f"; {more} more unreadable: {', '.join(x['file'] for x in unreadable[1:4])}" if more else ""
+        return (
+            f"clean: {prefix}{u['file']}: corrupt or truncated at line {u['line']} "
+            f"({u['lines_read']} lines read, {u['error']}){others}; set clean.on_bad_input: quarantine "
+            "to count the unreadable rest as rejected and go on"
+        )
+    if report["kept"] == 0:
+        reasons = Counter({f"rejected {k}": v for k, v in report["rejected"].items()})
+        reasons.update({f"dropped {k}": v for k, v in report["dropped"].items()})
+        top = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:3])
+        why = f" ({top})" if top else ""
+        return (
+            f"clean: kept nothing from {input}: {report['input']} input records{why}; "
+            "set clean.on_bad_input: quarantine to write the empty result anyway"
+        )
+    return None
 
 
 @contextlib.contextmanager

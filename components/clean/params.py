@@ -305,6 +305,9 @@ class Params:
     min_chars: int = 200  # shorter documents are dropped as too_short (characters, after cleanup)
     max_chars: int = 100_000  # longer documents are dropped as too_long (characters, after cleanup)
     min_words: int = 30  # fewer whitespace-separated words: dropped as too_few_words (words)
+    # A truncated/corrupt shard, an unsupported file in the input folder or a run keeping nothing:
+    # error (stop naming the file, output untouched) or quarantine (reject/list them, go on) (mode)
+    on_bad_input: Literal["error", "quarantine"] = "error"
     denoise: Denoise = field(default_factory=Denoise)
     language: Language = field(default_factory=Language)
     gopher_quality: GopherQuality = field(default_factory=GopherQuality)

@@ -9,10 +9,11 @@ distributed runners shuffle less. A pointer is only read in a later stage, after
 wrote it has finished (and flushed its spill file). With a distributed runner the output folder
 (and so the spill folder) must be on storage that all workers share, as for the writers.
 
-Other element shapes: a line is ``(location, raw_bytes | None)`` with ``location = (relative_file,
-line_no)`` (``None`` marks a file that could not be read past that line); a record is the dict of
-``filters.parse_line`` plus private ``_`` fields, removed on output. Writers sort by id before
-writing, so file bytes do not depend on runner scheduling.
+Other element shapes: a line is ``(location, raw_bytes | failure)`` with ``location =
+(relative_file, line_no)`` (a failure dict instead of bytes marks the unreadable rest of a file,
+from that line on); a record is the dict of ``filters.parse_line`` plus private ``_`` fields,
+removed on output. Writers sort by id before writing, so file bytes do not depend on runner
+scheduling.
 
 Stages (each ends where a later step needs a corpus-wide result as a side input):
 1. ``Prepare``: parse, denoise, redact personal data; votes for boilerplate lines; ids for the
@@ -40,7 +41,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from components.clean import dedup, filters, outliers, pii, quality
+from components.clean import dedup, filters, outliers, pii, quality, readers
 from components.clean.textstats import text_stats
 from components.common.io import jsonl_line, open_uri
 from components.common.progress import Progress
@@ -185,31 +186,37 @@ class _Counted(_Spilling):
 
 
 class ReadLines(beam.DoFn):
-    """A file path -> ``(location, raw line bytes)`` for every non-blank line.
+    """A file path -> ``(location, raw line bytes)`` for every non-blank line (``readers.read_lines``).
 
     Lines are read as bytes so that an invalid UTF-8 line is rejected on its own, not the file.
-    Blank lines are layout, not input records, and are not counted. A file that fails to read
-    (a truncated gzip) yields ``(location, None)`` at the failing line: one rejected record.
+    Blank lines are layout, not input records, and are not counted. A file that stops being
+    readable (a truncated or corrupt gzip) yields ``(location, failure dict)`` at the first line not
+    read whole: the unreadable rest counts as one rejected record (``unreadable``; the failure's
+    fields say what was lost, see ``readers``). Whether that fails the run is the launcher's call
+    (``params.on_bad_input``), made from the rejected rows after the pipeline.
     """
 
     def __init__(self, root_prefix: str):
         self.root_prefix = root_prefix
 
-    def process(self, path: str) -> Iterator[tuple[tuple[str, int], bytes | None]]:
+    def process(self, path: str) -> Iterator[tuple[tuple[str, int], bytes | dict[str, Any]]]:
         rel = path[len(self.root_prefix) :] if path.startswith(self.root_prefix) else path.rsplit("/", 1)[-1]
         lines = Metrics.counter(NAMESPACE, "input")
-        line_no = 0
-        try:
-            with open_uri(path, "rb") as f, Progress(f"clean: read {rel}", unit="lines") as progress:
-                for line_no, raw in enumerate(f, start=1):
-                    if raw.strip():
-                        lines.inc()
-                        progress.update()
-                        yield (rel, line_no), raw.rstrip(b"\r\n")
-        except (OSError, EOFError, ValueError) as exc:
-            log.warning("clean: %s unreadable after line %d: %s", rel, line_no, exc)
-            lines.inc()
-            yield (rel, line_no + 1), None
+        with Progress(f"clean: read {rel}", unit="lines") as progress:
+            for item in readers.read_lines(path):
+                lines.inc()
+                if isinstance(item, readers.ReadFailure):
+                    log.warning(
+                        "clean: %s unreadable from line %d (%d lines read): %s",
+                        rel,
+                        item.line,
+                        item.lines_read,
+                        item.error,
+                    )
+                    yield (rel, item.line), item.as_dict()
+                    return
+                progress.update()
+                yield (rel, item[0]), item[1]
 
 
 class Prepare(_Counted):
@@ -226,10 +233,10 @@ class Prepare(_Counted):
         self.denoise = params.denoise
         self.pii_types = tuple(params.pii.types) if params.pii.enabled else ()
 
-    def process(self, element: tuple[tuple[str, int], bytes | None]):
+    def process(self, element: tuple[tuple[str, int], bytes | dict[str, Any]]):
         loc, raw = element
-        if raw is None:
-            yield self._reject(loc, "unreadable")
+        if not isinstance(raw, bytes):  # the unreadable rest of a file (ReadLines)
+            yield self._reject(loc, "unreadable", **raw)
             return
         record, reason = filters.parse_line(raw, self.max_bytes)
         if reason:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import heapq
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from components.clean.filters import reason_of_path
+from components.clean.readers import UNSUPPORTED
 from components.common import artifacts as a
 from components.common.io import write_json, write_text
 from components.common.seed import stable_hash
@@ -21,6 +22,7 @@ from components.common.seed import stable_hash
 COUNT_FILE = ".input_count"
 STATS_DIR = "_stats"  # small JSON results written by the pipeline, folded into the report
 SPILL_DIR = "_spill"  # document payloads the pipeline passes by pointer (pipeline.Spill)
+UNREADABLE = "unreadable"  # the reject reason of the unreadable rest of a shard
 
 
 class AccountingError(RuntimeError):
@@ -64,11 +66,21 @@ def _sample(records: Iterator[dict[str, Any]], k: int, key: str) -> list[dict[st
 
 
 def make_report(
-    work: str | Path, params: Any = None, counters: dict[str, int] | None = None, with_eval: bool = False
+    work: str | Path,
+    params: Any = None,
+    counters: dict[str, int] | None = None,
+    with_eval: bool = False,
+    files_read: int | None = None,
+    skipped: Sequence[str] = (),
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Count what the pipeline wrote under ``work`` (a folder or URI): ``(report, extra metrics)``;
     raise if the counts do not add up. Removes the pipeline's scratch files (the input count,
-    ``_stats/``, ``_spill/``)."""
+    ``_stats/``, ``_spill/``).
+
+    ``report["files"]``: ``read`` (shards given to the pipeline: ``files_read``), ``skipped``
+    (``skipped``: files of the input folder clean cannot read, not read and so not in ``input``)
+    and ``unreadable`` (shards that stopped being readable: file, line and what was lost, from the
+    ``unreadable`` rejected rows; each such rest is one record of ``rejected``)."""
     fs, root = _fs(work)
     n_input = int(fs.cat_file(f"{root}/{COUNT_FILE}").decode())
     fs.rm(f"{root}/{COUNT_FILE}")
@@ -82,13 +94,25 @@ def make_report(
             kept_by_source[doc["source"]] += 1
             pii_kept.update(doc.get("meta", {}).get("clean", {}).get("pii", {}))
     dropped = {reason: _count_lines(fs, path) for reason, path in _dropped_files(fs, root).items()}
-    rejected_reasons = Counter(r["reason"] for r in _records(fs, f"{root}/rejected/rejected.jsonl"))
+    rejected_reasons: Counter = Counter()
+    unreadable = []
+    for r in _records(fs, f"{root}/rejected/rejected.jsonl"):
+        rejected_reasons[r["reason"]] += 1
+        if r["reason"] == UNREADABLE:
+            file, line = r["location"].rsplit(":", 1)
+            fields = {k: v for k, v in r.items() if k not in ("location", "reason")}
+            unreadable.append({"file": file, "line": int(line), **fields})
     rejected = dict(sorted(rejected_reasons.items()))
     report: dict[str, Any] = {"input": n_input, "kept": kept, "dropped": dropped, "rejected": rejected}
     accounted = kept + sum(dropped.values()) + sum(rejected.values())
     if accounted != n_input:
         raise AccountingError(f"clean: input {n_input} != kept + dropped + rejected = {accounted}: {report}")
 
+    report["files"] = {
+        "read": files_read,
+        "skipped": [{"file": f, "reason": UNSUPPORTED} for f in sorted(skipped)],
+        "unreadable": sorted(unreadable, key=lambda u: (u["file"], u["line"])),
+    }
     counters = counters or {}
     pii_types = list(params.pii.types) if params is not None and params.pii.enabled else []
     replaced = {k.split(".", 1)[1]: v for k, v in counters.items() if k.startswith("pii.")}
@@ -175,6 +199,23 @@ def markdown(report: dict[str, Any], examples: dict[str, list[dict[str, Any]]], 
             lines += [f"| `{reason}` | {n} | {_pct(n, total)} |" for reason, n in sorted(counts.items())]
         else:
             lines.append("None.")
+        lines.append("")
+    files = report.get("files", {})
+    if files.get("skipped") or files.get("unreadable"):
+        lines += ["## Input files not read (whole or in part)", ""]
+        if files.get("read") is not None:
+            lines += [f"{files['read']} JSONL files read.", ""]
+        for row in files.get("skipped", []):
+            lines.append(f"- `{row['file']}`: skipped, {row['reason']} (clean reads .jsonl and .jsonl.gz)")
+        for row in files.get("unreadable", []):
+            lost = (
+                f"{row['lines_read']} lines read, {row['bytes_read']} bytes decoded; "
+                f"stopped at byte {row['stopped_at_byte']} of {row['file_bytes']} on disk"
+            )
+            lines.append(
+                f"- `{row['file']}`: unreadable from line {row['line']} ({lost}): {_excerpt(row['error'], 200)}; "
+                "the rest counts as one rejected record"
+            )
         lines.append("")
     pii = report.get("pii", {})
     if pii.get("replaced") or pii.get("in_kept_documents"):

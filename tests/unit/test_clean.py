@@ -8,6 +8,7 @@ import hashlib
 import json
 import random
 import unicodedata
+import zlib
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from components.clean import filters, quality
 from components.clean.core import AccountingError, make_report, run
 from components.clean.params import Params
+from components.common.entry import InputError
 from components.common.params import ParamsError, from_dict
 from tests.unit.test_clean_rules import prose
 
@@ -230,7 +232,11 @@ def test_folder_input_shards_and_gzip(tmp_path: Path) -> None:
         f.write("\n".join(_doc(f"b{i:02d}", t) for i, t in enumerate(texts[6:])) + "\n{oops\n")
     (src / "ignored.txt").write_text("not jsonl")
     (src / "c.jsonl.gz").write_bytes(gzip.compress(b'{"id": "c0", "text": "document zero of c"}\n')[:-12])
-    params = from_dict(Params, {**BASIC, "min_chars": 10, "min_words": 3, "num_shards": 3}, "clean")
+    params = from_dict(
+        Params,
+        {**BASIC, "min_chars": 10, "min_words": 3, "num_shards": 3, "on_bad_input": "quarantine"},
+        "clean",
+    )
     report = run(str(src), tmp_path / "out", params)
     assert (report["input"], report["kept"], report["rejected"]) == (
         14,
@@ -250,6 +256,9 @@ def test_folder_input_shards_and_gzip(tmp_path: Path) -> None:
         ("c.jsonl.gz:1", "unreadable"),  # a truncated gzip: one rejected record, the run goes on
         ("sub/b.jsonl.gz:7", "invalid_json"),
     ]
+    files = json.loads((tmp_path / "out" / "report.json").read_text())["files"]
+    assert files["skipped"] == [{"file": "ignored.txt", "reason": "unsupported_format"}]
+    assert [(u["file"], u["line"], u["lines_read"]) for u in files["unreadable"]] == [("c.jsonl.gz", 1, 0)]
 
 
 def test_object_store_input_and_output(corpus: Path) -> None:
@@ -287,6 +296,168 @@ def test_no_input_files_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         run(str(tmp_path), tmp_path / "out", SMALL)
     assert not (tmp_path / "out").exists()
+
+
+# --- bad input: an error by default, quarantined under clean.on_bad_input -------------------------
+
+QUARANTINE = from_dict(
+    Params, {**BASIC, "min_chars": 10, "max_chars": 60, "min_words": 3, "on_bad_input": "quarantine"}, "clean"
+)
+
+
+def _old_output(out: Path) -> str:
+    """A previous run's output, whose bytes a failed run must leave as they were."""
+    out.mkdir()
+    (out / "report.json").write_text('{"previous": true}\n')
+    return _digest(out)
+
+
+def _truncated_shard(folder: Path, n: int = 300) -> tuple[Path, int]:
+    """A .jsonl.gz of ``n`` good records cut to half its bytes; the number of whole lines left."""
+    data = "".join(_doc(f"t{i:03d}", f"record number {i} reads fine") + "\n" for i in range(n)).encode()
+    full = gzip.compress(data)
+    path = folder / "shard.jsonl.gz"
+    path.write_bytes(full[: len(full) // 2])
+    stream = zlib.decompressobj(wbits=31)  # gzip framing
+    whole = stream.decompress(path.read_bytes()).count(b"\n")
+    assert not stream.eof  # the end-of-stream marker is gone: truncated
+    assert 0 < whole < n
+    return path, whole
+
+
+def test_truncated_gzip_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    shard, whole = _truncated_shard(tmp_path / "in")
+    out = tmp_path / "out"
+    before = _old_output(out)
+    with pytest.raises(InputError) as exc:
+        run(str(tmp_path / "in"), out, SMALL)
+    message = str(exc.value)
+    assert "\n" not in message
+    assert f"{shard}: corrupt or truncated at line {whole + 1} ({whole} lines read" in message
+    assert "on_bad_input: quarantine" in message
+    assert _digest(out) == before  # the previous output is untouched
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_truncated_gzip_is_quarantined_with_exact_accounting(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    shard, whole = _truncated_shard(tmp_path / "in")
+    (tmp_path / "in" / "good.jsonl").write_text(_doc("g1", GOOD) + "\n" + "{nope\n")
+    out = tmp_path / "out"
+    report = run(str(tmp_path / "in"), out, QUARANTINE)
+    # Every whole line read, plus the unreadable rest as one record; nothing else is invented.
+    assert _counts(report) == {
+        "input": whole + 1 + 2,
+        "kept": whole + 1,
+        "dropped": {},
+        "rejected": {"invalid_json": 1, "unreadable": 1},
+    }
+    rejected = _jsonl(out / "rejected" / "rejected.jsonl")
+    (cut,) = [r for r in rejected if r["reason"] == "unreadable"]
+    assert cut["location"] == f"shard.jsonl.gz:{whole + 1}"
+    assert cut["lines_read"] == whole and cut["error"].startswith("EOFError")
+    assert cut["file_bytes"] == shard.stat().st_size == cut["stopped_at_byte"]
+    assert cut["partial_line_bytes"] > 0 and cut["bytes_read"] > cut["partial_line_bytes"]
+    full = json.loads((out / "report.json").read_text())
+    assert _balanced(full)
+    assert full["files"]["read"] == 2 and full["files"]["skipped"] == []
+    (u,) = full["files"]["unreadable"]
+    assert (u["file"], u["line"], u["lines_read"]) == ("shard.jsonl.gz", whole + 1, whole)
+    kept = [d["id"] for d in _jsonl(out / "documents" / "part-00000-of-00001.jsonl")]
+    assert kept == ["g1"] + [f"t{i:03d}" for i in range(whole)]
+    md = (out / "report.md").read_text()
+    assert f"`shard.jsonl.gz`: unreadable from line {whole + 1} ({whole} lines read" in md
+
+
+@pytest.fixture
+def mixed_folder(tmp_path: Path) -> Path:
+    src = tmp_path / "mixed"
+    src.mkdir()
+    (src / "docs.jsonl").write_text(_doc("d1", GOOD) + "\n" + _doc("d2", "another fine document here") + "\n")
+    (src / "table.csv").write_text("id,text\nc1,a perfectly fine document\n")
+    (src / "notes.txt").write_text("a perfectly fine document\n")
+    return src
+
+
+def test_unsupported_files_in_a_folder_are_an_error(mixed_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    before = _old_output(out)
+    with pytest.raises(InputError) as exc:
+        run(str(mixed_folder), out, SMALL)
+    message = str(exc.value)
+    assert "\n" not in message
+    assert f"cannot read {mixed_folder}/notes.txt: a plain text file" in message  # sorted: notes first
+    assert "(and 1 more: table.csv)" in message
+    assert "clean reads JSONL (.jsonl, .jsonl.gz) only" in message and "ingest" in message
+    assert _digest(out) == before
+
+
+def test_unsupported_files_in_a_folder_are_listed_under_quarantine(
+    mixed_folder: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    report = run(str(mixed_folder), out, QUARANTINE)
+    assert _counts(report) == {"input": 2, "kept": 2, "dropped": {}, "rejected": {}}
+    full = json.loads((out / "report.json").read_text())
+    assert full["files"] == {
+        "read": 1,
+        "skipped": [
+            {"file": "notes.txt", "reason": "unsupported_format"},
+            {"file": "table.csv", "reason": "unsupported_format"},
+        ],
+        "unreadable": [],
+    }
+    md = (out / "report.md").read_text()
+    assert "`notes.txt`: skipped, unsupported_format" in md and "`table.csv`: skipped" in md
+
+
+def _textless(tmp_path: Path) -> Path:
+    path = tmp_path / "textless.jsonl"
+    path.write_text("".join(json.dumps({"id": f"x{i}", "body": "no text key"}) + "\n" for i in range(4)))
+    return path
+
+
+def test_a_run_that_keeps_nothing_is_an_error(tmp_path: Path) -> None:
+    path = _textless(tmp_path)
+    out = tmp_path / "out"
+    before = _old_output(out)
+    with pytest.raises(InputError) as exc:
+        run(str(path), out, SMALL)
+    assert str(exc.value).startswith(
+        f"clean: kept nothing from {path}: 4 input records (rejected missing_text 4)"
+    )
+    assert "\n" not in str(exc.value)
+    assert _digest(out) == before
+
+
+def test_a_run_that_keeps_nothing_is_written_under_quarantine(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    report = run(str(_textless(tmp_path)), out, QUARANTINE)
+    assert _counts(report) == {"input": 4, "kept": 0, "dropped": {}, "rejected": {"missing_text": 4}}
+    assert (out / "documents" / "part-00000-of-00001.jsonl").read_text() == ""
+
+
+@pytest.mark.parametrize(("name", "kind"), [("table.csv", "CSV"), ("table.parquet", "Parquet")])
+@pytest.mark.parametrize("params", [SMALL, QUARANTINE], ids=["error", "quarantine"])
+def test_a_single_csv_or_parquet_input_is_refused_in_one_line(
+    tmp_path: Path, name: str, kind: str, params: Params
+) -> None:
+    path = tmp_path / name
+    path.write_text("id,text\na,a perfectly fine document\n")
+    with pytest.raises(InputError) as exc:
+        run(str(path), tmp_path / "out", params)
+    assert str(exc.value) == (
+        f"clean: cannot read {path}: a {kind} file; clean reads JSONL (.jsonl, .jsonl.gz) only: "
+        "convert CSV, Parquet or TXT into JSONL with the ingest stage"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_input_mode_is_checked() -> None:
+    assert Params().on_bad_input == "error"
+    with pytest.raises(ParamsError, match="^clean.on_bad_input: expected one of"):
+        from_dict(Params, {"on_bad_input": "ignore"}, "clean")
 
 
 @pytest.mark.parametrize(
