@@ -18,9 +18,12 @@ import datetime as dt
 import os
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import urllib3
 
 from components.common.params import ParamsError, load_all
 from pipelines.compile import compile_pipeline, pipeline_arguments
@@ -60,6 +63,10 @@ def submit(
 
     from pipelines import monitoring_pipeline
 
+    # kfp warns on every Client that it needs a v2 server; the pipelines here are v2 already.
+    warnings.filterwarnings(
+        "ignore", message="This client only works with Kubeflow Pipeline v2", category=FutureWarning
+    )
     client = kfp.Client(host=sub.host, namespace=sub.namespace)
     with tempfile.TemporaryDirectory() as tmp:
         package = compile_pipeline(params_path, Path(tmp) / "pipeline.yaml")
@@ -105,8 +112,23 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as exc:
         print(f"error: {args.params}: {exc}", file=sys.stderr)
         return 2
-    submit(sub, args.params, start_run=not args.no_run, monitor_schedule=args.monitor_schedule)
+    try:
+        submit(sub, args.params, start_run=not args.no_run, monitor_schedule=args.monitor_schedule)
+    except (OSError, urllib3.exceptions.HTTPError) as exc:
+        print(
+            f"error: cannot reach Kubeflow Pipelines at {sub.host}: {unreachable_reason(exc)}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def unreachable_reason(exc: BaseException) -> str:
+    """The root cause of a connection failure in one line (urllib3 wraps it in a retry error)."""
+    reason = getattr(exc, "reason", None) or exc.__cause__ or exc
+    text = str(reason)
+    # "HTTPConnection(host=..., port=...): Failed to establish a new connection: [Errno 111] ..."
+    return text.split(": ", 1)[1] if text.startswith("HTTPConnection") and ": " in text else text
 
 
 if __name__ == "__main__":

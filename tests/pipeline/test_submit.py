@@ -32,3 +32,12 @@ def test_submission_carries_every_stage_section_and_the_data_uris():
     assert sub.namespace == "team"
     assert sub.arguments["news_uri"].startswith("s3://")
     assert sub.arguments["finetune"]["labels"] == ["negative", "positive"]
+
+
+def test_an_unreachable_host_is_one_line_not_a_traceback(monkeypatch, capsys):
+    monkeypatch.setenv("KFP_HOST", "http://127.0.0.1:9")  # nothing listens on the discard port
+    assert main(["--params", str(ROOT / "params.yaml"), "--no-run"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("error: cannot reach Kubeflow Pipelines at http://127.0.0.1:9: ")
+    assert "Connection refused" in err[0]
