@@ -32,7 +32,7 @@ from typing import Any
 
 from components.common import artifacts as a
 from components.common.entry import StageRefused
-from components.common.io import atomic_output_dir, write_json
+from components.common.io import atomic_output_dir, is_remote, write_json
 from components.common.metrics import write_metrics
 from components.select.params import Params
 
@@ -74,10 +74,18 @@ def choose(rows: list[dict[str, Any]], params: Params) -> dict[str, Any]:
 
 
 def read_promoted(path: str | Path | None) -> dict[str, Any] | None:
-    """The promotion record, or None when there is none yet."""
+    """The promotion record, or None when there is none yet (no file, or ``{}``: the record a
+    fresh clone holds)."""
     if not path or not Path(path).exists():
         return None
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    return json.loads(Path(path).read_text(encoding="utf-8")) or None
+
+
+def refusal_path(output: str) -> Path | None:
+    """Where a refused run records why: ``<output>.refused.json`` beside a local output (the
+    output itself keeps the last accepted run, which DVC and deploy still use); None for a
+    remote output (the failed Kubeflow task's log says why)."""
+    return None if is_remote(output) else Path(f"{str(output).rstrip('/')}.refused.json")
 
 
 def gate(choice: dict[str, Any], promoted: dict[str, Any] | None, params: Params) -> str:
@@ -193,7 +201,19 @@ def run(
     rows = table["models"]
     choice = choose(rows, params)
     previous = read_promoted(promoted)
-    gate_reason = gate(choice, previous, params)  # raises before anything is written
+    refusal = refusal_path(output)
+    try:
+        gate_reason = gate(choice, previous, params)  # raises before the output is touched
+    except GateRefused as exc:
+        # The previous outputs stay as they were; the reasons go beside them.
+        if refusal is not None:
+            write_json(
+                refusal,
+                {"refused": str(exc), "chosen": choice, "previous": previous, "tolerance": params.tolerance},
+            )
+        raise GateRefused(f"{exc} (details: {refusal})" if refusal else str(exc)) from None
+    if refusal is not None and refusal.exists():
+        refusal.unlink()
     source = Path(finetuned) if choice["model"] == FINETUNED else Path(variants or "") / choice["model"]
     if not (source / "classifier.json").is_file():
         raise FileNotFoundError(f"select: the chosen model {choice['model']!r} has no folder at {source}")

@@ -34,7 +34,7 @@ def dvc_project(tmp_path_factory) -> Path:
     """dvc.yaml, the code and the raw samples copied into a temp folder; `dvc repro` run once."""
     project = tmp_path_factory.mktemp("dvc-project")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("components", "llm", "monitoring", "serving"):
+    for name in ("components", "llm", "monitoring", "models", "serving"):
         shutil.copytree(ROOT / name, project / name, ignore=ignore)
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy(ROOT / name, project / name)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from components.common.params import ParamsError, from_dict
-from components.select.core import GateRefused, NoCandidate, choose, gate, run, violations
+from components.select.core import GateRefused, NoCandidate, choose, gate, read_promoted, run, violations
 from components.select.params import Params
 
 
@@ -140,3 +140,26 @@ def test_run_exports_the_choice_and_records_the_promotion(stage):
             str(promoted),
         )
     assert not again.exists() and promoted.read_text() == record
+    # ... and the reasons are recorded beside the (untouched) output.
+    refusal = json.loads((stage / "select2.refused.json").read_text())
+    assert "refusing to promote" in refusal["refused"] and refusal["previous"]["model"] == "int8"
+    assert refusal["chosen"]["model"] == "distilled"
+
+
+def test_a_refusal_record_goes_once_the_gate_passes(stage):
+    out, refusal = stage / "select", stage / "select.refused.json"
+    refusal.write_text("{}")
+    run(str(stage / "evaluate"), str(stage / "finetune"), str(stage / "compress"), str(out), Params())
+    assert out.exists() and not refusal.exists()
+
+
+def test_an_empty_record_is_nothing_promoted(tmp_path):
+    # The record a fresh clone holds (models/promoted.json is tracked as {}).
+    record = tmp_path / "promoted.json"
+    record.write_text("{}\n")
+    assert read_promoted(record) is None
+    assert gate(ROWS[1], read_promoted(record), Params()) == "no model promoted before"
+
+
+def test_the_default_tolerance_is_above_the_seed_noise():
+    assert Params().tolerance >= 0.012  # the range of macro-F1 over fine-tuning seeds (params doc)
