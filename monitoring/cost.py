@@ -1,15 +1,20 @@
 """Cost accounting: what serving a window cost, next to what training the model cost.
 
 Pure functions of counts, seconds and prices (``monitoring.prices``), so every figure can be checked
-by hand:
+by hand. ``monitoring.prices`` is the one price source: the stages record time, never dollars.
 
 - serving: ``compute_seconds`` is the model's busy time (each text's share of its forward pass,
   summed from the prediction log), priced at ``serve_usd_per_hour``. This is what the requests
   consumed; an idle replica costs its hours whether or not requests come.
 - per unit: USD per 1,000 requests (HTTP requests, one or more texts each) and per 1,000,000
   tokens read by the model.
-- training: the wall seconds recorded by the pretrain and finetune stages in their metrics.json
-  (``seconds``; ``train_seconds`` when that is all there is), priced at ``train_usd_per_hour``.
+- training: the ``accelerator_hours`` recorded by the pretrain and finetune stages in their
+  metrics.json (the devices each held for its wall ``seconds``: one GPU per rank, or one CPU
+  machine; summed over every run of a resumed pretrain), priced at ``train_usd_per_hour`` per
+  accelerator-hour. A stage whose metrics.json, seconds or accelerator-hours are missing is listed
+  in ``stages_missing`` (with the reason in ``missing_reasons``) and the training totals are None:
+  a total over part of training is never reported as the total. The known stages' own figures
+  (``<stage>_seconds``, ``<stage>_accelerator_hours``, ``<stage>_usd``) stay visible.
 """
 
 from __future__ import annotations
@@ -37,27 +42,63 @@ def serving_cost(
     }
 
 
-def stage_seconds(metrics: Mapping[str, Any] | None) -> float | None:
-    """The wall seconds a stage recorded in its metrics.json, or None if it recorded none."""
-    if not metrics:
-        return None
-    for key in ("seconds", "train_seconds"):
-        value = metrics.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+def _number(metrics: Mapping[str, Any] | None, key: str) -> float | None:
+    value = (metrics or {}).get(key)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
     return None
 
 
-def training_cost(seconds: Mapping[str, float | None], usd_per_hour: float) -> dict[str, Any]:
-    """``{"<stage>_seconds": s, ..., "seconds": total, "usd": total * price}`` over the stages
-    whose seconds are known (a stage with None is listed, and left out of the total)."""
-    known = {stage: s for stage, s in seconds.items() if s is not None}
-    total = sum(known.values())
-    out: dict[str, Any] = {f"{stage}_seconds": s for stage, s in seconds.items()}
+def stage_seconds(metrics: Mapping[str, Any] | None) -> float | None:
+    """The wall seconds a stage recorded in its metrics.json, or None if it recorded none."""
+    for key in ("seconds", "train_seconds"):
+        value = _number(metrics, key)
+        if value is not None:
+            return value
+    return None
+
+
+def stage_accelerator_hours(metrics: Mapping[str, Any] | None) -> float | None:
+    """The accelerator-hours a training stage recorded in its metrics.json, or None."""
+    return _number(metrics, "accelerator_hours")
+
+
+def _missing_reason(metrics: Mapping[str, Any] | None) -> str | None:
+    if metrics is None:
+        return "no metrics.json"
+    if stage_seconds(metrics) is None:
+        return "metrics.json has no seconds"
+    if stage_accelerator_hours(metrics) is None:
+        return "metrics.json has no accelerator_hours"
+    return None
+
+
+def training_cost(stages: Mapping[str, Mapping[str, Any] | None], usd_per_hour: float) -> dict[str, Any]:
+    """The training cost from each training stage's metrics.json (``{stage: metrics}``, None when
+    the stage has none), priced at ``usd_per_hour`` per accelerator-hour.
+
+    ``{"<stage>_seconds", "<stage>_accelerator_hours", "<stage>_usd", ...}`` per stage (None when
+    unknown), and the totals ``seconds``, ``accelerator_hours`` and ``usd``: None unless every
+    stage is known (``stages_missing`` is then empty).
+    """
+    out: dict[str, Any] = {}
+    reasons: dict[str, str] = {}
+    for stage, metrics in stages.items():
+        reason = _missing_reason(metrics)
+        if reason is not None:
+            reasons[stage] = reason
+        hours = stage_accelerator_hours(metrics) if reason is None else None
+        out[f"{stage}_seconds"] = stage_seconds(metrics)
+        out[f"{stage}_accelerator_hours"] = hours
+        out[f"{stage}_usd"] = None if hours is None else hours * usd_per_hour
+    complete = not reasons
+    hours_total = sum(out[f"{s}_accelerator_hours"] for s in stages) if complete else None
     out.update(
-        seconds=total,
-        usd=total / SECONDS_PER_HOUR * usd_per_hour,
+        seconds=sum(out[f"{s}_seconds"] for s in stages) if complete else None,
+        accelerator_hours=hours_total,
+        usd=None if hours_total is None else hours_total * usd_per_hour,
         usd_per_hour=float(usd_per_hour),
-        stages_missing=sorted(stage for stage, s in seconds.items() if s is None),
+        stages_missing=sorted(reasons),
+        missing_reasons=dict(sorted(reasons.items())),
     )
     return out

@@ -18,7 +18,9 @@ arrived for them, and for each model version found there:
 - latency: mean, p50/p95/p99 and max over every row, and drift against the previous window of the
   same length (when it has ``min_rows`` rows of the same version);
 - cost: requests, tokens, compute-seconds and USD (monitoring.cost, ``monitoring.prices``), next
-  to the training cost read from pretrain's and finetune's metrics.json;
+  to the training cost priced from pretrain's and finetune's metrics.json (their seconds and
+  accelerator-hours); with either stage's figures missing, the training totals are None and
+  ``training_cost.stages_missing`` names the stage;
 - alerts against ``monitoring.alerts`` (monitoring.alerts).
 
 Output folder (written atomically, like every stage's)::
@@ -53,7 +55,7 @@ from components.common.io import atomic_output_dir, read_json, read_jsonl, write
 from components.common.seed import stable_hash
 from llm.drift import DriftParams, write_report
 from monitoring.alerts import Alert, alert_payload, check_alerts
-from monitoring.cost import serving_cost, stage_seconds, training_cost
+from monitoring.cost import serving_cost, training_cost
 from monitoring.reports import (
     LABEL,
     LATENCY,
@@ -79,6 +81,8 @@ METRICS_FILE = "metrics.json"
 REPORT_HTML = "report.html"  # a run's reports on one page (run_scheduled)
 # The summary figures a Kubeflow run shows as metrics (their numeric leaves).
 HEADLINE_KEYS = ("rows", "requests", "alerts", "versions", "training_cost")
+# The stages whose time is the training cost; one missing is reported, never priced at 0.
+TRAINING_STAGES = ("pretrain", "finetune")
 SKIPPED_TOO_FEW_ROWS = "too_few_rows"
 SKIPPED_TOO_FEW_LABELS = "too_few_labels"
 SKIPPED_NO_PREVIOUS = "no_previous_window"
@@ -197,18 +201,21 @@ def ops_frame(rows: Any, usd_per_hour: float) -> Any:
     return frame[list(OPS_COLUMNS)].reset_index(drop=True)
 
 
-def training_seconds(stage_dirs: Mapping[str, str | os.PathLike | None]) -> dict[str, float | None]:
-    """``{stage: seconds}`` from each stage folder's metrics.json (a local path or fsspec URI; None
-    or "" = not given). None when not given, absent or unrecorded."""
-    out: dict[str, float | None] = {}
-    for stage, folder in stage_dirs.items():
-        metrics = None
+def training_metrics(
+    stage_dirs: Mapping[str, str | os.PathLike | None],
+) -> dict[str, dict[str, Any] | None]:
+    """``{stage: metrics.json}`` of every training stage (``TRAINING_STAGES``, and any other stage
+    in ``stage_dirs``) from its folder (a local path or fsspec URI; None or "" = not given). None
+    when not given or absent: ``monitoring.cost.training_cost`` then lists the stage as missing."""
+    out: dict[str, dict[str, Any] | None] = {}
+    for stage in dict.fromkeys([*TRAINING_STAGES, *stage_dirs]):
+        folder, metrics = stage_dirs.get(stage), None
         if folder:
             try:
                 metrics = read_json(f"{str(folder).rstrip('/')}/{artifacts.METRICS}")
             except FileNotFoundError:
                 metrics = None
-        out[stage] = stage_seconds(metrics)
+        out[stage] = metrics
     return out
 
 
@@ -317,7 +324,8 @@ def monitor_window(
     """Judge the window ending at ``end``; write ``output``; return the run summary.
 
     ``training``: ``{"pretrain": dir, "finetune": dir}`` whose metrics.json give the training
-    cost. ``now``: the time up to which labels are read (default: the current time).
+    cost (a stage not given is listed in ``training_cost.stages_missing``). ``now``: the time up
+    to which labels are read (default: the current time).
     """
     started = time.perf_counter()
     start, end = window_bounds(end, settings.window_minutes)
@@ -346,7 +354,7 @@ def monitor_window(
             "partitions_read": read.partitions,
             "versions": versions,
             "training_cost": training_cost(
-                training_seconds(training or {}), settings.prices.train_usd_per_hour
+                training_metrics(training or {}), settings.prices.train_usd_per_hour
             ),
             "alerts": len(alerts),
             "alert_kinds": sorted({a.kind for a in alerts}),
@@ -364,6 +372,12 @@ def monitor_window(
             add_snapshots(ws, version, version_snapshots, run_name=f"window {window['end']}")
     for alert in alerts:
         log.warning("ALERT %s [%s]: %s", alert.kind, alert.model_version, alert.message)
+    missing = result["training_cost"]["missing_reasons"]
+    if missing:
+        log.warning(
+            "monitoring: training cost unknown, stages missing: %s",
+            ", ".join(f"{stage} ({why})" for stage, why in missing.items()),
+        )
     log.info(
         "monitoring: window %s .. %s: %d predictions, %d versions, %d alerts, %.1fs",
         window["start"],

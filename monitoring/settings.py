@@ -50,10 +50,14 @@ class Alerts:
 
 @dataclass(frozen=True)
 class Prices:
-    """Unit prices for the cost figures (``monitoring.prices``)."""
+    """Unit prices for the cost figures (``monitoring.prices``): the one place prices live. The
+    training stages record time only (``seconds``, ``accelerator_hours``); ``monitoring.cost`` turns
+    it into USD with these."""
 
     serve_usd_per_hour: float = 0.10  # price of one hour of model compute while serving (USD per hour)
-    train_usd_per_hour: float = 0.10  # price of one hour of the training machine (USD per hour)
+    train_usd_per_hour: float = (
+        0.10  # price of one accelerator-hour of training: one GPU, or one CPU machine (USD per hour)
+    )
 
     def __post_init__(self) -> None:
         for key in ("serve_usd_per_hour", "train_usd_per_hour"):

@@ -9,7 +9,10 @@ stopping on the valid macro-F1, restores the best epoch, and writes into ``outpu
 - ``model.safetensors``, ``classifier.json``, ``tokenizer.json``: the classifier
   (``llm.classifier.load_classifier(output)`` rebuilds it);
 - ``history.csv``: epoch, train_loss, valid_loss, valid_accuracy, valid_macro_f1 (a DVC plot);
-- ``metrics.json``: the best epoch's valid scores, example counts, parameter counts.
+- ``metrics.json``: the best epoch's valid scores, example counts, parameter counts, and the
+  stage's time (never dollars: the continuous monitor prices it with ``monitoring.prices``):
+  ``seconds`` (wall time of the run), ``accelerator_hours`` (``held_devices`` x hours: the pod's
+  ``accelerator_count`` GPUs, at least one, on CUDA; one machine on CPU), ``held_device_kind``.
 
 Full fine-tuning by default; ``freeze_backbone`` trains only the head, on pooled GPT features
 computed once. Seeded: same inputs + params + thread count => the same weights, byte for byte.
@@ -229,6 +232,12 @@ def train_classifier(
     return history, stopper
 
 
+def held_devices(params: Params, cuda: bool) -> tuple[int, str]:
+    """(how many, what) the stage holds for its wall time: on CUDA the GPUs its pod requests
+    (``accelerator_count``; at least the one it trains on), on CPU one machine."""
+    return (max(1, params.accelerator_count), "gpu") if cuda else (1, "cpu_machine")
+
+
 def run(pretrained: str, tokenized: str, task: str, output: str, params: Params) -> dict[str, Any]:
     """Fine-tune the pretrained GPT on the task's train split; write the classifier (module doc)."""
     from llm.gpt import load_pretrained, megatron_runtime
@@ -298,12 +307,23 @@ def run(pretrained: str, tokenized: str, task: str, output: str, params: Params)
             save_classifier(model, out)
             shutil.copyfile(tokenizer_file, out / TOKENIZER_FILE)
             write_csv(out / artifacts.HISTORY, history, HISTORY_FIELDS)
+            seconds = time.monotonic() - started
+            held, kind = held_devices(params, model_device(model).type == "cuda")
+            metrics.update(
+                seconds=seconds,
+                accelerator_hours=seconds * held / 3600.0,
+                held_devices=held,
+                held_device_kind=kind,
+            )
             metrics = write_metrics(out, metrics)
     log.info(
-        "finetune: best epoch %d, valid macro-F1 %.4f, accuracy %.4f, in %.1fs",
+        "finetune: best epoch %d, valid macro-F1 %.4f, accuracy %.4f, in %.1fs (%.4g accelerator-hours, %d %s)",
         metrics["best_epoch"],
         metrics["valid_macro_f1"],
         metrics["valid_accuracy"],
-        time.monotonic() - started,
+        metrics["seconds"],
+        metrics["accelerator_hours"],
+        metrics["held_devices"],
+        metrics["held_device_kind"],
     )
     return metrics

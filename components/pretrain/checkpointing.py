@@ -6,7 +6,7 @@ Layout (``checkpoint_root`` is ``--checkpoint-dir``; by default ``<output>.check
         run.json                         what the fingerprint covers, for humans
         latest                           text: the name of the newest complete step folder
         step_00000050/                   megatron dist_checkpointing: model, optimizer, RNG
-            train_state.json             step, per-step losses, loss.csv rows, timings
+            train_state.json             step, per-step losses, loss.csv rows, timings (per run)
         dataset-cache/                   megatron's sample-index caches
 
 Atomicity: a step is written into ``.step_XXXXXXXX.partial`` and renamed to ``step_XXXXXXXX`` only
@@ -52,7 +52,6 @@ EXECUTION_KEYS = frozenset(
         "checkpoint_interval",
         "keep_checkpoints",
         "peak_flops_per_accelerator",
-        "price_per_accelerator_hour",
         "accelerator_type",
         "accelerator_count",
     }
@@ -70,6 +69,10 @@ class TrainState:
     evals: list[dict[str, float]] = dataclasses.field(default_factory=list)  # loss.csv rows
     train_seconds: float = 0.0  # time in training steps, summed over resumes (s)
     wall_seconds: float = 0.0  # wall time of the runs up to this checkpoint, summed over resumes (s)
+    # Wall time of each run that wrote a checkpoint of this training, in order, up to its last
+    # checkpoint (s); sum(run_seconds) == wall_seconds. A killed run's time after its last
+    # checkpoint is lost with it.
+    run_seconds: list[float] = dataclasses.field(default_factory=list)
     skipped_steps: int = 0  # optimizer steps skipped (non-finite gradients in mixed precision)
     layout: dict[str, int] = dataclasses.field(default_factory=dict)  # tp/pp/dp that wrote it
 
@@ -78,7 +81,10 @@ class TrainState:
 
     @classmethod
     def from_json(cls, text: str) -> TrainState:
-        return cls(**json.loads(text))
+        state = cls(**json.loads(text))
+        if not state.run_seconds and state.wall_seconds:  # written before run_seconds existed
+            state.run_seconds = [state.wall_seconds]
+        return state
 
 
 def default_root(output: str) -> Path:

@@ -12,8 +12,12 @@ a ``GPTModel`` and writes into ``output`` (atomically):
   training loss in nats/token over the steps since the previous row), ``valid_loss`` (nats/token);
 - ``steps.csv``: DVC plot, one row per optimizer step: ``train_loss``, ``grad_norm``, ``lr``;
 - ``metrics.json``: final losses and perplexity, ``tokens_per_s``, ``model_flops_per_s``, ``mfu``
-  (against ``peak_flops_per_accelerator``), ``accelerator_hours``, ``cost``, ``parameters``,
-  ``steps``, ``resumed_from_step``, ``seconds``, ...
+  (against ``peak_flops_per_accelerator``, named with its ``peak_flops_source``), ``parameters``,
+  ``steps``, ``resumed_from_step``; time, never dollars (the continuous monitor prices it with
+  ``monitoring.prices``): ``seconds`` and ``accelerator_hours`` summed over every run of this
+  training (a resumed run adds the runs it resumed), ``seconds_this_run``,
+  ``accelerator_hours_this_run``, ``runs``, ``held_devices`` and ``held_device_kind`` (GPUs, or
+  CPU machines), ...
 
 Processes: one process in this one when ``tp * pp * dp == 1``; otherwise torchrun is launched
 here (``components.pretrain.launch``), or, when this process already runs under torchrun (a
@@ -109,7 +113,7 @@ def run(tokenized: str, output: str, params: Params, checkpoint_dir: str | None 
     """
     from components.pretrain import launch
 
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     machine = launch.Machine.detect()
     launcher_world = launch.launcher_world_size()
     launch.check_machine(params, machine, launcher_world)
@@ -133,14 +137,24 @@ def run(tokenized: str, output: str, params: Params, checkpoint_dir: str | None 
             return metrics  # global rank 0 publishes
     else:
         shutil.rmtree(stage, ignore_errors=True)
-        launch.launch_torchrun(params, launch.worker_args(tokenized, stage, run_dir, params, impl))
+        args = launch.worker_args(tokenized, stage, run_dir, params, impl, started_at=started_at)
+        launch.launch_torchrun(params, args)
         metrics = read_json(stage / METRICS_FILE)
     _publish(stage, output)
     log.info(
-        "pretrain: valid_loss %.4f (perplexity %.1f), %.0f tokens/s, MFU %.1f%%",
+        "pretrain: valid_loss %.4f (perplexity %.1f), %.0f tokens/s, MFU %.1f%% of %.3g FLOP/s per "
+        "device, peak from %s; %.1fs this run, %.1fs over %d run(s), %.4g accelerator-hours (%d %s)",
         metrics["valid_loss"],
         metrics["valid_perplexity"],
         metrics["tokens_per_s"],
         100 * metrics["mfu"],
+        metrics["peak_flops_per_accelerator"],
+        metrics["peak_flops_source"],
+        metrics["seconds_this_run"],
+        metrics["seconds"],
+        metrics["runs"],
+        metrics["accelerator_hours"],
+        metrics["held_devices"],
+        metrics["held_device_kind"],
     )
     return metrics

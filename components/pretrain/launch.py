@@ -108,7 +108,17 @@ def launcher_world_size() -> int | None:
     return int(os.environ["WORLD_SIZE"]) if under_torchrun() else None
 
 
-def worker_args(data: str, stage: Path, run_dir: Path, params: Params, transformer_impl: str) -> list[str]:
+def worker_args(
+    data: str,
+    stage: Path,
+    run_dir: Path,
+    params: Params,
+    transformer_impl: str,
+    started_at: float | None = None,
+) -> list[str]:
+    """The worker's arguments. ``started_at``: when the launching stage started (Unix seconds), so
+    the run's wall time includes the launch (same machine: the clocks agree)."""
+    started = [] if started_at is None else ["--started-at", repr(started_at)]
     return [
         "--data",
         str(data),
@@ -120,6 +130,7 @@ def worker_args(data: str, stage: Path, run_dir: Path, params: Params, transform
         transformer_impl,
         "--params-json",
         json.dumps(dataclasses.asdict(params), sort_keys=True),
+        *started,
     ]
 
 

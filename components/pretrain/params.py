@@ -139,9 +139,10 @@ class Params:
     )
     keep_checkpoints: int = 2  # newest resumable checkpoints kept in the checkpoint folder (count)
     peak_flops_per_accelerator: float = (
-        3.0e11  # peak dense FLOP/s of one device for MFU; CPU demo: 2 AVX-512 cores, fp32 (FLOP/s)
+        3.0e11  # peak dense FLOP/s of one device for MFU; CPU demo: an assumed 2 AVX-512 cores, fp32 (FLOP/s)
     )
-    price_per_accelerator_hour: float = 0.0  # cost of one device for one hour, for the cost estimate (USD)
+    # No price key: the stage records time only; every USD figure comes from monitoring.prices
+    # (see components.pretrain.accounting).
     accelerator_type: str = ""  # Kubernetes resource of the devices, e.g. nvidia.com/gpu; "" = CPU (name)
     accelerator_count: int = 0  # devices per pod (= processes per node on GPU); 0 = CPU only (count)
 
@@ -171,7 +172,7 @@ class Params:
                 f"{SECTION}.warmup_steps: must be within [0, train_steps={self.train_steps}], "
                 f"got {self.warmup_steps}"
             )
-        for key in ("weight_decay", "grad_clip", "checkpoint_interval", "price_per_accelerator_hour"):
+        for key in ("weight_decay", "grad_clip", "checkpoint_interval"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{SECTION}.{key}: must be >= 0, got {getattr(self, key)}")
         check_fraction(SECTION, adam_beta1=self.adam_beta1, adam_beta2=self.adam_beta2)

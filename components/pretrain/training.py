@@ -356,7 +356,7 @@ def train_job(
     )
 
     evals, saves = set(eval_steps(params)), set(checkpoint_steps(params))
-    wall_before = state.wall_seconds
+    earlier_runs = list(state.run_seconds)  # the runs this one resumes (s each)
     with Progress("pretrain", total=params.train_steps - state.step, unit="steps") as progress:
         for step in range(state.step + 1, params.train_steps + 1):
             t0 = time.perf_counter()
@@ -382,15 +382,19 @@ def train_job(
                     state.evals[-1]["valid_loss"],
                 )
             if step in saves:
-                state.wall_seconds = wall_before + time.perf_counter() - started
+                state.run_seconds = [*earlier_runs, time.perf_counter() - started]
+                state.wall_seconds = sum(state.run_seconds)
                 trainer.save(run_dir, state)
 
     # The stage output: weights only (fp32), readable by load_pretrained at any layout.
     from llm.gpt import save_checkpoint
 
     save_checkpoint(trainer.gpt, stage_dir / CHECKPOINT_DIR)
-    seconds = wall_before + time.perf_counter() - started
-    metrics = _metrics(params, shape, state, n_params, vocab_size, resumed_from, seconds)
+    this_run = time.perf_counter() - started
+    on_gpu = trainer.device.type == "cuda"
+    metrics = _metrics(
+        params, shape, state, n_params, vocab_size, resumed_from, earlier_runs, this_run, on_gpu
+    )
     if trainer.rank == 0:
         shape.to_json(stage_dir / MODEL_FILE)
         write_csv(stage_dir / LOSS_FILE, state.evals, LOSS_FIELDS)
@@ -407,15 +411,28 @@ def _metrics(
     n_params: int,
     vocab_size: int,
     resumed_from: int,
-    seconds: float,
+    earlier_runs: list[float],
+    this_run: float,
+    on_gpu: bool,
 ) -> dict[str, Any]:
-    """metrics.json. ``seconds``: wall time of this run plus the runs it resumed (up to their
-    last checkpoint), the basis of accelerator-hours and cost."""
+    """metrics.json. Time only, no prices (see ``components.pretrain.accounting``).
+
+    ``earlier_runs``: wall seconds of each run this one resumed, up to its last checkpoint;
+    ``this_run``: wall seconds of this run. ``seconds`` and ``accelerator_hours`` cover all of
+    them (what the training held); ``seconds_this_run`` and ``accelerator_hours_this_run`` this
+    run only; ``runs`` counts them. Accelerator-hours count one GPU per rank on GPU, the
+    machines (``num_nodes``) on CPU (``held_devices``, ``held_device_kind``). MFU divides by
+    ``accelerators`` (ranks) x ``peak_flops_per_accelerator``, whose origin is
+    ``peak_flops_source``.
+    """
     final = state.evals[-1]
     tokens = state.step * params.global_batch_size * params.model.seq_length
     tokens_per_s = tokens / max(state.train_seconds, 1e-9)
     flops_per_token = accounting.model_flops_per_token(shape)
     devices = params.world_size
+    peak, peak_source = accounting.peak_flops(params.peak_flops_per_accelerator, on_gpu)
+    held, held_kind = accounting.held_devices(devices, params.num_nodes, on_gpu)
+    seconds = sum(earlier_runs) + this_run
     return {
         "train_loss": final["train_loss"],
         "valid_loss": final["valid_loss"],
@@ -429,13 +446,19 @@ def _metrics(
         "train_seconds": state.train_seconds,
         "model_flops_per_token": flops_per_token,
         "model_flops_per_s": tokens_per_s * flops_per_token,
-        "mfu": accounting.mfu(tokens_per_s, flops_per_token, params.peak_flops_per_accelerator, devices),
+        "mfu": accounting.mfu(tokens_per_s, flops_per_token, peak, devices),
+        "peak_flops_per_accelerator": peak,
+        "peak_flops_source": peak_source,
         "accelerators": devices,
-        "accelerator_hours": accounting.accelerator_hours(seconds, devices),
-        "cost": accounting.cost(seconds, devices, params.price_per_accelerator_hour),
+        "held_devices": held,
+        "held_device_kind": held_kind,
+        "accelerator_hours": accounting.accelerator_hours(seconds, held),
+        "accelerator_hours_this_run": accounting.accelerator_hours(this_run, held),
         "parameters": n_params,
         "vocab_size": vocab_size,
+        "runs": len(earlier_runs) + 1,
         "seconds": seconds,
+        "seconds_this_run": this_run,
     }
 
 

@@ -27,7 +27,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--transformer-impl", required=True, choices=["local", "transformer_engine"])
     parser.add_argument("--params-json", required=True)
+    parser.add_argument("--started-at", type=float, help="when the launching stage started (Unix seconds)")
     args = parser.parse_args(argv)
+    if args.started_at is not None:  # count the launch too: the run's wall time starts there
+        started = time.perf_counter() - max(0.0, time.time() - args.started_at)
 
     from components.common.entry import setup_logging
     from components.common.params import from_dict

@@ -38,6 +38,9 @@ def test_main_writes_the_classifier(inputs, tmp_path):
     assert list(rows[0]) == ["epoch", "train_loss", "valid_loss", "valid_accuracy", "valid_macro_f1"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_examples"] == 120 and metrics["epochs_run"] == len(rows)
+    # The monitor prices training from these: wall seconds and accelerator-hours (1 CPU machine).
+    assert metrics["seconds"] > 0 and metrics["held_devices"] == 1
+    assert metrics["accelerator_hours"] == pytest.approx(metrics["seconds"] / 3600, abs=1e-6)
 
 
 def test_bad_params_exit_2_before_any_work(inputs, tmp_path, capsys):

@@ -62,10 +62,15 @@ def test_main_writes_model_checkpoint_losses_and_metrics(data: Path, tmp_path: P
         "valid_perplexity",
         "tokens_per_s",
         "mfu",
-        "cost",
+        "peak_flops_per_accelerator",
+        "peak_flops_source",
         "parameters",
         "seconds",
+        "seconds_this_run",
+        "accelerator_hours",
+        "accelerator_hours_this_run",
     } <= metrics.keys()
+    assert "cost" not in metrics  # time only: monitoring.prices prices it
     # The resumable checkpoints live in --checkpoint-dir, outside the output folder.
     (latest,) = checkpoints.glob("*/latest")
     assert latest.read_text().strip() == "step_00000006"
@@ -80,6 +85,8 @@ def test_main_writes_model_checkpoint_losses_and_metrics(data: Path, tmp_path: P
         ({**TINY, "pipeline_parallel_size": 2}, "pretrain.pipeline_parallel_size"),  # 1 layer
         ({**TINY, "tensor_parallel_size": 4}, "pretrain.tensor_parallel_size"),  # 2 heads
         ({**TINY, "learning_rate": 0.1}, "pretrain.learning_rate"),
+        # Prices live in monitoring.prices only: the old stage price key is refused by name.
+        ({**TINY, "price_per_accelerator_hour": 3.5}, "pretrain.price_per_accelerator_hour"),
     ],
 )
 def test_bad_params_exit_2_without_output(data: Path, tmp_path: Path, capsys, pretrain, key) -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from components.common.params import ParamsError, from_dict
-from components.finetune.core import EarlyStopping, lr_factor, run, select_train
+from components.finetune.core import EarlyStopping, held_devices, lr_factor, run, select_train
 from components.finetune.params import Params
 from llm.classifier import load_classifier, pool
 from llm.task_data import (
@@ -100,6 +100,13 @@ def test_early_stopping_keeps_the_best_epoch():
     assert stopper.best_epoch == 2 and stopper.best == 0.6 and stopper.should_stop
 
 
+def test_held_devices_are_the_pods_gpus_or_one_cpu_machine():
+    pod = from_dict(Params, {"accelerator_type": "nvidia.com/gpu", "accelerator_count": 2}, "finetune")
+    assert held_devices(pod, cuda=True) == (2, "gpu")  # requested for the pod: held the whole run
+    assert held_devices(Params(), cuda=True) == (1, "gpu")  # at least the one it trains on
+    assert held_devices(pod, cuda=False) == held_devices(Params(), cuda=False) == (1, "cpu_machine")
+
+
 def test_select_train_is_a_seeded_order_free_subset():
     examples = [Example(f"id-{i}", "t", i % 2) for i in range(50)]
     subset = select_train(examples, 10, seed=0)
@@ -145,6 +152,13 @@ def inputs(tmp_path_factory):
     }
 
 
+TIMING = {"seconds", "accelerator_hours"}  # wall-clock figures: the only ones a rerun may change
+
+
+def _untimed(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in TIMING}
+
+
 def _hashes(folder) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
@@ -153,8 +167,15 @@ def test_finetune_learns_the_task_and_reruns_are_identical(inputs, tmp_path):
     params = from_dict(Params, FAST, "finetune")
     a, b = tmp_path / "a", tmp_path / "b"
     metrics = run(**inputs, output=str(a), params=params)
-    run(**inputs, output=str(b), params=params)
-    assert _hashes(a) == _hashes(b)
+    again = run(**inputs, output=str(b), params=params)
+    # Identical reruns: every file byte for byte, and metrics.json but for its wall-clock figures.
+    assert {k: v for k, v in _hashes(a).items() if k != "metrics.json"} == {
+        k: v for k, v in _hashes(b).items() if k != "metrics.json"
+    }
+    assert _untimed(json.loads((a / "metrics.json").read_text())) == _untimed(
+        json.loads((b / "metrics.json").read_text())
+    )
+    assert _untimed(again) == _untimed(metrics)
     assert set(_hashes(a)) == {
         "model.safetensors",
         "classifier.json",
@@ -162,6 +183,10 @@ def test_finetune_learns_the_task_and_reruns_are_identical(inputs, tmp_path):
         "history.csv",
         "metrics.json",
     }
+    # The stage's time, never dollars (monitoring.prices prices it): one CPU machine, its wall time.
+    assert metrics["seconds"] > 0 and "cost" not in metrics and "usd" not in metrics
+    assert (metrics["held_devices"], metrics["held_device_kind"]) == (1, "cpu_machine")
+    assert metrics["accelerator_hours"] == pytest.approx(metrics["seconds"] / 3600, abs=1e-6)
 
     # ~60% of the valid examples are positive: the majority class scores 0.6 accuracy and
     # 0.375 macro-F1; the classifier must do clearly better.

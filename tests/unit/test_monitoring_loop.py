@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from components.common.io import write_jsonl
-from components.common.params import ParamsError, from_dict
+from components.common.params import ParamsError, from_dict, load_all
 from llm.drift import DriftParams
 from monitoring.__main__ import main
 from monitoring.alerts import Alert, alert_payload, check_alerts, post_webhook, raise_on_alert
@@ -37,6 +37,7 @@ from monitoring.loop import (
     run_forever,
     run_scheduled,
     sample_index,
+    training_metrics,
     window_end_floor,
     window_end_of,
 )
@@ -196,9 +197,49 @@ def test_cost_figures_come_from_params_prices():
     assert stage_seconds({"seconds": 90.5, "train_seconds": 80}) == 90.5
     assert stage_seconds({"train_seconds": 80}) == 80.0
     assert stage_seconds({"valid_accuracy": 0.8}) is None and stage_seconds(None) is None
-    training = training_cost({"pretrain": 1800.0, "finetune": None}, usd_per_hour=2.0)
-    assert training["usd"] == pytest.approx(1.0) and training["seconds"] == 1800.0
+    pretrain = {"seconds": 1800.0, "accelerator_hours": 0.5}  # one machine for half an hour
+    training = training_cost({"pretrain": pretrain, "finetune": None}, usd_per_hour=2.0)
+    # The stage's own figures stay visible; a missing stage is named, never priced at 0, and no
+    # total over part of training is shown as the total.
+    assert training["pretrain_usd"] == pytest.approx(1.0) and training["pretrain_seconds"] == 1800.0
+    assert training["usd"] is None and training["seconds"] is None and training["accelerator_hours"] is None
     assert training["stages_missing"] == ["finetune"] and training["finetune_seconds"] is None
+    assert training["finetune_usd"] is None and training["missing_reasons"] == {"finetune": "no metrics.json"}
+
+
+def test_training_cost_is_unknown_until_every_training_stage_recorded_its_time(tmp_path):
+    prices = load_all(ROOT / "params.yaml")["monitoring"].prices  # the one price source
+    pretrain, finetune = tmp_path / "pretrain", tmp_path / "finetune"
+    pretrain.mkdir()
+    finetune.mkdir()
+    (pretrain / "metrics.json").write_text(
+        json.dumps({"seconds": 1800.0, "seconds_this_run": 600.0, "runs": 2, "accelerator_hours": 0.5})
+    )
+    folders = {"pretrain": str(pretrain), "finetune": str(finetune)}
+    # finetune's metrics.json as it was before the stage recorded its time: no seconds.
+    (finetune / "metrics.json").write_text(json.dumps({"valid_accuracy": 0.8}))
+    cost = training_cost(training_metrics(folders), prices.train_usd_per_hour)
+    assert cost["usd"] is None and cost["seconds"] is None and cost["stages_missing"] == ["finetune"]
+    assert cost["missing_reasons"] == {"finetune": "metrics.json has no seconds"}
+    assert cost["pretrain_seconds"] == 1800.0  # the cumulative figure, not this run's
+    # Seconds without accelerator-hours cannot be priced without guessing the devices either.
+    (finetune / "metrics.json").write_text(json.dumps({"seconds": 900.0}))
+    cost = training_cost(training_metrics(folders), prices.train_usd_per_hour)
+    assert cost["usd"] is None and cost["missing_reasons"] == {
+        "finetune": "metrics.json has no accelerator_hours"
+    }
+    # Both stages recorded their time: priced per accelerator-hour at monitoring.prices.
+    (finetune / "metrics.json").write_text(json.dumps({"seconds": 900.0, "accelerator_hours": 0.25}))
+    cost = training_cost(training_metrics(folders), prices.train_usd_per_hour)
+    assert cost["stages_missing"] == [] and cost["missing_reasons"] == {}
+    assert cost["seconds"] == 2700.0 and cost["accelerator_hours"] == 0.75
+    assert cost["usd"] == pytest.approx(0.75 * prices.train_usd_per_hour)
+    assert cost["usd"] == pytest.approx(cost["pretrain_usd"] + cost["finetune_usd"])
+    assert cost["usd_per_hour"] == prices.train_usd_per_hour
+    assert training_cost(training_metrics(folders), 1.0)["usd"] == pytest.approx(0.75)
+    # A training stage not given at all is missing as well, not left out of the total.
+    assert training_cost(training_metrics({"pretrain": str(pretrain)}), 1.0)["stages_missing"] == ["finetune"]
+    assert training_cost(training_metrics({}), 1.0)["stages_missing"] == ["finetune", "pretrain"]
 
 
 def _summary(**overrides) -> dict:
@@ -402,7 +443,9 @@ def scenario(tmp_path_factory) -> dict:
     log.close()
     pretrain = root / "pretrain"
     pretrain.mkdir()
-    (pretrain / "metrics.json").write_text(json.dumps({"seconds": 180.0, "valid_loss": 5.0}))
+    (pretrain / "metrics.json").write_text(
+        json.dumps({"seconds": 180.0, "accelerator_hours": 0.05, "valid_loss": 5.0})
+    )
     return {
         "root": root,
         "log": str(root / "log"),
@@ -455,6 +498,9 @@ def test_held_out_reviews_raise_no_alert_and_plot_summaries_do(scenario, tmp_pat
     assert reviews["cost"]["usd"] == pytest.approx(300 * 5.0 / 1000 / 3600 * 0.10, rel=1e-3)
     assert metrics["training_cost"]["pretrain_seconds"] == 180.0
     assert metrics["training_cost"]["stages_missing"] == ["finetune"]
+    # finetune's folder has no metrics.json: the training total is unknown, not pretrain alone.
+    assert metrics["training_cost"]["usd"] is None and metrics["training_cost"]["seconds"] is None
+    assert metrics["training_cost"]["pretrain_usd"] == pytest.approx(0.05 * 0.10)
     assert json.loads((run / "alerts.json").read_text())["alerting"] is False
     for report in ("drift", "ops", "quality"):
         assert (run / VERSION / report / "report.json").exists()
@@ -656,6 +702,7 @@ def test_run_scheduled_writes_the_page_and_alerts_and_fails_on_an_alert(scenario
     assert summary["window"]["end"] == "2026-05-01T12:00:00+00:00"
     assert summary["training_cost"]["pretrain_seconds"] == 180.0
     assert summary["training_cost"]["stages_missing"] == ["finetune"]
+    assert summary["training_cost"]["usd"] is None  # never a partial total
     assert not (tmp_path / "out" / "workspace").exists()
 
     page = (folder / REPORT_HTML).read_text()

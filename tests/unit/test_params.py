@@ -127,3 +127,29 @@ def test_drift_thresholds_in_monitor_and_the_continuous_monitor_keys_in_monitori
     raw["monitoring"]["drift_share"] = 0.5
     with pytest.raises(ParamsError, match=r"^monitoring\.drift_share: unknown key"):
         load_all(_write(tmp_path, raw))
+
+
+def test_prices_live_in_monitoring_prices_only(tmp_path):
+    # One price source for every USD figure: the stages record time, the monitor prices it. No
+    # price key anywhere else in params.yaml, the tiny params or the hardware profiles.
+    def price_keys(node, path=""):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                here = f"{path}.{key}" if path else str(key)
+                if any(word in str(key) for word in ("price", "usd", "cost")):
+                    yield here
+                yield from price_keys(value, here)
+
+    files = [
+        Path("params.yaml"),
+        Path("tests/pipeline/params_tiny.yaml"),
+        *Path("params/profiles").glob("*.yaml"),
+    ]
+    for path in files:
+        keys = [k for k in price_keys(yaml.safe_load(path.read_text())) if not k.startswith("monitoring.")]
+        assert keys == [], path
+    assert load_all("params.yaml")["monitoring"].prices.train_usd_per_hour > 0
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["pretrain"]["price_per_accelerator_hour"] = 3.5  # the stage's old price key
+    with pytest.raises(ParamsError, match=r"^pretrain\.price_per_accelerator_hour: unknown key"):
+        load_all(_write(tmp_path, raw))

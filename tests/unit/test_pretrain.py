@@ -58,7 +58,16 @@ TINY = {
     "cpu_threads": 1,
     "checkpoint_interval": 0,
 }
-TIMING = {"tokens_per_s", "seconds", "train_seconds", "model_flops_per_s", "mfu", "accelerator_hours", "cost"}
+TIMING = {
+    "tokens_per_s",
+    "seconds",
+    "seconds_this_run",
+    "train_seconds",
+    "model_flops_per_s",
+    "mfu",
+    "accelerator_hours",
+    "accelerator_hours_this_run",
+}
 CPU = launch.Machine(cuda=False, gpus=0, transformer_engine=False)
 GPU_TE = launch.Machine(cuda=True, gpus=8, transformer_engine=True)
 
@@ -239,7 +248,25 @@ def test_model_flops_match_the_megatron_paper_formula():
     assert accounting.model_flops_per_token(shape) == pytest.approx(paper)
     assert accounting.mfu(1000.0, 1e9, 1e12, 2) == pytest.approx(0.5)
     assert accounting.accelerator_hours(1800, 8) == 4.0
-    assert accounting.cost(1800, 8, 2.5) == 10.0
+    # Device time only: no price and no cost in the stage (monitoring.prices prices it).
+    assert not hasattr(accounting, "cost")
+    # Held for the wall time: one GPU per rank; on CPU the machines, however many ranks each runs.
+    assert accounting.held_devices(8, 1, on_gpu=True) == (8, "gpu")
+    assert accounting.held_devices(4, 1, on_gpu=False) == (1, "cpu_machine")
+    assert accounting.held_devices(4, 2, on_gpu=False) == (2, "cpu_machine")
+
+
+def test_mfu_peak_names_its_source_and_says_when_it_is_assumed():
+    gpu_peak, gpu_source = accounting.peak_flops(9.89e14, on_gpu=True)
+    assert gpu_peak == 9.89e14 and gpu_source == "params: pretrain.peak_flops_per_accelerator"
+    cpu_peak, cpu_source = accounting.peak_flops(3.0e11, on_gpu=False)
+    assert cpu_peak == 3.0e11 and cpu_source.startswith("params: pretrain.peak_flops_per_accelerator")
+    assert "assumed" in cpu_source
+
+
+def test_the_stage_has_no_price_key():
+    with pytest.raises(ParamsError, match=r"^pretrain\.price_per_accelerator_hour: unknown key"):
+        _params(price_per_accelerator_hour=3.5)
 
 
 # ---------------------------------------------------------------- checkpoint files
@@ -272,6 +299,15 @@ def test_commit_is_atomic_points_latest_and_keeps_the_newest(tmp_path):
     (leftover / "junk").write_text("half")
     assert checkpointing.read_state(checkpointing.latest_checkpoint(tmp_path)).step == 12
     assert list(checkpointing.begin(tmp_path, 16).iterdir()) == []
+
+
+def test_train_state_keeps_each_runs_seconds_and_reads_older_states():
+    state = checkpointing.TrainState(step=8, run_seconds=[1.5, 2.25], wall_seconds=3.75)
+    assert checkpointing.TrainState.from_json(state.to_json()) == state
+    # A state written before run_seconds existed: its wall time counts as one earlier run.
+    older = json.dumps({"step": 4, "wall_seconds": 7.0, "train_seconds": 5.0})
+    assert checkpointing.TrainState.from_json(older).run_seconds == [7.0]
+    assert checkpointing.TrainState.from_json(json.dumps({"step": 0})).run_seconds == []
 
 
 def test_default_checkpoint_root_sits_beside_the_output():
@@ -321,12 +357,23 @@ def test_training_lowers_the_loss_and_writes_the_outputs(trained):
     assert metrics["parameters"] == json.loads((out / "metrics.json").read_text())["parameters"] > 0
     shape = GPTShape.from_json(out / "model.json")
     assert metrics["parameters"] == shape.num_parameters()
-    # Accounting: model FLOP/s = tokens/s x FLOPs/token; MFU against the params' peak.
+    # Accounting: model FLOP/s = tokens/s x FLOPs/token; MFU against the params' peak, named.
     assert metrics["model_flops_per_s"] == pytest.approx(
         metrics["tokens_per_s"] * accounting.model_flops_per_token(shape), rel=1e-4
     )
     assert metrics["mfu"] == pytest.approx(metrics["model_flops_per_s"] / 3.0e11, rel=1e-3)
-    assert metrics["accelerators"] == 1 and metrics["accelerator_hours"] > 0 and metrics["cost"] == 0
+    assert metrics["peak_flops_per_accelerator"] == 3.0e11
+    assert metrics["peak_flops_source"] == (
+        "params: pretrain.peak_flops_per_accelerator (assumed CPU figure, not measured)"
+    )
+    # Time, never dollars: one CPU machine held for the run's wall time; one run, so cumulative
+    # and this run's figures agree.
+    assert metrics["accelerators"] == 1 and metrics["accelerator_hours"] > 0 and "cost" not in metrics
+    assert (metrics["held_devices"], metrics["held_device_kind"]) == (1, "cpu_machine")
+    assert metrics["accelerator_hours"] == pytest.approx(metrics["seconds"] / 3600, abs=1e-6)
+    assert metrics["runs"] == 1 and metrics["seconds"] == metrics["seconds_this_run"] > 0
+    assert metrics["accelerator_hours_this_run"] == metrics["accelerator_hours"]
+    assert metrics["seconds"] >= metrics["train_seconds"]
     with open(out / "steps.csv", newline="") as f:
         steps = list(csv.DictReader(f))
     assert [int(r["step"]) for r in steps] == list(range(1, 31))

@@ -119,6 +119,14 @@ def test_a_single_process_checkpoint_resumes_at_tensor_parallel_2(data, single, 
     out = tmp_path / "out"
     metrics = run(str(data), str(out), _params(tensor_parallel_size=2), checkpoint_dir=str(tmp_path / "ckpt"))
     assert metrics["resumed_from_step"] == 4 and metrics["accelerators"] == 2
+    # The time counts both runs: the first up to its step-4 checkpoint, then this one (torchrun
+    # launch included); two ranks on one CPU machine hold one machine.
+    first = checkpointing.read_state(copy / "step_00000004")
+    assert len(first.run_seconds) == 1 and first.run_seconds[0] > 0
+    assert metrics["runs"] == 2 and metrics["seconds"] > metrics["seconds_this_run"] > 0
+    assert metrics["seconds"] == pytest.approx(first.run_seconds[0] + metrics["seconds_this_run"], abs=1e-5)
+    assert (metrics["held_devices"], metrics["held_device_kind"]) == (1, "cpu_machine")
+    assert metrics["accelerator_hours"] == pytest.approx(metrics["seconds"] / 3600, abs=1e-6)
     expected, got = _step_losses(base_out), _step_losses(out)
     assert got[:4] == expected[:4]  # the history of the first run
     assert max(abs(a - b) for a, b in zip(got[4:], expected[4:], strict=True)) <= TOLERANCE
@@ -204,9 +212,19 @@ def test_killed_run_resumes_and_matches_the_uninterrupted_run(data, tmp_path):
     killed_at = _latest_step(ckpt)
     assert proc.returncode == -signal.SIGKILL, stderr[-2000:]
     assert 8 <= killed_at < RESUME["train_steps"] and not out.exists()
+    killed = _final_state(ckpt)  # the killed run's own seconds, up to its last checkpoint
+    assert len(killed.run_seconds) == 1 and killed.wall_seconds == killed.run_seconds[0] > 0
 
     resumed = run(str(data), str(out), params, checkpoint_dir=str(ckpt))
     assert resumed["resumed_from_step"] == killed_at
+    # Cumulative time: the killed run's and this one's, each counted once; this run alone is less.
+    assert resumed["runs"] == 2 and resumed["seconds"] >= resumed["seconds_this_run"] > 0
+    assert resumed["seconds"] == pytest.approx(killed.run_seconds[0] + resumed["seconds_this_run"], abs=1e-5)
+    assert resumed["accelerator_hours"] == pytest.approx(resumed["seconds"] / 3600, abs=1e-6)
+    assert resumed["accelerator_hours_this_run"] == pytest.approx(
+        resumed["seconds_this_run"] / 3600, abs=1e-6
+    )
+    assert _final_state(ckpt).run_seconds[0] == killed.run_seconds[0]
     # Every step (those of the killed process and those after the resume), bit for bit.
     assert _final_state(ckpt).steps == _final_state(tmp_path / "full-ckpt").steps
     assert _final_state(ckpt).evals == _final_state(tmp_path / "full-ckpt").evals
@@ -215,19 +233,23 @@ def test_killed_run_resumes_and_matches_the_uninterrupted_run(data, tmp_path):
     timing = {
         "tokens_per_s",
         "seconds",
+        "seconds_this_run",
         "train_seconds",
         "model_flops_per_s",
         "mfu",
         "accelerator_hours",
-        "cost",
+        "accelerator_hours_this_run",
     }
-    assert {k: v for k, v in resumed.items() if k not in timing | {"resumed_from_step"}} == {
-        k: v for k, v in full.items() if k not in timing | {"resumed_from_step"}
+    assert {k: v for k, v in resumed.items() if k not in timing | {"resumed_from_step", "runs"}} == {
+        k: v for k, v in full.items() if k not in timing | {"resumed_from_step", "runs"}
     }
     _assert_same_weights(out, tmp_path / "full")
     # Another rerun finds the final checkpoint and trains no further step.
     again = run(str(data), str(tmp_path / "again"), params, checkpoint_dir=str(ckpt))
     assert again["resumed_from_step"] == RESUME["train_steps"]
+    done = _final_state(ckpt).run_seconds  # the two runs that trained, up to the final checkpoint
+    assert again["runs"] == 3 and len(done) == 2
+    assert again["seconds"] == pytest.approx(sum(done) + again["seconds_this_run"], abs=1e-5)
     assert json.loads((tmp_path / "again" / "model.json").read_text()) == json.loads(
         (out / "model.json").read_text()
     )
