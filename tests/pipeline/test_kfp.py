@@ -86,6 +86,8 @@ KFP_OUTPUT = {
 WALL_CLOCK = re.compile(
     r"seconds|hours|_s$|/s$|_ms$|per_s|latency|throughput|mfu|tokens_per|flops|cost|usd|elapsed"
 )
+TIMED_PROSE = re.compile(r"latency|/s\b|\bms\b|seconds")
+TIMED_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 # Files that hold wall-clock figures next to deterministic ones; compared without those figures.
 TIMED_FILES = {
     "evaluate": {"models.json", "table.md"},
@@ -113,7 +115,8 @@ def _untimed_markdown(text: str) -> list[list[str]]:
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else None
         if cells is None:
-            rows.append([line])
+            # Prose that quotes timings ("latency p50 1.1 ms ... 6876 reviews/s"): numbers masked.
+            rows.append([TIMED_NUMBER.sub("#", line) if TIMED_PROSE.search(line) else line])
             timed = None
             continue
         if timed is None:  # a table's header row
