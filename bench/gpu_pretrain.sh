@@ -30,8 +30,8 @@ import time
 import torch
 
 assert torch.cuda.is_available(), "gpu_pretrain.sh needs a CUDA GPU"
-from components.common.gpt import GPTShape, megatron_runtime
-from components.common.gpt.model import transformer_engine_available
+from llm.gpt import GPTShape, megatron_runtime
+from llm.gpt.model import transformer_engine_available
 from components.common.params import from_dict
 from components.pretrain import accounting
 from components.pretrain.params import Params

@@ -21,6 +21,20 @@ from components.tokenize.core import (
     write_indexed_dataset,
 )
 
+# pretrain's wall-clock metrics: the only keys two runs of the same training may differ in.
+PRETRAIN_TIMING = frozenset(
+    {
+        "tokens_per_s",
+        "seconds",
+        "seconds_this_run",
+        "train_seconds",
+        "model_flops_per_s",
+        "mfu",
+        "accelerator_hours",
+        "accelerator_hours_this_run",
+    }
+)
+
 _SUBJECTS = ["the cat", "a dog", "the market", "our team", "the city council", "a small bird"]
 _VERBS = ["sees", "likes", "reports on", "follows", "visits", "ignores"]
 _OBJECTS = ["the river", "new prices", "the old house", "a quiet street", "the election", "fresh bread"]

@@ -31,7 +31,7 @@ def test_main_writes_metrics_confusion_and_predictions(inputs, tmp_path):
     )
     out = tmp_path / "evaluate"
     assert main([*inputs, "--output", str(out), "--params", str(params)]) == 0
-    # One row per model: the fine-tuned classifier (no --candidates) and the TF-IDF baseline.
+    # One row per model: the fine-tuned classifier (no --variants) and the TF-IDF baseline.
     rows = json.loads((out / "models.json").read_text())["models"]
     assert [r["model"] for r in rows] == ["finetuned", "baseline"]
     assert (out / "table.md").read_text().count("\n") == 4

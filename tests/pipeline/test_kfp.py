@@ -150,8 +150,10 @@ def kfp_lineage(run_dir: Path, stage: str) -> str | None:
 
 @pytest.mark.slow
 def test_kfp_local_run_matches_the_dvc_run(dvc_project: Path, tmp_path: Path):
-    # Other tests rerun stages of the shared project with changed params and put them back: make
-    # sure its outputs are those of its params (restored from DVC's run cache, nothing retrained).
+    # Both runs start from the same state: the shared project's outputs are those of its params
+    # (other tests change params and put them back), and its gate record is the fresh clone's
+    # ({}: nothing promoted), as the kfp.local run's is; select, whose dep it is, reruns.
+    (dvc_project / "models" / "promoted.json").write_text("{}\n")
     dvc(dvc_project, "repro")
     system_tmp = Path(tempfile.gettempdir())
     workspaces_before = set(system_tmp.glob("kfp-workspace-*"))

@@ -33,6 +33,7 @@ from components.pretrain.data import blend_config, eval_sample_ids, source_prefi
 from components.pretrain.params import Params
 from components.pretrain.schedule import checkpoint_steps
 from llm.gpt import GPTShape
+from tests.gpt_fixtures import PRETRAIN_TIMING as TIMING
 from tests.gpt_fixtures import make_token_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,16 +58,6 @@ TINY = {
     "seed": 7,
     "cpu_threads": 1,
     "checkpoint_interval": 0,
-}
-TIMING = {
-    "tokens_per_s",
-    "seconds",
-    "seconds_this_run",
-    "train_seconds",
-    "model_flops_per_s",
-    "mfu",
-    "accelerator_hours",
-    "accelerator_hours_this_run",
 }
 CPU = launch.Machine(cuda=False, gpus=0, transformer_engine=False)
 GPU_TE = launch.Machine(cuda=True, gpus=8, transformer_engine=True)

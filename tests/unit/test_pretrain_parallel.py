@@ -30,7 +30,7 @@ from components.common.params import SECTIONS, ParamsError, from_dict
 from components.pretrain import checkpointing
 from components.pretrain.core import build_datasets, evaluate, micro_batches, run, tokenizer_info
 from components.pretrain.params import Params
-from tests.gpt_fixtures import make_token_data
+from tests.gpt_fixtures import PRETRAIN_TIMING, make_token_data
 
 ROOT = Path(__file__).resolve().parents[2]
 # Largest allowed difference between a 2-process run and the single process, per step (nats/token).
@@ -230,16 +230,7 @@ def test_killed_run_resumes_and_matches_the_uninterrupted_run(data, tmp_path):
     assert _final_state(ckpt).evals == _final_state(tmp_path / "full-ckpt").evals
     for name in ("loss.csv", "steps.csv", "model.json"):
         assert (out / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name
-    timing = {
-        "tokens_per_s",
-        "seconds",
-        "seconds_this_run",
-        "train_seconds",
-        "model_flops_per_s",
-        "mfu",
-        "accelerator_hours",
-        "accelerator_hours_this_run",
-    }
+    timing = PRETRAIN_TIMING
     assert {k: v for k, v in resumed.items() if k not in timing | {"resumed_from_step", "runs"}} == {
         k: v for k, v in full.items() if k not in timing | {"resumed_from_step", "runs"}
     }
