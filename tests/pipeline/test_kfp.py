@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+import math
 import re
 import tempfile
 from pathlib import Path
@@ -108,6 +109,17 @@ def _untimed(value: Any) -> Any:
     return value
 
 
+def _close(a: Any, b: Any) -> bool:
+    """Equal JSON values, floats to 1e-5 relative (recursively)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, int | float) and isinstance(b, int | float) and math.isclose(a, b, rel_tol=1e-5)
+    return a == b
+
+
 def _untimed_markdown(text: str) -> list[list[str]]:
     """Markdown table rows without the columns whose header names a wall-clock figure; the
     other lines as they are."""
@@ -132,7 +144,15 @@ def assert_same_outputs(stage: str, dvc_dir: Path, kfp_dir: Path) -> list[str]:
     assert names == _files(kfp_dir), stage
     for name in names:
         a, b = dvc_dir / name, kfp_dir / name
-        if name == "metrics.json" or (name in TIMED_FILES.get(stage, ()) and name.endswith(".json")):
+        if name == "metrics.json":
+            # Metrics as numbers: equal to 1e-5 relative. Seen once: pretrain's step-0 valid loss
+            # (the first forward pass of a fresh process) off in the 6th digit, with the checkpoint,
+            # loss.csv and steps.csv byte-identical.
+            assert _close(_untimed(json.loads(a.read_text())), _untimed(json.loads(b.read_text()))), (
+                stage,
+                name,
+            )
+        elif name in TIMED_FILES.get(stage, ()) and name.endswith(".json"):
             assert _untimed(json.loads(a.read_text())) == _untimed(json.loads(b.read_text())), (stage, name)
         elif name in TIMED_FILES.get(stage, ()):
             assert _untimed_markdown(a.read_text()) == _untimed_markdown(b.read_text()), (stage, name)
