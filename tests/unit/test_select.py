@@ -162,4 +162,4 @@ def test_an_empty_record_is_nothing_promoted(tmp_path):
 
 
 def test_the_default_tolerance_is_above_the_seed_noise():
-    assert Params().tolerance >= 0.012  # the range of macro-F1 over fine-tuning seeds (params doc)
+    assert Params().tolerance > 0.0136  # the range of macro-F1 over fine-tuning seeds 0/1/2 (params doc)
