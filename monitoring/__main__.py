@@ -27,7 +27,8 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 
-from components.common.cli import DEFAULT_PARAMS, setup_logging
+from components.common.cli import DEFAULT_PARAMS
+from components.common.entry import setup_logging
 from components.common.params import ParamsError, load_all
 
 WEBHOOK_ENV = "MONITOR_WEBHOOK_URL"

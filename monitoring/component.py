@@ -37,7 +37,8 @@ def monitor_window(
     ``alerts`` holds the alert JSON; with ``fail_on_alert`` the task fails when an alert fired, so
     the run shows red in the UI."""
     from components.common import artifacts as a
-    from components.common.kfp import log_metrics, stage_params
+    from components.common.entry import stage_params
+    from components.common.kfp import log_metrics
     from monitoring.alerts import raise_on_alert
     from monitoring.loop import ALERTS_FILE, REPORT_HTML, copy_file, headline_metrics, run_scheduled
 

@@ -16,7 +16,8 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from components.common.cli import DEFAULT_PARAMS, setup_logging
+from components.common.cli import DEFAULT_PARAMS
+from components.common.entry import setup_logging
 from components.common.params import ParamsError, load_params
 
 DEFAULT_LOG = "outputs/prediction_log"

@@ -11,12 +11,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from components.common.entry import InputError, StageRefused, run_stage, setup_logging
+from components.common.entry import InputError, StageRefused, run_stage
 from components.common.params import ParamsError
 
 DEFAULT_PARAMS = "params.yaml"
-
-__all__ = ["DEFAULT_PARAMS", "main", "setup_logging", "stage_parser"]
 
 
 def stage_parser(stage: str, description: str) -> argparse.ArgumentParser:

@@ -16,10 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from components.common.entry import stage_params
 from components.common.metrics import flatten
-
-__all__ = ["enter", "log_metrics", "publish_html", "stage_component", "stage_params"]
 
 LINEAGE_KEY = "dataset_version"
 

@@ -41,6 +41,7 @@ from components.common.io import atomic_output_dir, write_json, write_jsonl
 from components.common.metrics import write_csv, write_metrics
 from components.common.progress import Progress
 from components.evaluate.params import Params
+from llm.formats import CONFIG_FILE, MODEL_FILES, WEIGHTS_FILE
 from llm.scoring import (
     accuracy,
     confusion_counts,
@@ -195,13 +196,7 @@ def timing(predictors: dict[str, Any], texts: list[str], params: Params) -> dict
 
 def folder_size(directory: str | Path) -> int:
     """Bytes of the model files in a model folder (classifier.json, weights, tokenizer)."""
-    from llm.formats import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE
-
-    return sum(
-        (Path(directory) / f).stat().st_size
-        for f in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE)
-        if (Path(directory) / f).exists()
-    )
+    return sum((Path(directory) / f).stat().st_size for f in MODEL_FILES if (Path(directory) / f).exists())
 
 
 def stored_parameters(directory: str | Path) -> int:
@@ -210,7 +205,6 @@ def stored_parameters(directory: str | Path) -> int:
     from safetensors import safe_open
 
     from llm.classifier import INT8_SCALE_SUFFIX
-    from llm.formats import WEIGHTS_FILE
 
     total = 0
     with safe_open(str(Path(directory) / WEIGHTS_FILE), framework="pt") as f:
@@ -225,7 +219,7 @@ def candidate_folders(candidates: str | None) -> list[tuple[str, Path]]:
     ``candidates``, sorted by name; none when ``candidates`` is None."""
     if not candidates:
         return []
-    return sorted((p.name, p) for p in Path(candidates).iterdir() if (p / "classifier.json").is_file())
+    return sorted((p.name, p) for p in Path(candidates).iterdir() if (p / CONFIG_FILE).is_file())
 
 
 def train_baseline(texts: list[str], labels: list[str], params: Params) -> Any:

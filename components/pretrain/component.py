@@ -57,8 +57,8 @@ def pretrain_pytorchjob(
     Every pod of the job runs ``python -m components.pretrain``, the stage's command-line door;
     this launcher step only creates the job and waits (on the DVC path torchrun is the launcher).
     """
-    from components.common.entry import setup_logging
-    from components.common.kfp import log_metrics, stage_params
+    from components.common.entry import setup_logging, stage_params
+    from components.common.kfp import log_metrics
     from components.pretrain.pytorchjob import run_pytorchjob
 
     setup_logging()

@@ -35,6 +35,7 @@ from components.common.entry import StageRefused
 from components.common.io import atomic_output_dir, is_remote, write_json
 from components.common.metrics import write_metrics
 from components.select.params import Params
+from llm.formats import CONFIG_FILE, MODEL_FILES
 
 log = logging.getLogger(__name__)
 
@@ -215,9 +216,9 @@ def run(
     if refusal is not None and refusal.exists():
         refusal.unlink()
     source = Path(finetuned) if choice["model"] == FINETUNED else Path(variants or "") / choice["model"]
-    if not (source / "classifier.json").is_file():
+    if not (source / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"select: the chosen model {choice['model']!r} has no folder at {source}")
-    config = json.loads((source / "classifier.json").read_text(encoding="utf-8"))
+    config = json.loads((source / CONFIG_FILE).read_text(encoding="utf-8"))
     decision = {
         "chosen": choice["model"],
         "variant": choice.get("variant", "float"),
@@ -232,7 +233,7 @@ def run(
         out = Path(out)
         # Only the files the server needs: the weights are safetensors, nothing pickled.
         (out / MODEL_DIR).mkdir()
-        for name in ("classifier.json", "model.safetensors", "tokenizer.json"):
+        for name in MODEL_FILES:
             shutil.copyfile(source / name, out / MODEL_DIR / name)
         # The chosen model's own test predictions: deploy's smoke-test reference (if evaluate wrote them).
         reference = Path(evaluation) / a.PREDICTIONS_DIR / f"{choice['model']}.jsonl"
