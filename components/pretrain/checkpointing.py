@@ -54,6 +54,7 @@ EXECUTION_KEYS = frozenset(
         "peak_flops_per_accelerator",
         "accelerator_type",
         "accelerator_count",
+        "job",
     }
 )
 _HASH_BYTES = 1 << 20  # head and tail of each .bin file hashed (bytes)

@@ -11,6 +11,7 @@ parallel layout); what depends on the machine (CUDA, Transformer Engine) is chec
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -96,6 +97,55 @@ class DataParams:
                 )
 
 
+# A Kubernetes resource quantity: a decimal number with an optional SI or binary suffix.
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+
+
+@dataclass(frozen=True)
+class JobParams:
+    """The pods of the Kubeflow PyTorchJob that trains on ``num_nodes`` > 1 machines
+    (``components.pretrain.pytorchjob``); the image, PVC and /dev/shm size come from the cluster
+    settings (pipelines/cluster.yaml). Unused by ``dvc repro`` and by one-pod runs."""
+
+    cpu_request: str = "4"  # CPU requested per pod (Kubernetes quantity: cores, e.g. "4" or "3500m")
+    cpu_limit: str = ""  # CPU limit per pod; "" = no limit (Kubernetes quantity: cores)
+    memory_request: str = "32Gi"  # memory requested per pod (Kubernetes quantity: bytes, e.g. "32Gi")
+    memory_limit: str = "32Gi"  # memory limit per pod; "" = no limit (Kubernetes quantity: bytes)
+    # c10d: an elasticPolicy; torchrun's dynamic rendezvous on the master pod, and a failed node makes
+    # every node restart its worker group (max_restarts) and resume from the latest checkpoint.
+    # minReplicas = maxReplicas = num_nodes: the layout tp*pp*dp is fixed by params, so the job
+    # never runs on fewer nodes. static: no elasticPolicy; torchrun's static rendezvous on
+    # MASTER_ADDR with the operator's node rank, no restarts inside the pod (name).
+    rendezvous: Literal["c10d", "static"] = "c10d"
+    max_restarts: int = (
+        3  # worker-group restarts by torchrun on each node before the pod fails; c10d only (count)
+    )
+    restart_policy: Literal["OnFailure", "ExitCode", "Never", "Always"] = (
+        "OnFailure"  # what the operator does when a pod's container exits (name)
+    )
+    backoff_limit: int = 3  # pod restarts before the operator marks the job failed (count)
+    clean_pod_policy: Literal["Running", "All", "None"] = (
+        "Running"  # pods the operator deletes when the job ends: still running, all, none (name)
+    )
+
+    def __post_init__(self) -> None:
+        section = f"{SECTION}.job"
+        for key in ("cpu_request", "cpu_limit", "memory_request", "memory_limit"):
+            value = getattr(self, key)
+            if (value or key.endswith("_request")) and not _QUANTITY.match(value):
+                raise ValueError(
+                    f'{section}.{key}: expected a Kubernetes quantity such as "4", "500m" or "32Gi", got {value!r}'
+                )
+        for key in ("max_restarts", "backoff_limit"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{section}.{key}: must be >= 0, got {getattr(self, key)}")
+        if self.rendezvous == "static" and self.max_restarts:
+            raise ValueError(
+                f"{section}.max_restarts: torchrun restarts worker groups only with the c10d rendezvous; "
+                f"set it to 0 with rendezvous: static, got {self.max_restarts}"
+            )
+
+
 @dataclass(frozen=True)
 class Params:
     """The ``pretrain`` section of params.yaml. Defaults are the CPU demo (about 3 min on 2 cores)."""
@@ -145,6 +195,9 @@ class Params:
     # (see components.pretrain.accounting).
     accelerator_type: str = ""  # Kubernetes resource of the devices, e.g. nvidia.com/gpu; "" = CPU (name)
     accelerator_count: int = 0  # devices per pod (= processes per node on GPU); 0 = CPU only (count)
+    job: JobParams = field(
+        default_factory=JobParams
+    )  # the PyTorchJob's pods when num_nodes > 1 (see JobParams)
 
     def __post_init__(self) -> None:
         check_positive(

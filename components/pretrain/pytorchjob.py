@@ -1,13 +1,30 @@
 """Multi-node pretraining as a Kubeflow Training Operator PyTorchJob (kubeflow.org/v1).
 
-``pytorchjob_manifest`` is a pure function: params + image + paths -> the PyTorchJob as a dict.
+``pytorchjob`` is a pure function: params + image + paths -> the job as the Training Operator's
+own SDK models (``kubeflow.training.models``, package kubeflow-training, with the kubernetes
+client's pod models); ``pytorchjob_manifest`` is the dict the API server receives (the kubernetes
+ApiClient's ``sanitize_for_serialization`` of it) and ``validate_manifest`` reads a dict back
+into the models and refuses any field they do not know (a misspelt key would otherwise be
+dropped by the API server without a word).
+
 One Master and ``num_nodes - 1`` Worker pods, each running torchrun with ``tp*pp*dp / num_nodes``
 processes (one per GPU: ``accelerator_count`` of ``accelerator_type`` per pod), all running the
-same ``python -m components.pretrain`` command as ``dvc repro``. The operator injects
-MASTER_ADDR / MASTER_PORT / RANK (the pod's node rank) into every pod; torchrun turns them into
-the per-process ranks. Every pod mounts the same PersistentVolumeClaim (it must be
-ReadWriteMany): input data, resumable checkpoints and the output live there, and a restarted job
-resumes from the latest checkpoint.
+same ``python -m components.pretrain`` command as ``dvc repro``. The command carries no
+rendezvous flags: torchrun reads them from the environment the operator injects into every pod
+(release 1.9, pkg/controller.v1/pytorch/envvar.go, master.go, elastic.go):
+
+- always: ``MASTER_ADDR`` = ``PET_MASTER_ADDR`` = ``<job>-master-0`` (the master pod's service),
+  ``MASTER_PORT`` = ``PET_MASTER_PORT`` = the master container's port named ``pytorchjob-port``,
+  ``RANK`` = ``PET_NODE_RANK`` = the pod's node rank (Master 0, Worker i -> i + 1),
+  ``WORLD_SIZE`` = replicas x nprocPerNode, ``PET_NPROC_PER_NODE`` = ``spec.nprocPerNode``,
+  ``PYTHONUNBUFFERED=1``;
+- with an elasticPolicy (``job.rendezvous: c10d``): ``PET_RDZV_ENDPOINT`` = rdzvHost:rdzvPort,
+  ``PET_RDZV_BACKEND``, ``PET_NNODES`` = ``min:max``, ``PET_MAX_RESTARTS``, ``PET_RDZV_ID``;
+- without (``job.rendezvous: static``): ``PET_NNODES`` = the number of pods.
+
+Every pod mounts the same PersistentVolumeClaim (it must be ReadWriteMany): input data,
+resumable checkpoints and the output live there, and a restarted job resumes from the latest
+checkpoint.
 
 ``run_pytorchjob`` is what the ``pretrain_pytorchjob`` Kubeflow component calls: copy the
 tokenized data and a params file onto the PVC, create the job, wait for it, copy the output into
@@ -38,12 +55,45 @@ from components.pretrain.params import SECTION, Params
 log = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL, KIND = "kubeflow.org", "v1", "pytorchjobs", "PyTorchJob"
+MODEL = "KubeflowOrgV1PyTorchJob"  # the SDK model of the whole job (kubeflow.training.models)
 # The operator reads the rendezvous port from the container named "pytorch", port "pytorchjob-port".
 CONTAINER, PORT_NAME, PORT = "pytorch", "pytorchjob-port", 23456
 VOLUME = "checkpoints"
 
 
-def pytorchjob_manifest(
+def pod_command(data: str, output: str, checkpoint_dir: str, params_file: str) -> list[str]:
+    """What every pod runs: torchrun, configured by the operator's PET_* environment (nodes,
+    processes per node, rendezvous, node rank, restarts), around the stage's own CLI."""
+    return [
+        "python",
+        "-m",
+        "torch.distributed.run",
+        "-m",
+        "components.pretrain",
+        "--tokenized",
+        data,
+        "--output",
+        output,
+        "--checkpoint-dir",
+        checkpoint_dir,
+        "--params",
+        params_file,
+    ]
+
+
+def _resources(params: Params):
+    from kubernetes.client import V1ResourceRequirements
+
+    job = params.job
+    requests = {"cpu": job.cpu_request, "memory": job.memory_request}
+    limits = {k: v for k, v in (("cpu", job.cpu_limit), ("memory", job.memory_limit)) if v}
+    if params.accelerator_count > 0:
+        # Extended resources (GPUs) are requested by their limit; request = limit, as Kubernetes requires.
+        limits[params.accelerator_type] = requests[params.accelerator_type] = str(params.accelerator_count)
+    return V1ResourceRequirements(requests=requests, limits=limits or None)
+
+
+def pytorchjob(
     params: Params,
     *,
     name: str,
@@ -56,93 +106,152 @@ def pytorchjob_manifest(
     pvc_name: str,
     pvc_mount: str,
     shm_size: str = "16Gi",
-    backoff_limit: int = 3,
     service_account: str | None = None,
-) -> dict[str, Any]:
-    """The PyTorchJob that trains ``params`` on ``num_nodes`` pods.
+):
+    """The PyTorchJob (a ``KubeflowOrgV1PyTorchJob``) that trains ``params`` on ``num_nodes`` pods.
 
     ``data`` / ``output`` / ``checkpoint_dir`` / ``params_file``: paths inside the pods, under
-    ``pvc_mount`` (where the claim ``pvc_name`` is mounted on every pod).
+    ``pvc_mount`` (where the claim ``pvc_name`` is mounted on every pod). ``shm_size``: the
+    in-memory /dev/shm of every pod (Kubernetes quantity). Resources, rendezvous, restart and
+    clean-up policies come from ``params.job`` and the accelerator keys.
     """
-    command = [
-        "python",
-        "-m",
-        "torch.distributed.run",
-        f"--nnodes={params.num_nodes}",
-        f"--nproc-per-node={params.procs_per_node}",
-        # $(VAR): expanded by Kubernetes from the env the operator injects into each pod.
-        "--node-rank=$(RANK)",
-        "--master-addr=$(MASTER_ADDR)",
-        "--master-port=$(MASTER_PORT)",
-        "--max-restarts=0",
-        "-m",
-        "components.pretrain",
-        "--tokenized",
-        data,
-        "--output",
-        output,
-        "--checkpoint-dir",
-        checkpoint_dir,
-        "--params",
-        params_file,
-    ]
-    container: dict[str, Any] = {
-        "name": CONTAINER,
-        "image": image,
-        "command": command,
-        "env": [
-            {"name": "PYTHONUNBUFFERED", "value": "1"},
-            {"name": "OMP_NUM_THREADS", "value": str(params.cpu_threads)},
-            {"name": "TOKENIZERS_PARALLELISM", "value": "false"},
-        ],
-        "ports": [{"name": PORT_NAME, "containerPort": PORT}],
-        "volumeMounts": [
-            {"name": "dshm", "mountPath": "/dev/shm"},
-            {"name": VOLUME, "mountPath": pvc_mount},
-        ],
-    }
-    if params.accelerator_count > 0:
-        limits = {params.accelerator_type: str(params.accelerator_count)}
-        container["resources"] = {"limits": limits, "requests": dict(limits)}
-    pod_spec: dict[str, Any] = {
-        "containers": [container],
-        "volumes": [
-            # NCCL and the data loaders use shared memory; the container default (64 MiB) is too small.
-            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}},
-            {"name": VOLUME, "persistentVolumeClaim": {"claimName": pvc_name}},
-        ],
-    }
-    if service_account:
-        pod_spec["serviceAccountName"] = service_account
+    from kubeflow.training import models as m
+    from kubernetes import client as k
 
-    def replica(count: int) -> dict[str, Any]:
-        # OnFailure: a failed pod restarts and the job resumes from the latest checkpoint.
-        return {
-            "replicas": count,
-            "restartPolicy": "OnFailure",
-            "template": {
-                "metadata": {"annotations": {"sidecar.istio.io/inject": "false"}},
-                "spec": pod_spec,
-            },
-        }
+    container = k.V1Container(
+        name=CONTAINER,
+        image=image,
+        command=pod_command(data, output, checkpoint_dir, params_file),
+        env=[
+            k.V1EnvVar(name="PYTHONUNBUFFERED", value="1"),
+            # torchrun would otherwise force 1 thread per process (with a warning).
+            k.V1EnvVar(name="OMP_NUM_THREADS", value=str(params.cpu_threads)),
+            k.V1EnvVar(name="TOKENIZERS_PARALLELISM", value="false"),
+        ],
+        ports=[k.V1ContainerPort(name=PORT_NAME, container_port=PORT)],
+        resources=_resources(params),
+        volume_mounts=[
+            k.V1VolumeMount(name="dshm", mount_path="/dev/shm"),
+            k.V1VolumeMount(name=VOLUME, mount_path=pvc_mount),
+        ],
+    )
+    pod = k.V1PodSpec(
+        containers=[container],
+        volumes=[
+            # NCCL and the data loaders use shared memory; the container default (64 MiB) is too small.
+            k.V1Volume(name="dshm", empty_dir=k.V1EmptyDirVolumeSource(medium="Memory", size_limit=shm_size)),
+            k.V1Volume(
+                name=VOLUME,
+                persistent_volume_claim=k.V1PersistentVolumeClaimVolumeSource(claim_name=pvc_name),
+            ),
+        ],
+        service_account_name=service_account or None,
+    )
+    template = k.V1PodTemplateSpec(
+        metadata=k.V1ObjectMeta(annotations={"sidecar.istio.io/inject": "false"}), spec=pod
+    )
+
+    def replica(count: int):
+        # The restarted pod's torchrun rejoins the rendezvous and the job resumes from the latest checkpoint.
+        return m.KubeflowOrgV1ReplicaSpec(
+            replicas=count, restart_policy=params.job.restart_policy, template=template
+        )
 
     replicas = {"Master": replica(1)}
     if params.num_nodes > 1:
         replicas["Worker"] = replica(params.num_nodes - 1)
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": KIND,
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {"app.kubernetes.io/part-of": "llm-production-line"},
-        },
-        "spec": {
-            "nprocPerNode": str(params.procs_per_node),
-            "runPolicy": {"backoffLimit": backoff_limit, "cleanPodPolicy": "Running"},
-            "pytorchReplicaSpecs": replicas,
-        },
-    }
+    elastic = None
+    if params.job.rendezvous == "c10d" and params.num_nodes > 1:  # the operator wants Workers for it
+        elastic = m.KubeflowOrgV1ElasticPolicy(
+            # Fixed size: the parallel layout (tp*pp*dp) comes from params, not from the node count.
+            min_replicas=params.num_nodes,
+            max_replicas=params.num_nodes,
+            rdzv_backend="c10d",
+            # The operator's default host is <job>-worker-0; the master pod (always present) hosts it here.
+            rdzv_host=f"{name}-master-0",
+            rdzv_port=PORT,
+            rdzv_id=name,
+            max_restarts=params.job.max_restarts,
+        )
+    return m.KubeflowOrgV1PyTorchJob(
+        api_version=f"{GROUP}/{VERSION}",
+        kind=KIND,
+        metadata=k.V1ObjectMeta(
+            name=name, namespace=namespace, labels={"app.kubernetes.io/part-of": "llm-production-line"}
+        ),
+        spec=m.KubeflowOrgV1PyTorchJobSpec(
+            nproc_per_node=str(params.procs_per_node),
+            elastic_policy=elastic,
+            run_policy=m.KubeflowOrgV1RunPolicy(
+                backoff_limit=params.job.backoff_limit, clean_pod_policy=params.job.clean_pod_policy
+            ),
+            pytorch_replica_specs=replicas,
+        ),
+    )
+
+
+def to_manifest(job: Any) -> dict[str, Any]:
+    """The dict the API server receives for an SDK model (camelCase keys, no None fields)."""
+    from kubernetes.client import ApiClient
+
+    return ApiClient().sanitize_for_serialization(job)
+
+
+def pytorchjob_manifest(params: Params, **kwargs: Any) -> dict[str, Any]:
+    """``pytorchjob(params, **kwargs)`` as the dict the API receives, checked by ``validate_manifest``."""
+    manifest = to_manifest(pytorchjob(params, **kwargs))
+    validate_manifest(manifest)
+    return manifest
+
+
+class _Response:
+    """What the SDK's ``ApiClient.deserialize`` reads: a response with a JSON body."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.data = json.dumps(body)
+
+
+def _first_difference(sent: Any, kept: Any, path: str) -> str | None:
+    if isinstance(sent, dict):
+        kept = kept if isinstance(kept, dict) else {}
+        for key in sent:
+            if key not in kept:
+                return f"{path}.{key}"
+            found = _first_difference(sent[key], kept[key], f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(sent, list):
+        if not isinstance(kept, list) or len(kept) != len(sent):
+            return path
+        for i, (a, b) in enumerate(zip(sent, kept, strict=True)):
+            found = _first_difference(a, b, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return None if sent == kept else path
+
+
+def validate_manifest(manifest: dict[str, Any]):
+    """Read ``manifest`` into the SDK's ``KubeflowOrgV1PyTorchJob``; return it.
+
+    The models drop fields they do not know and refuse missing required ones (a container
+    without a name ...); a manifest that does not come back unchanged from a round trip through
+    them is refused, naming the first field that was lost. Raises ValueError.
+    """
+    from kubeflow.training import ApiClient
+
+    try:
+        job = ApiClient().deserialize(_Response(manifest), MODEL)
+    except ValueError as exc:
+        raise ValueError(f"PyTorchJob manifest: {exc}") from None
+    lost = _first_difference(manifest, to_manifest(job), "")
+    if lost:
+        raise ValueError(
+            f"PyTorchJob manifest: {lost.lstrip('.')} is not a field of {MODEL} (or has the wrong type); "
+            "the API server would drop it"
+        )
+    return job
 
 
 def job_phase(job: dict[str, Any]) -> str:

@@ -6,6 +6,7 @@ The multi-process layouts and the kill-and-resume run are in test_pretrain_paral
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import json
@@ -495,18 +496,32 @@ def test_pytorchjob_manifest_runs_the_stage_with_torchrun_on_every_node():
     assert job["spec"]["nprocPerNode"] == "2"
     specs = job["spec"]["pytorchReplicaSpecs"]
     assert (specs["Master"]["replicas"], specs["Worker"]["replicas"]) == (1, 1)
+    assert specs["Master"]["restartPolicy"] == specs["Worker"]["restartPolicy"] == "OnFailure"
+    assert job["spec"]["runPolicy"] == {"backoffLimit": 3, "cleanPodPolicy": "Running"}
+    # Elastic: a fixed-size c10d rendezvous hosted by the master pod's service.
+    assert job["spec"]["elasticPolicy"] == {
+        "minReplicas": 2,
+        "maxReplicas": 2,
+        "rdzvBackend": "c10d",
+        "rdzvHost": "pretrain-abc-master-0",
+        "rdzvPort": 23456,
+        "rdzvId": "pretrain-abc",
+        "maxRestarts": 3,
+    }
     pod = specs["Worker"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["name"] == "pytorch" and container["image"] == "registry/llm:1"
     assert container["ports"] == [{"name": "pytorchjob-port", "containerPort": 23456}]
-    assert container["resources"]["limits"] == {"nvidia.com/gpu": "2"}
-    command = container["command"]
-    assert command[:3] == ["python", "-m", "torch.distributed.run"]
-    assert {"--nnodes=2", "--nproc-per-node=2", "--node-rank=$(RANK)", "--master-addr=$(MASTER_ADDR)"} <= set(
-        command
-    )
-    tail = command[command.index("components.pretrain") :]
-    assert tail == [
+    assert container["resources"] == {
+        "requests": {"cpu": "4", "memory": "32Gi", "nvidia.com/gpu": "2"},
+        "limits": {"memory": "32Gi", "nvidia.com/gpu": "2"},
+    }
+    # No rendezvous flags: torchrun reads them from the PET_* variables the operator injects.
+    assert container["command"] == [
+        "python",
+        "-m",
+        "torch.distributed.run",
+        "-m",
         "components.pretrain",
         "--tokenized",
         "/mnt/ckpt/jobs/x/data",
@@ -519,8 +534,70 @@ def test_pytorchjob_manifest_runs_the_stage_with_torchrun_on_every_node():
     ]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["checkpoints"]["persistentVolumeClaim"] == {"claimName": "llm-checkpoints"}
-    assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
+    assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"}
     assert {"name": "checkpoints", "mountPath": "/mnt/ckpt"} in container["volumeMounts"]
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
+
+
+def test_pytorchjob_resources_and_policies_come_from_params():
+    job_params = {
+        "cpu_request": "3500m",
+        "cpu_limit": "8",
+        "memory_request": "64Gi",
+        "memory_limit": "",
+        "rendezvous": "static",
+        "max_restarts": 0,
+        "restart_policy": "ExitCode",
+        "backoff_limit": 5,
+        "clean_pod_policy": "All",
+    }
+    job = _manifest(job=job_params)
+    assert "elasticPolicy" not in job["spec"]  # static: MASTER_ADDR and the operator's node rank
+    assert job["spec"]["runPolicy"] == {"backoffLimit": 5, "cleanPodPolicy": "All"}
+    master = job["spec"]["pytorchReplicaSpecs"]["Master"]
+    assert master["restartPolicy"] == "ExitCode"
+    assert master["template"]["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "3500m", "memory": "64Gi", "nvidia.com/gpu": "2"},
+        "limits": {"cpu": "8", "nvidia.com/gpu": "2"},
+    }
+
+
+def test_a_misspelt_or_mistyped_manifest_field_is_refused_by_the_sdk_models():
+    job = _manifest()
+    assert pytorchjob.validate_manifest(job).spec.elastic_policy.max_restarts == 3  # the SDK model
+    misspelt = copy.deepcopy(job)
+    container = misspelt["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]
+    container["volumeMount"] = container.pop("volumeMounts")
+    with pytest.raises(
+        ValueError, match=r"Worker\.template\.spec\.containers\[0\]\.volumeMount is not a field"
+    ):
+        pytorchjob.validate_manifest(misspelt)
+    elastic = copy.deepcopy(job)
+    elastic["spec"]["elasticPolicy"]["maxRestart"] = 3
+    with pytest.raises(ValueError, match=r"spec\.elasticPolicy\.maxRestart is not a field"):
+        pytorchjob.validate_manifest(elastic)
+    nameless = copy.deepcopy(job)
+    del nameless["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["name"]
+    with pytest.raises(ValueError, match="name"):
+        pytorchjob.validate_manifest(nameless)
+
+
+@pytest.mark.parametrize(
+    ("job", "key"),
+    [
+        ({"memory_request": "32GB"}, "pretrain.job.memory_request"),
+        ({"cpu_limit": "lots"}, "pretrain.job.cpu_limit"),
+        ({"rendezvous": "etcd"}, "pretrain.job.rendezvous"),
+        ({"rendezvous": "static"}, "pretrain.job.max_restarts"),
+        ({"restart_policy": "Sometimes"}, "pretrain.job.restart_policy"),
+        ({"backoff_limit": -1}, "pretrain.job.backoff_limit"),
+        ({"max_restarts": "3"}, "pretrain.job.max_restarts"),
+        ({"replicas": 2}, "pretrain.job.replicas"),
+    ],
+)
+def test_bad_job_params_name_the_key(job, key):
+    with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
+        _params(**MULTI, accelerator_count=2, job=job)
 
 
 def test_single_node_job_has_no_workers_and_cpu_jobs_request_no_accelerator():
@@ -528,9 +605,9 @@ def test_single_node_job_has_no_workers_and_cpu_jobs_request_no_accelerator():
         num_nodes=1, data_parallel_size=2, global_batch_size=8, accelerator_count=0, accelerator_type=""
     )
     assert list(job["spec"]["pytorchReplicaSpecs"]) == ["Master"]
-    assert (
-        "resources" not in job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]
-    )
+    assert "elasticPolicy" not in job["spec"]  # the operator accepts one only with Workers
+    resources = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["resources"]
+    assert resources == {"requests": {"cpu": "4", "memory": "32Gi"}, "limits": {"memory": "32Gi"}}
 
 
 def test_job_phase_reads_the_operator_conditions():
