@@ -10,15 +10,19 @@ def clean(data: Input[Dataset], params: dict, cleaned: Output[Dataset], metrics:
     """ingest's corpus.jsonl -> documents/, dropped/, rejected/, report.json in ``cleaned``; the
     task's texts (task.jsonl) decontaminate it."""
     from components.common import artifacts as a
-    from components.common.kfp import enter
+    from components.common.entry import stage_params
+    from components.common.kfp import artifact_location, enter
 
+    # A distributed runner's workers (Flink, Spark, Dataflow) reach the artifacts' object-store
+    # URIs, not this pod's local paths (Params.distributed decides).
+    remote = stage_params("clean", params).distributed
     enter(
         "clean",
         params,
         metrics,
         inputs=[data],
         outputs=[cleaned],
-        input=a.path(data, a.CORPUS),
-        decontaminate=a.path(data, a.TASK),
-        output=cleaned.path,
+        input=a.path(artifact_location(data, remote), a.CORPUS),
+        decontaminate=a.path(artifact_location(data, remote), a.TASK),
+        output=artifact_location(cleaned, remote),
     )

@@ -13,6 +13,11 @@ from components.common.params import check_fraction, check_positive
 
 SECTION = "clean"
 
+# Runners whose SDK workers are threads or processes of the launching process, so they see its
+# disk; any other runner (PortableRunner, FlinkRunner, SparkRunner, DataflowRunner ...) may run
+# them on other machines.
+IN_PROCESS_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
+
 PII_TYPES = ("email", "phone", "ip_address", "card_number")
 OUTLIER_FEATURES = (
     "length",
@@ -319,6 +324,13 @@ class Params:
     decontaminate: Decontaminate = field(default_factory=Decontaminate)
     pii: Pii = field(default_factory=Pii)
     report: Report = field(default_factory=Report)
+
+    @property
+    def distributed(self) -> bool:
+        """True when the Beam workers may run on other machines (any runner but the in-process
+        ones): the stage's input and output must then be object-store URIs every worker reaches,
+        never the launcher's local paths."""
+        return self.runner.rsplit(".", 1)[-1] not in IN_PROCESS_RUNNERS
 
     def __post_init__(self) -> None:
         if not self.runner:

@@ -44,6 +44,26 @@ def stage_component(func: Callable) -> StageComponent:
     return StageComponent(func)
 
 
+def artifact_location(artifact: Any, remote: bool) -> str:
+    """Where a step reads or writes ``artifact``: its object-store URI when the work runs on other
+    machines (``remote``: a distributed Beam runner's workers cannot see the pod's local
+    ``artifact.path``), else ``artifact.path``. A ``minio://`` URI (KFP's default MinIO store) is
+    returned as ``s3://`` (MinIO speaks the S3 API; the endpoint comes from ``AWS_ENDPOINT_URL``).
+
+    Writing to the URI instead of the path is safe with the KFP v2 launcher (kubeflow/pipelines
+    ``backend/src/v2/component/launcher_v2.go``, ``uploadOutputArtifacts``, checked at commit
+    7b70c7b): after the step it uploads the local path with ``objectstore.UploadBlob``, which
+    writes each local file over its key and deletes nothing; a local path the step never created
+    is skipped with a warning ("We allow components to not produce output files"). So what the
+    workers wrote under the URI stays, and the next step's launcher downloads everything under the
+    URI prefix (``DownloadBlob``) to its own local input path, as for any other artifact.
+    """
+    if not remote:
+        return artifact.path
+    uri = str(artifact.uri)
+    return "s3://" + uri[len("minio://") :] if uri.startswith("minio://") else uri
+
+
 def log_metrics(artifact: Any, metrics: Mapping[str, Any]) -> None:
     """Copy the numeric leaves of a stage's metrics into a KFP ``Metrics`` artifact."""
     for name, value in flatten(metrics).items():
