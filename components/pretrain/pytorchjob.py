@@ -298,6 +298,20 @@ def current_namespace(default: str = "kubeflow") -> str:
     return path.read_text().strip() if path.exists() else default
 
 
+def job_paths(pvc_mount: str, name: str) -> dict[str, str]:
+    """The job's files on the PVC (mounted at ``pvc_mount``), as ``pytorchjob``'s keyword arguments:
+    ``pretrain-jobs/<name>/{data,params.yaml,output}``, and the checkpoints in ``pretrain/``
+    (shared by jobs: a job with the same params and data resumes the last one)."""
+    mount = Path(pvc_mount)
+    work = mount / "pretrain-jobs" / name
+    return {
+        "data": str(work / "data"),
+        "output": str(work / "output"),
+        "checkpoint_dir": str(mount / "pretrain"),
+        "params_file": str(work / "params.yaml"),
+    }
+
+
 def write_params_file(path: Path, params: Params) -> None:
     """A complete params file (every stage; the others at their defaults) for the CLI."""
     sections: dict[str, Any] = {stage: {} for stage in SECTIONS}
@@ -333,21 +347,18 @@ def run_pytorchjob(
     api = api if api is not None else KubernetesApi()
     namespace = namespace or current_namespace()
     name = name or f"pretrain-{uuid.uuid4().hex[:10]}"
-    mount = Path(pvc_mount)
-    work = mount / "pretrain-jobs" / name
+    paths = job_paths(pvc_mount, name)
+    work = Path(paths["params_file"]).parent
     if work.exists():
         shutil.rmtree(work)
-    shutil.copytree(data, work / "data")
-    write_params_file(work / "params.yaml", params)
+    shutil.copytree(data, paths["data"])
+    write_params_file(Path(paths["params_file"]), params)
     manifest = pytorchjob_manifest(
         params,
         name=name,
         namespace=namespace,
         image=image,
-        data=str(work / "data"),
-        output=str(work / "output"),
-        checkpoint_dir=str(mount / "pretrain"),
-        params_file=str(work / "params.yaml"),
+        **paths,
         pvc_name=pvc_name,
         pvc_mount=pvc_mount,
         shm_size=shm_size,
@@ -375,8 +386,8 @@ def run_pytorchjob(
             )
         sleep(poll_s)
     with atomic_output_dir(output) as out:
-        shutil.copytree(work / "output", out, dirs_exist_ok=True)
-    metrics = json.loads((work / "output" / METRICS_FILE).read_text())
-    shutil.rmtree(work / "data", ignore_errors=True)  # the copy; the output stays for inspection
+        shutil.copytree(paths["output"], out, dirs_exist_ok=True)
+    metrics = json.loads((Path(paths["output"]) / METRICS_FILE).read_text())
+    shutil.rmtree(paths["data"], ignore_errors=True)  # the copy; the output stays for inspection
     log.info("pretrain: PyTorchJob %s/%s succeeded", namespace, name)
     return metrics
