@@ -295,7 +295,8 @@ def test_compiled_clean_step_chooses_the_uri_for_distributed_runners():
     """The code the cluster runs (the compiled pipeline's clean executor) makes that choice."""
     import yaml
 
-    spec = yaml.safe_load((ROOT / "pipelines" / "llm_pipeline.yaml").read_text())
+    docs = yaml.safe_load_all((ROOT / "pipelines" / "llm_pipeline.yaml").read_text())
+    spec = next(doc for doc in docs if "deploymentSpec" in doc)  # then the platform spec
     command = " ".join(spec["deploymentSpec"]["executors"]["exec-clean"]["container"]["command"])
     assert 'remote = stage_params("clean", params).distributed' in command
     assert "output=artifact_location(cleaned, remote)" in command
