@@ -167,19 +167,49 @@ def write_state(partial: str | Path, state: TrainState) -> None:
     _atomic_write(Path(partial) / STATE_FILE, state.to_json())
 
 
-def commit(run_dir: str | Path, step: int, keep: int) -> Path:
-    """Rename the partial folder of ``step`` into place, point ``latest`` at it, drop all but the
-    newest ``keep`` step folders. Call after every rank has finished writing."""
+def commit(run_dir: str | Path, step: int, keep: int, final: bool = False) -> Path:
+    """Rename the partial folder of ``step`` into place, point ``latest`` at it, then apply the
+    retention rule. Call after every rank has finished writing.
+
+    Retention, so that the checkpoint root stays bounded however often params change:
+
+    - the newest ``keep`` step folders of this run, the final one among them at the end (a
+      rerun with the same params and data then trains no step again); older ones are removed;
+    - leftover ``.step_*.partial`` folders of killed saves are removed;
+    - ``final`` (``step`` is the last training step): the other run folders of the same root
+      whose training had also finished are removed. They are superseded trainings (other params
+      or data: each change of them starts a new folder, which is what grew the root without
+      bound); nothing resumes from them. Unfinished ones stay: a killed run, or another job
+      still training, resumes from them.
+    """
     run_dir = Path(run_dir)
-    final = run_dir / step_name(step)
-    if final.exists():  # the same step from a run killed between this rename and `latest`
-        shutil.rmtree(final)
-    os.replace(run_dir / f".{step_name(step)}.partial", final)
+    final_dir = run_dir / step_name(step)
+    if final_dir.exists():  # the same step from a run killed between this rename and `latest`
+        shutil.rmtree(final_dir)
+    os.replace(run_dir / f".{step_name(step)}.partial", final_dir)
     _fsync_dir(run_dir)
-    _atomic_write(run_dir / LATEST, final.name + "\n")
-    for old in sorted(p for p in run_dir.glob(f"{_PREFIX}*") if p.is_dir())[:-keep]:
+    _atomic_write(run_dir / LATEST, final_dir.name + "\n")
+    steps = sorted(p for p in run_dir.glob(f"{_PREFIX}*") if p.is_dir())
+    for old in steps[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
-    return final
+    for partial in run_dir.glob(f".{_PREFIX}*.partial"):
+        shutil.rmtree(partial, ignore_errors=True)
+    if final:
+        for other in run_dir.parent.iterdir():
+            if other != run_dir and other.is_dir() and is_finished(other):
+                shutil.rmtree(other, ignore_errors=True)
+    return final_dir
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """True when ``run_dir``'s latest checkpoint is the last step its run.json asks for."""
+    run_dir = Path(run_dir)
+    try:
+        train_steps = json.loads((run_dir / RUN_FILE).read_text())["params"]["train_steps"]
+        latest = latest_checkpoint(run_dir)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # not a run folder of this stage, or a damaged one: never touched
+    return latest is not None and read_state(latest).step >= train_steps
 
 
 def _atomic_write(path: Path, text: str) -> None:

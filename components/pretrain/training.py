@@ -224,7 +224,9 @@ class Trainer:
             checkpointing.write_state(partial_dir, state)
         torch.distributed.barrier()
         if self.rank == 0:
-            checkpointing.commit(run_dir, state.step, self.params.keep_checkpoints)
+            checkpointing.commit(
+                run_dir, state.step, self.params.keep_checkpoints, final=state.step == self.params.train_steps
+            )
         torch.distributed.barrier()
 
     def load(self, step_dir: Path) -> checkpointing.TrainState:

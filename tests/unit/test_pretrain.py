@@ -293,6 +293,35 @@ def test_commit_is_atomic_points_latest_and_keeps_the_newest(tmp_path):
     assert list(checkpointing.begin(tmp_path, 16).iterdir()) == []
 
 
+def test_retention_keeps_the_newest_and_drops_superseded_finished_trainings(tmp_path):
+    """The checkpoint root stays bounded across params changes (each one starts a new run folder:
+    a 5M-parameter demo had left 246 MB, two finished trainings of two checkpoints each)."""
+
+    def train(run_id: str, steps: list[int], train_steps: int = 12) -> Path:
+        run_dir = checkpointing.prepare_run_dir(tmp_path, run_id, {"params": {"train_steps": train_steps}})
+        for step in steps:
+            partial = checkpointing.begin(run_dir, step)
+            (partial / "weights.distcp").write_bytes(b"w" * 1024)
+            checkpointing.write_state(partial, checkpointing.TrainState(step=step))
+            checkpointing.commit(run_dir, step, keep=2, final=step == train_steps)
+        return run_dir
+
+    finished = train("a-finished-training", [4, 8, 12])
+    assert checkpointing.is_finished(finished)
+    killed = train("a-killed-training", [4])
+    assert not checkpointing.is_finished(killed)
+    (tmp_path / "not-a-run").mkdir()
+    current = tmp_path / "the-current-training"
+    current.mkdir()
+    (current / ".step_00000006.partial").mkdir()  # a save killed half-way, earlier
+    train(current.name, [4, 8, 12])
+    assert sorted(p.name for p in current.glob("*step_*")) == ["step_00000008", "step_00000012"]
+    assert checkpointing.read_state(checkpointing.latest_checkpoint(current)).step == 12
+    # The other finished training is gone; the unfinished one (it may resume) and foreign folders stay.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-killed-training", "not-a-run", current.name]
+    assert sorted(p.name for p in killed.glob("step_*")) == ["step_00000004"]
+
+
 def test_train_state_keeps_each_runs_seconds_and_reads_older_states():
     state = checkpointing.TrainState(step=8, run_seconds=[1.5, 2.25], wall_seconds=3.75)
     assert checkpointing.TrainState.from_json(state.to_json()) == state
