@@ -12,7 +12,8 @@ Why not Beam's own ``apache_beam.runners.portability.local_job_service_main``: i
 and calls ``run_via_runner_api`` directly, skipping ``FnApiRunner.run_pipeline``, the only place
 that reads ``--direct_num_workers`` into the runner's worker count. So that service always runs
 one SDK worker per environment whatever the options say (``--direct_num_workers`` and
-``--sdk_worker_parallelism`` are both ignored). This service is the same servicer with a job class
+``--sdk_worker_parallelism`` are both ignored; a Beam maintainer: "sdk_worker_parallelism is only
+interpreted by Flink/Spark job servers", apache/beam#21839). This service is the same servicer with a job class
 whose runner uses ``--sdk_worker_parallelism`` workers, the PortableOptions flag that the Flink and
 Spark job servers honour for the same thing: bundles are then split across that many workers
 (``ParallelBundleManager``), as a cluster's job server would spread them.
