@@ -14,6 +14,10 @@ COPY monitoring/ monitoring/
 COPY pipelines/ pipelines/
 COPY serving/ serving/
 RUN scripts/setup.sh /opt/venv && /opt/venv/bin/python scripts/fetch_nltk_data.py && rm -rf /root/.cache/pip
+# The server's settings (params.yaml's serving section): the KServe InferenceService runs
+# `python -m serving --params params.yaml` here. Copied after the install, so a params change
+# does not rebuild the venv layer.
+COPY params.yaml ./
 ENV PATH=/opt/venv/bin:$PATH \
     NLTK_DATA=/app/.cache/nltk_data \
     DO_NOT_TRACK=1 \

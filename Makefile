@@ -18,7 +18,7 @@ IMAGE ?= llm-production-line:0.1.0
 
 .DEFAULT_GOAL := help
 .PHONY: help setup samples nltk-data check-params run plots test test-gpu lint format push pull compile bench lock \
-	clean-outputs serve monitor monitor-ui image image-gpu kfp-submit
+	clean-outputs serve monitor monitor-ui image image-gpu kfp-submit kserve-venv
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -45,7 +45,15 @@ run: check-params ## run the whole DAG with `dvc repro` on the embedded sample (
 plots: setup ## render the DVC plots to dvc_plots/index.html
 	$(BIN)/dvc plots show
 
-test: setup lint ## lint, then the whole test suite
+# KServe's SDK, for validating the InferenceService deploy writes: its own venv (its pins conflict with kfp's).
+KSERVE_VENV := .cache/test-venvs/kserve
+
+kserve-venv: $(KSERVE_VENV)/.installed ## the KServe SDK test venv (pinned, requirements/kserve-test.txt)
+
+$(KSERVE_VENV)/.installed: requirements/kserve-test.txt scripts/kserve_venv.sh
+	scripts/kserve_venv.sh $(KSERVE_VENV)
+
+test: setup lint kserve-venv ## lint, then the whole test suite
 	$(BIN)/pytest -q
 
 test-gpu: setup ## the GPU tests and the GPU pretraining benchmark (on a machine with a CUDA GPU)

@@ -6,6 +6,10 @@ params.yaml section as a dict; its default is filled from params.yaml through th
 loader, and each component validates its dict again with it at run time. Cluster settings (image,
 secret, PVC, shared memory, retries) come from pipelines/cluster.yaml; accelerators from the
 ``pretrain`` and ``finetune`` sections.
+
+deploy writes the release's KServe InferenceService into its output artifact (storage URI: that
+artifact's own URI); ``apply_inference_service=True`` adds a step that applies it to the cluster
+(off by default: a run then only produces and records the manifest).
 """
 
 from collections.abc import Callable
@@ -27,6 +31,9 @@ from components.tokenize import component as tokenize_c
 from pipelines.cluster import Cluster
 
 PIPELINE_NAME = "llm-production-line"
+# Where the served model logs its predictions: the monitoring pipeline's default log_uri, and
+# dvc.yaml's kserve.prediction_log (a test keeps the three equal).
+PREDICTION_LOG_URI = "s3://llm-data-lake/prediction_log"
 DESCRIPTION = (
     "Raw text to a monitored sentiment model: ingest, Beam clean, tokenize, megatron-core pretrain, "
     "finetune, compress, evaluate, select (gate), deploy (release bundle), Evidently monitor."
@@ -68,6 +75,7 @@ STAGE_COMPONENTS = (
     evaluate_c.evaluate,
     select_c.select,
     deploy_c.deploy,
+    deploy_c.deploy_inference_service,
     monitor_c.monitor,
 )
 
@@ -98,6 +106,8 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
         promoted_record: str = "",
         checkpoint_dir: str = "",
         extra_inputs: list = [],  # noqa: B006 (a KFP list parameter's default; never mutated)
+        prediction_log_uri: str = PREDICTION_LOG_URI,
+        apply_inference_service: bool = False,
     ):
         ingest_task = ops.ingest(news=news_uri, reviews=reviews_uri, inputs=extra_inputs, params=ingest)
         _data_lake_step(ingest_task, cluster)
@@ -158,8 +168,16 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
         )
         select_task.set_caching_options(False)  # the gate must compare against the record as it is now
         deploy_task = ops.deploy(
-            selection=select_task.outputs["selection"], data=ingest_task.outputs["data"], params=deploy
+            selection=select_task.outputs["selection"],
+            data=ingest_task.outputs["data"],
+            params=deploy,
+            image=cluster.image,
+            prediction_log=prediction_log_uri,
+            data_lake_secret=cluster.data_lake_secret,
         )
+        with dsl.If(apply_inference_service == True, name="apply-inference-service"):  # noqa: E712 (a KFP condition)
+            # Not cached: applying is an action on the cluster as it is now.
+            ops.deploy_inference_service(release=deploy_task.outputs["release"]).set_caching_options(False)
         monitor_task = ops.monitor(
             evaluation=evaluate_task.outputs["evaluation"], data=ingest_task.outputs["data"], params=monitor
         )

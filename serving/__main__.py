@@ -6,12 +6,19 @@ a bad key exits 2 with one line), and serves until SIGINT/SIGTERM. Prints
 picks a free port; the line tells which). On SIGTERM uvicorn stops accepting, finishes the
 in-flight requests (up to ``serving.shutdown_timeout_s``), and the prediction log writes every
 buffered row before the process exits.
+
+On Kubernetes it runs as the release's KServe InferenceService (components/deploy/kserve.py writes
+it): ``--model /mnt/models/model`` (where KServe's storage initializer puts the release bundle),
+``--host 0.0.0.0 --port 8080`` (KServe's predictor port), ``--log $(PREDICTION_LOG_URI)``
+(expanded by Kubernetes). Without ``--port`` the server listens on ``$PORT`` when it is set (the
+port Knative routes requests to, set to the containerPort), else on 8000.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -21,6 +28,7 @@ from components.common.entry import setup_logging
 from components.common.params import ParamsError, load_params
 
 DEFAULT_LOG = "outputs/prediction_log"
+DEFAULT_PORT = 8000
 
 
 def parser(prog: str = "python -m serving") -> argparse.ArgumentParser:
@@ -35,14 +43,23 @@ def parser(prog: str = "python -m serving") -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     p.add_argument(
-        "--port", type=int, default=8000, help="TCP port, 0 = any free port (default: %(default)s)"
+        "--port",
+        type=int,
+        default=None,
+        help=f"TCP port, 0 = any free port (default: $PORT when set, as Knative sets it, else {DEFAULT_PORT})",
     )
     p.add_argument("--params", default=DEFAULT_PARAMS, help="params file (default: %(default)s)")
     return p
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m serving") -> int:
-    args = parser(prog).parse_args(argv)
+    p = parser(prog)
+    args = p.parse_args(argv)
+    if args.port is None:
+        try:
+            args.port = int(os.environ.get("PORT") or DEFAULT_PORT)
+        except ValueError:
+            p.error(f"$PORT must be a TCP port number, got {os.environ['PORT']!r}")
     setup_logging()
     try:
         params = load_params(args.params, "serving")

@@ -75,6 +75,7 @@ MODEL_CARD = "MODEL_CARD.md"
 
 # deploy
 RELEASE = "release.json"  # version, file hashes, dataset version, smoke test
+INFERENCE_SERVICE = "inference_service.yaml"  # the release as a KServe InferenceService
 
 # Every stage's output folder: the names DVC tracks (outs), its metrics, and its plots files.
 OUTPUTS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -86,7 +87,7 @@ OUTPUTS: dict[str, dict[str, tuple[str, ...]]] = {
     "compress": {"outs": VARIANTS},
     "evaluate": {"outs": (PREDICTIONS, PREDICTIONS_DIR, MODELS, TABLE), "plots": (CONFUSION,)},
     "select": {"outs": (MODEL_DIR, DECISION_JSON, DECISION_MD, MODEL_CARD, PREDICTIONS)},
-    "deploy": {"outs": (MODEL_DIR, RELEASE)},
+    "deploy": {"outs": (MODEL_DIR, RELEASE, INFERENCE_SERVICE)},
     "monitor": {"outs": MONITOR_BATCHES},
 }
 

@@ -1,7 +1,8 @@
-"""CLI: ``python -m components.deploy --model outputs/select/model --reference outputs/select/predictions.jsonl --dataset outputs/ingest --output outputs/deploy``
+"""CLI: ``python -m components.deploy --model outputs/select/model --reference outputs/select/predictions.jsonl --dataset outputs/ingest --output outputs/deploy --image IMAGE --storage-uri s3://... --prediction-log s3://...``
 
-It writes the release bundle; ``python -m serving --model outputs/deploy/model`` (``make serve``)
-serves it.
+It writes the release bundle and its KServe InferenceService (``--image``, ``--storage-uri``,
+``--prediction-log``, ``--data-lake-secret``: dvc.yaml passes its ``kserve`` vars);
+``python -m serving --model outputs/deploy/model`` (``make serve``) serves it here.
 
 The same entry as the Kubeflow component: ``components.common.entry.run_stage``.
 """
@@ -29,6 +30,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--dataset", default=None, help="ingest's output folder (its dataset.json is recorded)"
     )
     parser.add_argument("--output", required=True, help="output folder (replaced atomically)")
+    parser.add_argument(
+        "--image", required=True, help="project image the KServe InferenceService runs (name:tag)"
+    )
+    parser.add_argument(
+        "--storage-uri",
+        required=True,
+        help="where the release bundle (--output) is published in the data lake, for KServe (s3://...)",
+    )
+    parser.add_argument(
+        "--prediction-log", required=True, help="prediction-log URI of the served model (s3://...)"
+    )
+    parser.add_argument(
+        "--data-lake-secret",
+        default=None,
+        help="Kubernetes secret with the lake's AWS_* keys, passed to the server pods (name)",
+    )
     return stage_main(STAGE, parser, argv)
 
 

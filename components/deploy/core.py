@@ -10,6 +10,8 @@ release never reaches the server.
 Outputs (one folder, written atomically):
 - ``model/``        classifier.json, model.safetensors, tokenizer.json
 - ``release.json``  {version, files: {name: sha256}, labels, smoke: {...}, dataset: {version, files}}
+- ``inference_service.yaml``  the release as a KServe InferenceService (``components.deploy.kserve``):
+  the project image running ``python -m serving`` on the bundle, downloaded from ``storage_uri``
 - ``metrics.json``  version agreement and load time
 """
 
@@ -22,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from components.common.artifacts import DATASET, MODEL_DIR, RELEASE
+from components.common.artifacts import DATASET, INFERENCE_SERVICE, MODEL_DIR, RELEASE
+from components.common.entry import InputError
 from components.common.io import read_json, read_jsonl, write_json
 from components.common.metrics import write_metrics
 from components.deploy.params import Params
@@ -43,9 +46,23 @@ def _sha256(path: Path) -> str:
 
 
 def run(
-    model: str, output: str, params: Params, reference: str | None = None, dataset: str | None = None
+    model: str,
+    output: str,
+    params: Params,
+    reference: str | None = None,
+    dataset: str | None = None,
+    *,
+    image: str,
+    storage_uri: str,
+    prediction_log: str,
+    data_lake_secret: str | None = None,
 ) -> dict[str, Any]:
-    """Bundle ``model`` (a classifier folder) into ``output``.
+    """Bundle ``model`` (a classifier folder) into ``output``, with its InferenceService.
+
+    ``image``: the project image the InferenceService runs (name:tag). ``storage_uri``: where this
+    bundle lies in the data lake, for KServe's storage initializer (the KFP output artifact's URI;
+    under DVC, where the bundle is published). ``prediction_log``: the URI the server logs to.
+    ``data_lake_secret``: the Kubernetes secret with the lake's AWS_* keys (None = none).
 
     ``dataset``: ingest's output folder; its ``dataset.json`` (the raw data's content hashes) is
     recorded in release.json, so the served version traces back to its exact data.
@@ -53,9 +70,17 @@ def run(
     ``params.smoke_examples`` texts are labelled by the loaded model and must match exactly.
     """
     from components.common.io import atomic_output_dir
+    from components.deploy.kserve import inference_service, write_inference_service
     from llm.formats import MODEL_FILES
     from llm.served import load_model, model_version
 
+    missing = [
+        k
+        for k, v in (("image", image), ("storage_uri", storage_uri), ("prediction_log", prediction_log))
+        if not v
+    ]
+    if missing:
+        raise InputError(f"deploy: {', '.join(missing)} required (the InferenceService needs them)")
     source = Path(model)
     version = model_version(source)
     with atomic_output_dir(output) as tmp:
@@ -93,6 +118,16 @@ def run(
         # Lineage: the release carries the dataset version (KFP copies it into the artifact's
         # metadata). No path of this machine is recorded: the same release gives the same bytes.
         write_json(tmp / RELEASE, release)
+        manifest = inference_service(
+            params,
+            version=version,
+            image=image,
+            storage_uri=storage_uri,
+            prediction_log=prediction_log,
+            data_lake_secret=data_lake_secret or "",
+            model_dir=MODEL_DIR,
+        )
+        write_inference_service(tmp / INFERENCE_SERVICE, manifest)
         metrics = write_metrics(
             tmp,
             {

@@ -28,7 +28,8 @@ def test_compiled_pipeline_loads_back_with_kfp(tmp_path: Path):
     assert loaded.name == "llm-production-line"
     # The compiled file holds the pipeline spec, then the Kubernetes platform spec (kfp-kubernetes).
     spec, platform = yaml.safe_load_all(path.read_text())
-    assert set(spec["root"]["dag"]["tasks"]) == set(STAGES)
+    # Every stage, plus the condition holding the optional apply-the-InferenceService step.
+    assert set(spec["root"]["dag"]["tasks"]) == {*STAGES, "condition-1"}
     # Every stage's pipeline parameter defaults to its params.yaml section, under the same name.
     parameters = spec["root"]["inputDefinitions"]["parameters"]
     every = load_all(ROOT / "params.yaml")
@@ -43,12 +44,36 @@ def test_compiled_pipeline_loads_back_with_kfp(tmp_path: Path):
         k8s[e]["emptyDirMounts"][0]["mountPath"] == "/dev/shm" for e in ("exec-pretrain", "exec-finetune")
     )
     assert k8s["exec-ingest"]["secretAsEnv"][0]["secretName"] == "data-lake-credentials"
-    tasks = spec["root"]["dag"]["tasks"]
-    # Cached: every deterministic step; not the gate, which reads the promotion record as it is now.
+    tasks = {name: task for name, task in spec["root"]["dag"]["tasks"].items() if name in STAGES}
+    # Cached: every deterministic step; not the gate, which reads the promotion record as it is now
+    # (nor applying the InferenceService: an action on the cluster as it is now).
     assert {name for name, task in tasks.items() if not task["cachingOptions"].get("enableCache")} == {
         "select"
     }
+    (apply,) = spec["components"]["comp-condition-1"]["dag"]["tasks"].values()
+    assert not apply["cachingOptions"].get("enableCache")
     assert tasks["ingest"]["retryPolicy"]["maxRetryCount"] == 3
+
+
+def test_applying_the_inference_service_is_an_optional_step_off_by_default(tmp_path: Path):
+    spec, _ = yaml.safe_load_all(compile_pipeline(ROOT / "params.yaml", tmp_path / "p.yaml").read_text())
+    parameter = spec["root"]["inputDefinitions"]["parameters"]["apply_inference_service"]
+    assert (parameter["parameterType"], parameter["defaultValue"]) == ("BOOLEAN", False)
+    condition = spec["root"]["dag"]["tasks"]["condition-1"]
+    assert condition["taskInfo"]["name"] == "apply-inference-service"
+    assert condition["triggerPolicy"]["condition"] == (
+        "inputs.parameter_values['pipelinechannel--apply_inference_service'] == true"
+    )
+    assert condition["dependentTasks"] == ["deploy"]
+    (inner,) = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"].values()
+    assert inner["componentRef"]["name"] == "comp-deploy-inference-service"
+    assert inner["inputs"]["artifacts"]["release"] == {
+        "componentInputArtifact": "pipelinechannel--deploy-release"
+    }
+    # deploy itself gets the cluster's image and secret, and the log URI the monitor reads.
+    deploy = spec["root"]["dag"]["tasks"]["deploy"]["inputs"]["parameters"]
+    assert deploy["image"] == {"runtimeValue": {"constant": load_cluster().image}}
+    assert deploy["prediction_log"] == {"componentInputParameter": "prediction_log_uri"}
 
 
 def test_accelerators_come_from_params(tmp_path: Path):
@@ -94,6 +119,19 @@ TIMED_FILES = {
     "evaluate": {"models.json", "table.md"},
     "select": {"decision.json", "decision.md", "MODEL_CARD.md", "model/MODEL_CARD.md"},
 }
+# The one field that differs between the doors by design: where the release lies for KServe (the KFP
+# output artifact's URI; under DVC, dvc.yaml's kserve.storage_uri). Compared with it blanked out.
+STORAGE_URI_FILES = {"deploy": {"inference_service.yaml"}}
+
+
+def _without_storage_uri(text: str) -> Any:
+    """An InferenceService with its predictor container's STORAGE_URI value blanked out."""
+    document = yaml.safe_load(text)
+    for container in document["spec"]["predictor"]["containers"]:
+        for entry in container.get("env", []):
+            if entry["name"] == "STORAGE_URI":
+                entry["value"] = "<storage-uri>"
+    return document
 
 
 def _files(folder: Path) -> list[str]:
@@ -152,6 +190,8 @@ def assert_same_outputs(stage: str, dvc_dir: Path, kfp_dir: Path) -> list[str]:
                 stage,
                 name,
             )
+        elif name in STORAGE_URI_FILES.get(stage, ()):
+            assert _without_storage_uri(a.read_text()) == _without_storage_uri(b.read_text()), (stage, name)
         elif name in TIMED_FILES.get(stage, ()) and name.endswith(".json"):
             assert _untimed(json.loads(a.read_text())) == _untimed(json.loads(b.read_text())), (stage, name)
         elif name in TIMED_FILES.get(stage, ()):
@@ -207,6 +247,16 @@ def test_kfp_local_run_matches_the_dvc_run(dvc_project: Path, tmp_path: Path):
     assert kfp_lineage(run_dir, "deploy") == version
     assert kfp_lineage(run_dir, "finetune") == version  # carried along the DAG
     assert json.loads((dvc_out / "deploy" / "release.json").read_text())["dataset"]["version"] == version
+
+    # The InferenceService points at each door's own copy of the release.
+    def storage_uri(folder: Path) -> str:
+        (container,) = yaml.safe_load((folder / "inference_service.yaml").read_text())["spec"]["predictor"][
+            "containers"
+        ]
+        return next(e["value"] for e in container["env"] if e["name"] == "STORAGE_URI")
+
+    assert storage_uri(dvc_out / "deploy") == "s3://llm-data-lake/outputs/deploy"
+    assert storage_uri(run_dir / "deploy" / "release") == str(run_dir / "deploy" / "release")
 
 
 def test_compile_twice_gives_identical_files(tmp_path: Path):

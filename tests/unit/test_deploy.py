@@ -1,4 +1,5 @@
-"""deploy: the release bundle is smoke-tested through the server's loader and records its data."""
+"""deploy: the release bundle is smoke-tested through the server's loader and records its data; its
+KServe InferenceService follows the params and KServe's conventions; applying it creates or replaces."""
 
 from __future__ import annotations
 
@@ -7,12 +8,26 @@ from pathlib import Path
 
 import pytest
 
+from components.common.entry import InputError
 from components.common.io import write_json, write_jsonl
-from components.common.params import from_dict
-from components.deploy.core import ReleaseError, run
+from components.common.params import ParamsError, from_dict
+from components.deploy.core import ReleaseError
+from components.deploy.core import run as deploy_run
+from components.deploy.kserve import apply_inference_service, read_inference_service
 from components.deploy.params import Params
 from llm.served import load_model, model_version
 from tests.serving_fixtures import shared_model_dir
+
+KSERVE = {
+    "image": "registry.example/llm-production-line:1.2.3",
+    "storage_uri": "s3://lake/outputs/deploy",
+    "prediction_log": "s3://lake/prediction_log",
+    "data_lake_secret": "lake-secret",
+}
+
+
+def run(model: str, output: str, params: Params, **kwargs):
+    return deploy_run(model, output, params, **{**KSERVE, **kwargs})
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +78,116 @@ def test_a_model_that_does_not_reproduce_its_evaluation_is_refused(tmp_path: Pat
 def test_smoke_examples_must_not_be_negative():
     with pytest.raises(ValueError, match="deploy.smoke_examples"):
         from_dict(Params, {"smoke_examples": -1}, "deploy")
+
+
+def test_the_inference_service_runs_the_server_on_the_release_as_kserve_expects(tmp_path: Path, model_dir):
+    out = tmp_path / "deploy"
+    params = Params(cpu_request="500m", memory_limit="3Gi", min_replicas=0, max_replicas=5)
+    run(str(model_dir), str(out), params)
+    isvc = read_inference_service(out / "inference_service.yaml")
+    assert (isvc["apiVersion"], isvc["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
+    assert isvc["metadata"]["name"] == "llm-sentiment"
+    annotations = isvc["metadata"]["annotations"]
+    assert annotations["serving.kserve.io/enable-prometheus-scraping"] == "true"
+    assert (annotations["prometheus.io/port"], annotations["prometheus.io/path"]) == ("8080", "/metrics")
+    assert annotations["llm-production-line/model-version"] == model_version(model_dir)
+    predictor = isvc["spec"]["predictor"]
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == (0, 5)
+    assert "canaryTrafficPercent" not in predictor  # 100: no canary, KServe's default routing
+    (container,) = predictor["containers"]
+    assert container["name"] == "kserve-container" and container["image"] == KSERVE["image"]
+    assert container["command"] == ["python", "-m", "serving"]
+    args = container["args"]
+    assert args[args.index("--model") + 1] == "/mnt/models/model"  # storage initializer's mount
+    assert args[args.index("--port") + 1] == "8080" and args[args.index("--host") + 1] == "0.0.0.0"
+    assert args[args.index("--log") + 1] == "$(PREDICTION_LOG_URI)"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["STORAGE_URI"]["value"] == KSERVE["storage_uri"]
+    assert env["PREDICTION_LOG_URI"]["value"] == KSERVE["prediction_log"]
+    assert env["AWS_ENDPOINT_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "lake-secret",
+        "key": "AWS_ENDPOINT_URL",
+        "optional": True,
+    }
+    assert container["ports"] == [{"containerPort": 8080, "protocol": "TCP"}]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": 8080}
+    assert container["resources"] == {
+        "requests": {"cpu": "500m", "memory": "2Gi"},
+        "limits": {"cpu": "2", "memory": "3Gi"},
+    }
+    # The same inputs give the same bytes (DVC caches it; parity compares it).
+    again = tmp_path / "again"
+    run(str(model_dir), str(again), params)
+    assert (again / "inference_service.yaml").read_bytes() == (out / "inference_service.yaml").read_bytes()
+
+
+def test_a_canary_percent_below_100_splits_traffic(tmp_path: Path, model_dir):
+    run(str(model_dir), str(tmp_path / "d"), Params(canary_traffic_percent=10))
+    isvc = read_inference_service(tmp_path / "d" / "inference_service.yaml")
+    assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 10
+
+
+def test_deploy_without_an_image_is_an_input_error(tmp_path: Path, model_dir):
+    with pytest.raises(InputError, match="image"):
+        run(str(model_dir), str(tmp_path / "d"), Params(), image="")
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"cpu_request": "two"}, "deploy.cpu_request: must be a Kubernetes quantity"),
+        ({"memory_limit": "4 GB"}, "deploy.memory_limit: must be a Kubernetes quantity"),
+        ({"service_name": "LLM_sentiment"}, "deploy.service_name: must be a DNS-1035 label"),
+        ({"min_replicas": 4, "max_replicas": 3}, "deploy.max_replicas: must be >= 1 and >= min_replicas"),
+        ({"max_replicas": 0}, "deploy.max_replicas"),
+        ({"canary_traffic_percent": 101}, "deploy.canary_traffic_percent: must be within [0, 100]"),
+        ({"min_replicas": "1"}, "deploy.min_replicas"),
+        ({"replicas": 2}, "replicas"),
+    ],
+)
+def test_bad_kserve_params_are_refused_with_the_key(raw: dict, message: str):
+    with pytest.raises((ValueError, ParamsError), match=message.replace("[", r"\[").replace("]", r"\]")):
+        from_dict(Params, raw, "deploy")
+
+
+class FakeApi:
+    """CustomObjectsApi stand-in: one namespace's InferenceServices by name."""
+
+    def __init__(self):
+        self.objects: dict[tuple[str, str], dict] = {}
+        self.calls: list[str] = []
+
+    def get(self, namespace: str, name: str):
+        return self.objects.get((namespace, name))
+
+    def create(self, namespace: str, manifest: dict):
+        self.calls.append("create")
+        self.objects[(namespace, manifest["metadata"]["name"])] = {
+            **manifest,
+            "metadata": {**manifest["metadata"], "resourceVersion": "1"},
+        }
+
+    def replace(self, namespace: str, name: str, manifest: dict):
+        self.calls.append("replace")
+        assert (
+            manifest["metadata"]["resourceVersion"]
+            == self.objects[(namespace, name)]["metadata"]["resourceVersion"]
+        )
+        self.objects[(namespace, name)] = {
+            **manifest,
+            "metadata": {**manifest["metadata"], "resourceVersion": "2"},
+        }
+
+
+def test_apply_creates_the_inference_service_then_replaces_it(tmp_path: Path, model_dir):
+    run(str(model_dir), str(tmp_path / "d"), Params())
+    path = tmp_path / "d" / "inference_service.yaml"
+    api = FakeApi()
+    assert apply_inference_service(path, namespace="ml", api=api) == "created"
+    assert apply_inference_service(path, namespace="ml", api=api) == "replaced"
+    assert api.calls == ["create", "replace"]
+    stored = api.objects[("ml", "llm-sentiment")]
+    assert stored["metadata"]["namespace"] == "ml"
+    assert stored["spec"] == read_inference_service(path)["spec"]
