@@ -105,3 +105,12 @@ def test_bad_params_exit_2_before_loading_the_model(tmp_path, capsys):
     assert main(["--model", str(tmp_path / "missing"), "--params", str(params)]) == 2
     err = capsys.readouterr().err.strip()
     assert "serving.max_batch_texts: must be > 0" in err and len(err.splitlines()) == 1
+
+
+def test_a_port_variable_that_is_no_number_exits_2(tmp_path, monkeypatch, capsys):
+    # Without --port the server takes $PORT (Knative sets it to the containerPort); garbage is refused.
+    monkeypatch.setenv("PORT", "eighty")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", str(tmp_path / "missing")])
+    assert exit_info.value.code == 2
+    assert "$PORT must be a TCP port number, got 'eighty'" in capsys.readouterr().err
