@@ -197,7 +197,7 @@ def _run_portable(cluster, folder: str, articles: int, params: dict) -> tuple[in
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(300)
 def test_clean_on_portable_runner_with_two_workers_matches_in_process(beam_cluster):
     params = {"num_shards": 2, "on_bad_input": "quarantine"}  # quarantine: the idle run keeps ~nothing
     # The idle reference: the same pipeline on 3 articles, so each worker runs every stage's
@@ -248,6 +248,16 @@ def test_clean_on_portable_runner_with_two_workers_matches_in_process(beam_clust
     for worker, seconds in work.items():
         assert seconds >= 0.25 * total, f"{worker}: {seconds:.2f} s of {total:.2f} s of work; {summary}"
     print(summary)
+
+
+def test_job_service_runs_the_workers_the_job_asks_for():
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from components.clean.job_service import worker_count
+
+    assert worker_count(PipelineOptions(["--sdk_worker_parallelism=3"])) == 3
+    assert worker_count(PipelineOptions([])) == 1  # Beam's default
+    assert worker_count(PipelineOptions(["--sdk_worker_parallelism=0"])) == 1  # "runner's choice"
 
 
 # --- Kubeflow: a distributed runner reads and writes the artifacts' URIs -------------------------
