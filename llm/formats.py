@@ -18,6 +18,8 @@ TOKENIZER_FILE = "tokenizer.json"
 # A pretrained GPT: its shape and its megatron dist_checkpointing folder.
 GPT_SHAPE_FILE = "model.json"
 CHECKPOINT_DIR = "checkpoint"
+# A generator folder (llm.generator): a pretrained-GPT folder + tokenizer + these settings.
+GENERATOR_FILE = "generator.json"
 
 # Megatron indexed datasets: one per split of each source.
 TEXT_SOURCE = "text"  # the clean corpus

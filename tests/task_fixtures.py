@@ -139,3 +139,16 @@ def write_params(path: str | Path, **sections: dict[str, Any]) -> Path:
     path = Path(path)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+def make_generator(directory: str | Path, tokenized: str | Path, seed: int = 0, **config: Any) -> Path:
+    """A generator folder (llm.generator): ``make_pretrained`` + the tokenizer + generator.json
+    (``config`` overrides; default max_new_tokens 8, stop at a newline)."""
+    import shutil
+
+    from llm.generator import write_generator_config
+
+    directory = make_pretrained(directory, tokenized, seed=seed)
+    shutil.copy(Path(tokenized) / TOKENIZER_FILE, Path(directory) / TOKENIZER_FILE)
+    write_generator_config(directory, **{"task": "qa", "max_new_tokens": 8, "stop": ["\n"], **config})
+    return Path(directory)
