@@ -1,6 +1,6 @@
 """Decoding speed with megatron's key/value cache against recomputing the prefix, same run.
 
-    .venv/bin/python bench/generate_decoding.py [--threads 2] [--rounds 2] [--new-tokens 256]
+    .venv/bin/python bench/generate_decoding.py [--threads 2] [--rounds 3] [--new-tokens 256]
 
 One model, one prompt, greedy decoding of ``--new-tokens`` tokens by ``llm.gpt.generate.generate``
 both ways:
@@ -15,6 +15,9 @@ lengthened when the demo's context (256) cannot hold the prompt plus the new tok
 token does not depend on the table's size. Weights are random (speed does not depend on them); the
 run asserts both modes produced the same tokens. The two modes alternate in rounds (machine noise
 hits both alike); figures are medians. Goal: cached/uncached >= 5x. Prints the ratio; not a test.
+
+On 2 CPU cores at batch 1 the ratio is bounded by megatron's fixed Python cost per forward (about
+3.5 of the ~4.3 ms of a cached step; see llm/gpt/generate.py), so it stays near 3x here.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ def demo_shape(prompt_tokens: int, new_tokens: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--prompt-tokens", type=int, default=32)
     args = parser.parse_args()
