@@ -1,15 +1,17 @@
-"""CLI: ``python -m serving --model DIR [--log URI] [--host H] [--port P] [--params params.yaml]``.
+"""CLI: ``python -m serving --model DIR [--generator DIR] [--log URI] [--host H] [--port P] [--params params.yaml]``.
 
 Loads the model folder, validates the ``serving`` settings (the whole file, as every stage does:
 a bad key exits 2 with one line), and serves until SIGINT/SIGTERM. Prints
 ``serving: listening on http://HOST:PORT (model VERSION)`` once the socket is bound (``--port 0``
 picks a free port; the line tells which). On SIGTERM uvicorn stops accepting, finishes the
 in-flight requests (up to ``serving.shutdown_timeout_s``), and the prediction log writes every
-buffered row before the process exits.
+buffered row before the process exits. ``--generator DIR`` (a generator folder, llm.generator:
+``make serve`` passes the release's ``outputs/deploy/generator`` when it exists) also serves
+POST /generate, on the same port and log; without it /generate answers 503.
 
 On Kubernetes it runs as the release's KServe InferenceService (components/deploy/kserve.py writes
 it): ``--model /mnt/models/model`` (where KServe's storage initializer puts the release bundle),
-``--host 0.0.0.0 --port 8080`` (KServe's predictor port), ``--log $(PREDICTION_LOG_URI)``
+``--generator /mnt/models/generator``, ``--host 0.0.0.0 --port 8080`` (KServe's predictor port), ``--log $(PREDICTION_LOG_URI)``
 (expanded by Kubernetes). Without ``--port`` the server listens on ``$PORT`` when it is set (the
 port Knative routes requests to, set to the containerPort), else on 8000.
 """
@@ -33,10 +35,17 @@ DEFAULT_PORT = 8000
 
 def parser(prog: str = "python -m serving") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=prog, description="Serve a classifier folder over HTTP; log every prediction."
+        prog=prog,
+        description="Serve a classifier folder (and a generator folder) over HTTP; log every prediction.",
     )
     p.add_argument(
         "--model", required=True, help="model folder (classifier.json, model.safetensors, tokenizer.json)"
+    )
+    p.add_argument(
+        "--generator",
+        default=None,
+        help="generator folder (model.json, checkpoint/, tokenizer.json, generator.json) to serve on "
+        "POST /generate (default: none; /generate answers 503)",
     )
     p.add_argument(
         "--log", default=DEFAULT_LOG, help="prediction-log URI: folder or s3://... (default: %(default)s)"
@@ -80,7 +89,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m serving") -> 
         params.log_flush_seconds,
         feedback_window_requests=params.feedback_window_requests,
     )
-    app = create_app(model, params, prediction_log)
+    generator = None
+    if args.generator is not None:
+        from llm.generator import load_generator
+
+        generator = load_generator(args.generator, cpu_threads=params.cpu_threads)
+    app = create_app(model, params, prediction_log, generator=generator)
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -95,7 +109,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m serving") -> 
     )
     server = uvicorn.Server(config)
     shown = f"[{host}]" if family == socket.AF_INET6 else host
-    print(f"serving: listening on http://{shown}:{port} (model {model.version})", flush=True)
+    served = f"model {model.version}"
+    if generator is not None:
+        served += f", generator {generator.version}"
+    print(f"serving: listening on http://{shown}:{port} ({served})", flush=True)
     try:
         server.run(sockets=[sock])
     finally:

@@ -10,9 +10,18 @@ Endpoints:
   ``repeats``: labels equal to one already given, not written again). An id this process did not
   answer among its newest ``serving.feedback_window_requests`` requests, or an item it did not
   have, is 404; a label contradicting the one given before is 409 (prediction_log.ServedRequests).
-- ``GET /healthz``: ``{"status": "ok", "model_version", "labels"}``.
+- ``POST /generate`` (when the server was given a generator, ``--generator DIR``; else 503):
+  ``{"prompt": str}`` or ``{"prompts": [str, ...]}`` with optional decoding fields
+  ``max_new_tokens``, ``temperature``, ``top_k``, ``top_p``, ``seed``, ``stop`` (the generator
+  folder's defaults for the rest) -> ``{"request_id", "model_version", "generations": [{"text",
+  "finish_reason", "tokens_in", "tokens_out"}], "latency_ms", "ttft_ms"}``; ``model_version`` is
+  the generator's. Concurrent requests with the same decoding settings share one batched decode
+  (serving.batcher.GenerationBatcher); one generations-log row per prompt.
+- ``GET /healthz``: ``{"status": "ok", "model_version", "labels", "generator_version"}``.
 - ``GET /metrics``: Prometheus text: requests by endpoint and status, latency histogram, errors,
-  predictions by label, tokens, compute seconds, micro-batch sizes, log rows pending.
+  predictions by label, tokens, compute seconds, micro-batch sizes, log rows pending; for
+  generation: requests, prompts, generated tokens, decodes and their sizes, time to first token,
+  seconds per generated token, and the last decode's generated tokens per second.
 
 Every response, errors included, carries the model version (``X-Model-Version`` header, and
 ``model_version`` in JSON bodies) and a request id (``X-Request-ID`` header, and ``request_id`` in
@@ -41,7 +50,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from llm.served import ServedModel
-from serving.batcher import MicroBatcher
+from serving.batcher import GenerationBatcher, MicroBatcher
 from serving.prediction_log import ConflictingLabel, PredictionLog, UnknownRequest, to_utc
 from serving.settings import Settings
 from serving.validation import (
@@ -50,15 +59,18 @@ from serving.validation import (
     RequestError,
     check_content_type,
     parse_feedback,
+    parse_generate,
     parse_json,
     parse_predict,
 )
 
 log = logging.getLogger("serving")
 
-ENDPOINTS = ("/predict", "/feedback", "/healthz", "/metrics")
+ENDPOINTS = ("/predict", "/generate", "/feedback", "/healthz", "/metrics")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+TOKEN_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+NO_GENERATOR = "no generator is loaded: start the server with --generator DIR to serve /generate"
 
 
 class ServerMetrics:
@@ -99,6 +111,38 @@ class ServerMetrics:
         Gauge("serving_log_pending_rows", "Prediction-log rows not yet on storage", registry=r).set_function(
             pending_rows
         )
+        self.generation_requests = Counter(
+            "serving_generation_requests", "POST /generate requests answered", registry=r
+        )
+        self.generation_prompts = Counter("serving_generation_prompts", "Prompts generated for", registry=r)
+        self.generated_tokens = Counter(
+            "serving_generated_tokens", "Tokens generated (end tokens included: each cost a step)", registry=r
+        )
+        self.prompt_tokens = Counter("serving_generation_prompt_tokens", "Prompt tokens read", registry=r)
+        self.generate_calls = Counter("serving_generate_calls", "Batched decodes run", registry=r)
+        self.generate_seconds = Counter(
+            "serving_generate_compute_seconds", "Seconds spent in batched decodes", registry=r
+        )
+        self.generate_batch = Histogram(
+            "serving_generate_batch_prompts", "Prompts per batched decode", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.ttft = Histogram(
+            "serving_time_to_first_token_seconds",
+            "Request received -> first generated token (queue wait + prefill)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.token_seconds = Histogram(
+            "serving_seconds_per_generated_token",
+            "Mean decoding step after the first token, per batched decode",
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.tokens_per_s = Gauge(
+            "serving_generated_tokens_per_second",
+            "Generated tokens per second of the last decode",
+            registry=r,
+        )
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, str(status)).inc()
@@ -109,6 +153,16 @@ class ServerMetrics:
     def observe_batch(self, texts: int, seconds: float) -> None:
         self.batch.observe(texts)
         self.compute.inc(seconds)
+
+    def observe_decode(self, prompts: int, result: Any) -> None:
+        """After each batched decode (``result``: llm.gpt.generate.GenerateResult)."""
+        self.generate_calls.inc()
+        self.generate_batch.observe(prompts)
+        self.generate_seconds.inc(result.seconds)
+        self.generated_tokens.inc(result.new_tokens)
+        self.tokens_per_s.set(result.tokens_per_s)
+        if result.steps > 1:
+            self.token_seconds.observe(result.per_token_latency_s)
 
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -186,13 +240,26 @@ def create_app(
     params: Settings,
     prediction_log: PredictionLog,
     clock: Callable[[], float] = time.time,
+    generator: Any = None,
 ):
-    """The FastAPI app serving ``model``, logging to ``prediction_log`` (closed at shutdown).
+    """The FastAPI app serving ``model`` (and ``generator``, an ``llm.generator.Generator``, on
+    /generate when given), logging to ``prediction_log`` (closed at shutdown).
 
     ``clock`` gives the request timestamps written to the log (epoch seconds).
     """
     version = model.version
-    metrics = ServerMetrics(version, lambda: prediction_log.predictions.pending)
+    generator_version = generator.version if generator is not None else None
+    metrics = ServerMetrics(
+        version, lambda: prediction_log.predictions.pending + prediction_log.generations.pending
+    )
+    generation_batcher = None
+    if generator is not None:
+        generation_batcher = GenerationBatcher(
+            lambda prompts, gen_params, seeds=None: generator.generate(prompts, gen_params, seeds=seeds),
+            max_prompts=params.generate_batch_prompts,
+            wait_s=params.generate_batch_wait_ms / 1000.0,
+            on_batch=metrics.observe_decode,
+        )
     batcher = MicroBatcher(
         model.predict,
         max_texts=params.micro_batch_texts,
@@ -203,11 +270,16 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Any):
         batcher.start()
+        if generation_batcher is not None:
+            generation_batcher.start()
+            log.info("serving: generator %s (%s) ready", generator_version, generator.quantization)
         log.info("serving: model %s (%s) ready", version, ", ".join(model.labels))
         try:
             yield
         finally:
             await batcher.close()  # every queued request answered and logged ...
+            if generation_batcher is not None:
+                await generation_batcher.close()
             await asyncio.to_thread(prediction_log.close)  # ... then every buffered row written
             log.info(
                 "serving: stopped; prediction log %s has %d rows from this run",
@@ -219,16 +291,19 @@ def create_app(
     app.state.metrics = metrics
     app.state.model = model
     app.state.prediction_log = prediction_log
+    app.state.generator = generator
+    app.state.generation_batcher = generation_batcher
     app.add_middleware(Observability, version=version, metrics=metrics)
 
     def error(request: Request, status: int, message: str) -> JSONResponse:
         # The headers are set here too: a 500 is answered outside the Observability middleware.
         request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
         message = message.encode("utf-8", "backslashreplace").decode("utf-8")  # never a lone surrogate
+        shown = generator_version if request.url.path == "/generate" and generator_version else version
         return JSONResponse(
-            {"error": message, "request_id": request_id, "model_version": version},
+            {"error": message, "request_id": request_id, "model_version": shown},
             status_code=status,
-            headers={"x-request-id": request_id, "x-model-version": version},
+            headers={"x-request-id": request_id, "x-model-version": shown},
         )
 
     def client_error(request: Request, status: int, message: str) -> JSONResponse:
@@ -311,6 +386,76 @@ def create_app(
             ]
         return JSONResponse(body_out)
 
+    @app.post("/generate")
+    async def generate(request: Request) -> JSONResponse:
+        received = clock()
+        started = time.perf_counter()
+        if generator is None or generation_batcher is None:
+            raise RequestError(503, NO_GENERATOR)
+        request_id, payload = await read_json(request)
+        parsed = parse_generate(payload, params)
+        try:
+            gen_params = generator.default_params(**parsed.overrides)
+        except (TypeError, ValueError) as exc:  # GenerateParams names the field: "generate.<field>: ..."
+            raise RequestError(422, str(exc).removeprefix("generate.")) from None
+        limit = min(params.max_prompt_tokens, generator.max_prompt_tokens(gen_params.max_new_tokens))
+        if limit <= 0:
+            raise RequestError(
+                422,
+                f"max_new_tokens is {gen_params.max_new_tokens}: no room left for a prompt in the "
+                f"generator's {generator.seq_length}-token context",
+            )
+        for i, n in enumerate(generator.count_tokens(parsed.prompts)):
+            if n > limit:
+                where = "prompt" if parsed.single else f"prompts[{i}]"
+                raise RequestError(413, f"{where} has {n} tokens, over the limit of {limit}")
+        out = await generation_batcher.submit(parsed.prompts, gen_params)
+        done = time.perf_counter()
+        latency_ms = (done - started) * 1000.0
+        ttft_ms = (out.started - started + out.result.time_to_first_token_s) * 1000.0
+        ms_per_token = out.result.per_token_latency_s * 1000.0
+        ts = to_utc(received)
+        rows = [
+            {
+                "text": t.text,
+                "finish_reason": t.generation.finish_reason,
+                "tokens_in": t.generation.prompt_tokens,
+                "tokens_out": len(t.generation.tokens),
+            }
+            for t in out.texts
+        ]
+        prediction_log.generations.append(
+            {
+                "request_id": request_id,
+                "item": i,
+                "ts": ts,
+                "prompt": prompt,
+                "output": row["text"],
+                "tokens_in": row["tokens_in"],
+                "tokens_out": row["tokens_out"],
+                "finish_reason": row["finish_reason"],
+                "latency_ms": latency_ms,
+                "ttft_ms": ttft_ms,
+                "ms_per_token": ms_per_token,
+                "model_version": generator_version,
+            }
+            for i, (prompt, row) in enumerate(zip(parsed.prompts, rows, strict=True))
+        )
+        metrics.generation_requests.inc()
+        metrics.generation_prompts.inc(len(rows))
+        metrics.prompt_tokens.inc(sum(r["tokens_in"] for r in rows))
+        metrics.ttft.observe(ttft_ms / 1000.0)
+        return JSONResponse(
+            {
+                "request_id": request_id,
+                "model_version": generator_version,
+                "generations": rows,
+                "latency_ms": latency_ms,
+                "ttft_ms": ttft_ms,
+            },
+            headers={"x-model-version": generator_version},
+        )
+
     @app.post("/feedback", status_code=202)
     async def feedback(request: Request) -> JSONResponse:
         received = to_utc(clock())
@@ -335,7 +480,14 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
-        return JSONResponse({"status": "ok", "model_version": version, "labels": model.labels})
+        return JSONResponse(
+            {
+                "status": "ok",
+                "model_version": version,
+                "labels": model.labels,
+                "generator_version": generator_version,
+            }
+        )
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:

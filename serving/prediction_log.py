@@ -4,6 +4,7 @@ Layout under the log URI (a local folder, or s3://bucket/prefix in production)::
 
     predictions/date=YYYY-MM-DD/part-<UTC time>-<random>.parquet   PREDICTION_SCHEMA
     labels/date=YYYY-MM-DD/part-<UTC time>-<random>.parquet        LABEL_SCHEMA
+    generations/date=YYYY-MM-DD/part-<UTC time>-<random>.parquet   GENERATION_SCHEMA (POST /generate)
 
 The ``date=`` folders are Hive partitions (pyarrow, Spark, DuckDB and Athena read them as a
 column), taken from each row's own UTC timestamp, so a reader of a time window opens only the
@@ -36,6 +37,7 @@ log = logging.getLogger("serving.log")
 
 PREDICTIONS = "predictions"
 LABELS = "labels"
+GENERATIONS = "generations"
 
 
 def _schemas():
@@ -64,11 +66,30 @@ def _schemas():
             ("label", pa.string()),  # the true label
         ]
     )
-    return {PREDICTIONS: predictions, LABELS: labels}
+    generations = pa.schema(
+        [
+            ("request_id", pa.string()),  # one id per HTTP request
+            ("item", pa.int32()),  # position of the prompt in the request (0 for a single prompt)
+            ("ts", ts),  # when the server received the request (UTC)
+            ("prompt", pa.string()),
+            ("output", pa.string()),  # the generated text (cut before a matched stop text)
+            ("tokens_in", pa.int32()),  # prompt tokens
+            (
+                "tokens_out",
+                pa.int32(),
+            ),  # generated tokens (a matched stop sequence included, the end token not)
+            ("finish_reason", pa.string()),  # eos | stop | length
+            ("latency_ms", pa.float64()),  # request received -> result ready, in the server (ms)
+            ("ttft_ms", pa.float64()),  # request received -> first new token (queue wait + prefill) (ms)
+            ("ms_per_token", pa.float64()),  # mean decoding step after the first token, in its batch (ms)
+            ("model_version", pa.string()),  # the generator's version
+        ]
+    )
+    return {PREDICTIONS: predictions, LABELS: labels, GENERATIONS: generations}
 
 
 def schema(kind: str):
-    """The pyarrow schema of ``kind`` (``predictions`` or ``labels``)."""
+    """The pyarrow schema of ``kind`` (``predictions``, ``labels`` or ``generations``)."""
     return _schemas()[kind]
 
 
@@ -328,8 +349,9 @@ class ServedRequests:
 
 
 class PredictionLog:
-    """The two logs of one server: predictions and late labels, under one URI; and the ids of the
-    newest ``feedback_window_requests`` requests answered (``served``), for the label checks."""
+    """The three logs of one server: predictions, late labels and generations, under one URI; and
+    the ids of the newest ``feedback_window_requests`` requests answered (``served``), for the
+    label checks."""
 
     def __init__(
         self,
@@ -342,16 +364,18 @@ class PredictionLog:
         self.uri = str(uri).rstrip("/")
         self.predictions = ParquetLog(self.uri, PREDICTIONS, flush_rows, flush_seconds, background)
         self.labels = ParquetLog(self.uri, LABELS, flush_rows, flush_seconds, background)
+        self.generations = ParquetLog(self.uri, GENERATIONS, flush_rows, flush_seconds, background)
         self.served = ServedRequests(feedback_window_requests)
 
     def flush(self) -> None:
         self.predictions.flush()
         self.labels.flush()
+        self.generations.flush()
 
     def close(self) -> None:
-        """Write everything still buffered (both logs, even if one fails)."""
+        """Write everything still buffered (every log, even if one fails)."""
         errors = []
-        for part in (self.predictions, self.labels):
+        for part in (self.predictions, self.labels, self.generations):
             try:
                 part.close()
             except Exception as exc:

@@ -29,6 +29,13 @@ class Settings:
     log_flush_seconds: float = 5.0  # longest a logged row waits in memory before it is written (seconds)
     shutdown_timeout_s: float = 30.0  # on SIGTERM, longest wait for in-flight requests before exit (seconds)
     feedback_window_requests: int = 100_000  # newest answered requests whose ids /feedback knows (requests)
+    max_generate_prompts: int = 16  # most prompts in one POST /generate; more get 413 (prompts)
+    max_new_tokens_cap: int = 256  # largest max_new_tokens a /generate request may ask; more get 422 (tokens)
+    max_prompt_tokens: int = (
+        2048  # longest prompt accepted (also capped by seq_length - max_new_tokens); longer get 413 (tokens)
+    )
+    generate_batch_prompts: int = 16  # most prompts the server groups into one batched decode (prompts)
+    generate_batch_wait_ms: float = 5.0  # how long a batched decode waits for more requests to group (ms)
 
     def __post_init__(self) -> None:
         check_positive(
@@ -42,6 +49,10 @@ class Settings:
             log_flush_seconds=self.log_flush_seconds,
             shutdown_timeout_s=self.shutdown_timeout_s,
             feedback_window_requests=self.feedback_window_requests,
+            max_generate_prompts=self.max_generate_prompts,
+            max_new_tokens_cap=self.max_new_tokens_cap,
+            max_prompt_tokens=self.max_prompt_tokens,
+            generate_batch_prompts=self.generate_batch_prompts,
         )
         # Our bodies nest 2 deep ({"texts": [...]}, [{feedback}, ...]); Python's JSON parser recurses
         # once per level, so a bound near the interpreter's recursion limit (1000) would not protect it.
@@ -50,6 +61,6 @@ class Settings:
                 f"{SECTION}.max_json_depth: must be within [{MIN_JSON_DEPTH}, {MAX_JSON_DEPTH}], "
                 f"got {self.max_json_depth!r}"
             )
-        if self.micro_batch_wait_ms < 0 or self.cpu_threads < 0:
-            key = "micro_batch_wait_ms" if self.micro_batch_wait_ms < 0 else "cpu_threads"
-            raise ValueError(f"{SECTION}.{key}: must be >= 0, got {getattr(self, key)!r}")
+        for key in ("micro_batch_wait_ms", "cpu_threads", "generate_batch_wait_ms"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{SECTION}.{key}: must be >= 0, got {getattr(self, key)!r}")

@@ -238,3 +238,59 @@ def parse_feedback(payload: Any, labels: Sequence[str], max_items: int) -> list[
             raise RequestError(422, f"{where}.label must be one of {list(labels)}, got {shown(label)}")
         out.append(Feedback(request_id, item, label))
     return out
+
+
+GENERATE_FIELDS = ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop")
+MAX_SEED = 2**32 - 1  # largest seed accepted (torch seeds take 64 bits; seed + item must stay in range)
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    prompts: list[str]
+    single: bool  # the client sent {"prompt": ...}
+    overrides: dict[str, Any]  # decoding fields given (GenerateParams' names), checked by GenerateParams
+
+
+def parse_generate(payload: Any, params: Settings) -> GenerateRequest:
+    """``{"prompt": str}`` or ``{"prompts": [str, ...]}`` (1 to ``max_generate_prompts``), plus the
+    optional decoding fields ``GENERATE_FIELDS``. Shapes and limits here; the values' own rules
+    (types, temperature >= 0, ...) are GenerateParams' (the app maps its ValueError to 422)."""
+    payload = _check_keys(payload, {"prompt", "prompts", *GENERATE_FIELDS}, "request body")
+    if ("prompt" in payload) == ("prompts" in payload):
+        raise RequestError(422, 'send exactly one of "prompt" (a string) or "prompts" (a list of strings)')
+    if "prompt" in payload:
+        prompts, single = [check_text(payload["prompt"], "prompt", params)], True
+    else:
+        raw = payload["prompts"]
+        if not isinstance(raw, list):
+            raise RequestError(422, f"prompts must be a list of strings, got {type(raw).__name__}")
+        if not raw:
+            raise RequestError(422, "prompts is empty")
+        if len(raw) > params.max_generate_prompts:
+            raise RequestError(
+                413, f"prompts has {len(raw)} items, over the limit of {params.max_generate_prompts}"
+            )
+        prompts, single = [check_text(t, f"prompts[{i}]", params) for i, t in enumerate(raw)], False
+    overrides = {k: payload[k] for k in GENERATE_FIELDS if k in payload}
+    if "stop" in overrides:
+        stop = overrides["stop"]
+        if not isinstance(stop, list):
+            raise RequestError(422, f"stop must be a list of strings, got {type(stop).__name__}")
+        if len(stop) > params.max_generate_prompts:
+            raise RequestError(
+                413, f"stop has {len(stop)} items, over the limit of {params.max_generate_prompts}"
+            )
+        for i, s in enumerate(stop):
+            if not isinstance(s, str) or not s:
+                raise RequestError(422, f"stop[{i}] must be a non-empty string, got {shown(s)}")
+            if len(s) > params.max_text_chars:
+                raise RequestError(
+                    413, f"stop[{i}] has {len(s)} characters, over the limit of {params.max_text_chars}"
+                )
+    max_new = overrides.get("max_new_tokens")
+    if isinstance(max_new, int) and not isinstance(max_new, bool) and max_new > params.max_new_tokens_cap:
+        raise RequestError(422, f"max_new_tokens is {max_new}, over the limit of {params.max_new_tokens_cap}")
+    seed = overrides.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool) and seed > MAX_SEED:
+        raise RequestError(422, f"seed is {seed}, over the limit of {MAX_SEED}")
+    return GenerateRequest(prompts, single, overrides)

@@ -440,6 +440,7 @@ def test_every_response_names_the_model_version(model, tmp_path):
         "status": "ok",
         "model_version": model.version,
         "labels": model.labels,
+        "generator_version": None,  # no --generator
     }
     assert responses["unknown path"].status_code == 404
     assert responses["wrong method"].status_code == 405
