@@ -1,4 +1,4 @@
-"""CLI: ``python -m components.evaluate --pretrained outputs/pretrain --tokenized outputs/tokenize --finetuned outputs/finetune --task outputs/ingest/task.jsonl [--variants outputs/compress] --output outputs/evaluate``
+"""CLI: ``python -m components.evaluate --pretrained outputs/pretrain --tokenized outputs/tokenize --finetuned outputs/finetune --task outputs/ingest/task.jsonl [--variants outputs/compress] [--sft outputs/sft --qa outputs/ingest/qa.jsonl] --output outputs/evaluate``
 
 The same entry as the Kubeflow component: ``components.common.entry.run_stage``.
 """
@@ -27,6 +27,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--task", required=True, help="ingest's task.jsonl {id, text, label, split}")
     parser.add_argument(
         "--variants", default=None, help="compress output folder: every model folder in it is scored too"
+    )
+    parser.add_argument(
+        "--sft",
+        default=None,
+        help="sft output folder (a generator folder): with --qa, the generative (QA) table too",
+    )
+    parser.add_argument(
+        "--qa", default=None, help="ingest's qa.jsonl {id, split, prompt, answer, candidates, ...}"
     )
     parser.add_argument("--output", required=True, help="output folder (replaced atomically)")
     return stage_main(STAGE, parser, argv)

@@ -18,7 +18,11 @@ Contract: ``run(pretrained, tokenizer, finetuned, task, output, params)`` writes
   parameter count. Latency and throughput are wall-clock measurements (noisy on a shared machine),
   so they are kept out of ``metrics.json``, which stays deterministic;
 - ``predictions/<model>.jsonl``: the predictions.jsonl of every model folder (fine-tuned and
-  variants), for the smoke test of whichever model the select stage ships.
+  variants), for the smoke test of whichever model the select stage ships;
+- with ``sft`` and ``qa`` (``params.qa.enabled``): ``qa.json`` / ``qa_table.md`` (the generative
+  table: frequent-candidate baseline, pretrained, sft, sft-int8), ``generations.jsonl`` (the sft
+  model's test generations, the monitor's reference) and ``metrics.json``'s ``qa`` section; see
+  ``components.evaluate.generative``.
 
 Perplexity is measured the way megatron evaluates: the test documents (eod-terminated) are
 concatenated in order and cut into non-overlapping windows of ``window`` tokens, each predicting
@@ -269,8 +273,12 @@ def run(
     output: str,
     params: Params,
     variants: str | None = None,
+    sft: str | None = None,
+    qa: str | None = None,
 ) -> dict[str, Any]:
-    """Score the pretrained GPT (perplexity) and the classifier (task split); see the module doc."""
+    """Score the pretrained GPT (perplexity) and the classifier (task split); see the module doc.
+    With ``sft`` (the sft output folder) and ``qa`` (ingest's qa.jsonl) and ``params.qa.enabled``,
+    also the generative table (``components.evaluate.generative``)."""
     import torch
 
     from components.common.io import read_jsonl
@@ -291,11 +299,25 @@ def run(
         model, shape = load_pretrained(pretrained)
         window = min(params.window or shape.seq_length, shape.seq_length)
         stream = read_stream(dataset_prefix(tokenized, "test"), stream_limit(window, params.max_tokens))
-        metrics: dict[str, Any] = lm_perplexity(
-            model, lm_windows(stream, window, params.max_tokens), params.batch_size
-        )
+        windows = lm_windows(stream, window, params.max_tokens)
+        metrics: dict[str, Any] = lm_perplexity(model, windows, params.batch_size)
         metrics["lm_window"] = window
         del model
+
+        qa_rows: list[dict[str, Any]] | None = None
+        if params.qa.enabled and (sft is None) != (qa is None):
+            raise ValueError("evaluate: the generative evaluation needs both --sft and --qa")
+        if params.qa.enabled and sft is not None:
+            from components.evaluate.generative import evaluate_qa
+
+            qa_rows, generations, qa_info = evaluate_qa(
+                qa,
+                sft,
+                pretrained,
+                params.qa,
+                lambda gpt: lm_perplexity(gpt, windows, params.batch_size)["perplexity"],
+                pretrained_perplexity=metrics["perplexity"],
+            )
 
         classifier = load_classifier(finetuned)
         labels = classifier.labels
@@ -400,8 +422,19 @@ def run(
             {"task_split": params.task_split, "examples": len(examples), "labels": labels, "models": rows},
         )
         (Path(out) / a.TABLE).write_text(markdown_table(rows), encoding="utf-8")
+        if qa_rows is not None:
+            from components.evaluate.generative import qa_metrics, qa_table
+
+            write_json(Path(out) / a.QA_RESULTS, {**qa_info, "models": qa_rows})
+            (Path(out) / a.QA_TABLE).write_text(qa_table(qa_rows), encoding="utf-8")
+            write_jsonl(Path(out) / a.GENERATIONS, generations)
+            metrics["qa"] = qa_metrics(qa_rows, qa_info)
         metrics = write_metrics(out, metrics)
     log.info("evaluate: models\n%s", markdown_table(rows))
+    if qa_rows is not None:
+        from components.evaluate.generative import qa_table
+
+        log.info("evaluate: QA (%s split)\n%s", qa_info["split"], qa_table(qa_rows))
     log.info(
         "evaluate: perplexity %.2f over %d tokens; %s accuracy %.4f, macro-F1 %.4f (majority %.4f), in %.1fs",
         metrics["perplexity"],

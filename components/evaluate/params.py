@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from components.common.params import check_positive
 
 SECTION = "evaluate"
+
+
+@dataclass(frozen=True)
+class QAParams:
+    """``evaluate.qa``: the generative evaluation on the QA test split (needs ``--sft`` and ``--qa``).
+    Defaults keep it to seconds on the CPU demo; raise ``max_questions`` on real hardware."""
+
+    enabled: bool = True  # run it when --sft and --qa are given (flag)
+    split: Literal["train", "valid", "test"] = "test"  # qa.jsonl split to score (name)
+    max_questions: int = 32  # first questions of the split scored, in file order; 0 = all (questions)
+    batch_size: int = 8  # prompts per batched greedy generation call (prompts)
+    max_new_tokens: int = 0  # most generated tokens per answer; 0 = the sft folder's generator.json (tokens)
+    perplexity: bool = True  # also score each GPT's perplexity on the held-out text (flag)
+
+    def __post_init__(self) -> None:
+        check_positive(f"{SECTION}.qa", batch_size=self.batch_size)
+        for key in ("max_questions", "max_new_tokens"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{SECTION}.qa.{key}: must be >= 0, got {getattr(self, key)!r}")
 
 
 @dataclass(frozen=True)
@@ -29,6 +48,7 @@ class Params:
     baseline_ngram_max: int = 2  # TF-IDF word n-grams from 1 to this (words)
     baseline_min_df: int = 2  # ignore n-grams in fewer train reviews than this (reviews)
     baseline_c: float = 4.0  # inverse L2 regularisation strength of the logistic regression (1/penalty)
+    qa: QAParams = field(default_factory=QAParams)  # the generative (QA) evaluation (section)
 
     def __post_init__(self) -> None:
         check_positive(

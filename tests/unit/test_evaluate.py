@@ -263,3 +263,172 @@ def test_evaluate_scores_candidates_and_the_baseline(stage_inputs, tmp_path):
     # Each model folder's predictions, for the smoke test of whichever one is shipped.
     assert sorted(p.name for p in (out / "predictions").iterdir()) == ["finetuned.jsonl", "int8.jsonl"]
     assert (out / "predictions" / "finetuned.jsonl").read_text() == (out / "predictions.jsonl").read_text()
+
+
+# ---- the generative (QA) evaluation -------------------------------------------------------------
+
+QA_WORDS = ("good", "bad", "film", "plot", "great", "boring", "actor", "story")
+
+
+def make_qa(path, n_test: int = 6, seed: int = 0):
+    """A qa.jsonl (C1 rows) whose answer is always the most frequent candidate of the passage, so
+    the frequency baseline answers every question right and an untrained GPT does not."""
+    import random
+
+    from llm.qa import format_prompt, format_response
+
+    rng = random.Random(seed)
+    rows = []
+    for split, n in (("train", 4), ("test", n_test)):
+        for i in range(n):
+            answer, other = rng.sample(["Alice", "Bob", "Carol", "Dave"], 2)
+            words = " ".join(rng.choice(QA_WORDS) for _ in range(6))
+            passage = f"{answer} saw a {words} film. {answer} liked it. {other} did not."
+            question = f"@placeholder liked the {rng.choice(QA_WORDS)} film, {other} said."
+            rows.append(
+                {
+                    "id": f"{split}-{i}",
+                    "article_id": f"a-{split}-{i}",
+                    "split": split,
+                    "prompt": format_prompt(passage, question),
+                    "response": format_response(answer),
+                    "question": question,
+                    "answer": answer,
+                    "candidates": [other, answer],
+                }
+            )
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def qa_inputs(stage_inputs):
+    from tests.task_fixtures import make_generator
+
+    root = stage_inputs
+    if not (root / "sft").exists():
+        make_generator(root / "sft", root / "tokenize", seed=1, max_new_tokens=4)
+        make_qa(root / "qa.jsonl")
+    return root
+
+
+def test_qa_params_are_checked():
+    with pytest.raises(ParamsError, match="evaluate.qa.batch_size: must be > 0"):
+        from_dict(Params, {"qa": {"batch_size": 0}}, "evaluate")
+    with pytest.raises(ParamsError, match="evaluate.qa"):
+        from_dict(Params, {"qa": {"questions": 3}}, "evaluate")
+
+
+def test_passage_of_leaves_the_question_out():
+    from components.evaluate.generative import passage_of
+    from llm.qa import format_prompt
+
+    assert (
+        passage_of(format_prompt("Ann met Bob. Ann left.", "@placeholder met Bob"))
+        == "Passage: Ann met Bob. Ann left."
+    )
+
+
+def test_evaluate_writes_the_qa_table_with_its_baseline_int8_row_and_generations(qa_inputs, tmp_path):
+    root = qa_inputs
+    out = tmp_path / "evaluate"
+    params = from_dict(
+        Params,
+        {
+            "max_tokens": 200,
+            "batch_size": 4,
+            "baseline": False,
+            "latency_requests": 5,
+            "throughput_examples": 8,
+            "qa": {"max_questions": 5, "batch_size": 2},
+        },
+        "evaluate",
+    )
+    metrics = run(
+        str(root / "pretrain"),
+        str(root / "tokenize"),
+        str(root / "finetune"),
+        str(root / "task.jsonl"),
+        str(out),
+        params,
+        sft=str(root / "sft"),
+        qa=str(root / "qa.jsonl"),
+    )
+    table = json.loads((out / "qa.json").read_text())
+    rows = {r["model"]: r for r in table["models"]}
+    assert [r["model"] for r in table["models"]] == ["frequent_candidate", "pretrained", "sft", "sft-int8"]
+    assert table["questions"] == 5 and table["split"] == "test" and table["max_new_tokens"] == 4
+    # The baseline is measured in this run: the fixture's answer is always the most frequent candidate.
+    assert rows["frequent_candidate"]["exact_match"] == 1.0 and rows["frequent_candidate"]["f1"] == 1.0
+    assert rows["frequent_candidate"]["perplexity"] is None
+    for name in ("pretrained", "sft", "sft-int8"):
+        row = rows[name]
+        assert 0.0 <= row["exact_match"] <= row["f1"] + 1e-9 <= 1.0 + 1e-9
+        assert row["tokens_out"] > 0 and row["tokens_per_s"] > 0 and row["ms_per_token"] > 0
+        assert math.isfinite(row["perplexity"]) and row["perplexity"] > 1
+    assert rows["sft-int8"]["quantization"] == "int8-dynamic" and rows["sft"]["quantization"] == "none"
+    assert rows["sft-int8"]["version"] != rows["sft"]["version"]
+    # The pretrained row reuses the stage's own perplexity; the sft one is a different GPT (seed 1).
+    assert rows["pretrained"]["perplexity"] == pytest.approx(metrics["perplexity"])
+    assert rows["sft"]["perplexity"] != pytest.approx(rows["pretrained"]["perplexity"])
+    # int8 runs the same checkpoint: its perplexity is close to the float one's.
+    assert rows["sft-int8"]["perplexity"] == pytest.approx(rows["sft"]["perplexity"], rel=0.05)
+
+    md = (out / "qa_table.md").read_text().splitlines()
+    assert md[0].startswith("| model | EM | F1 |") and len(md) == 2 + 4
+    assert md[2].startswith("| frequent_candidate | 1.0000 | 1.0000 | - |")
+
+    generations = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
+    test = [json.loads(line) for line in (root / "qa.jsonl").read_text().splitlines()]
+    test = [r for r in test if r["split"] == "test"][:5]
+    assert [g["id"] for g in generations] == [r["id"] for r in test]
+    assert all(
+        set(g) == {"id", "prompt", "output", "tokens_in", "tokens_out", "ms_per_token", "finish_reason"}
+        for g in generations
+    )
+    assert all(
+        0 < g["tokens_out"] <= 4 and g["finish_reason"] in ("eos", "stop", "length") for g in generations
+    )
+    assert sum(g["tokens_out"] for g in generations) == rows["sft"]["tokens_out"]
+    # The tiny GPT's 32-token window cuts the prompts from the left (the question stays): the
+    # reference records what the model saw.
+    assert all(
+        r["prompt"].endswith(g["prompt"]) and g["prompt"].endswith("Answer:")
+        for g, r in zip(generations, test, strict=True)
+    )
+    assert all(g["tokens_in"] + 4 <= 32 for g in generations)
+
+    assert metrics["qa"]["questions"] == 5
+    assert metrics["qa"]["models"]["sft"]["f1"] == pytest.approx(rows["sft"]["f1"])
+    assert metrics["qa"]["models"]["frequent_candidate"]["exact_match"] == 1.0
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+
+
+def test_evaluate_without_sft_writes_no_qa_files(qa_inputs, tmp_path):
+    root = qa_inputs
+    params = from_dict(
+        Params,
+        {"max_tokens": 200, "baseline": False, "latency_requests": 2, "throughput_examples": 4},
+        "evaluate",
+    )
+    with pytest.raises(ValueError, match="both --sft and --qa"):
+        run(
+            str(root / "pretrain"),
+            str(root / "tokenize"),
+            str(root / "finetune"),
+            str(root / "task.jsonl"),
+            str(tmp_path / "a"),
+            params,
+            sft=str(root / "sft"),
+        )
+    metrics = run(
+        str(root / "pretrain"),
+        str(root / "tokenize"),
+        str(root / "finetune"),
+        str(root / "task.jsonl"),
+        str(tmp_path / "b"),
+        params,
+    )
+    assert "qa" not in metrics and not (tmp_path / "b" / "qa.json").exists()
