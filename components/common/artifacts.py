@@ -66,12 +66,16 @@ PREDICTIONS_DIR = "predictions"  # every scored model's test predictions, <model
 MODELS = "models.json"  # the model table (quality, latency, size) for the gate
 TABLE = "table.md"
 CONFUSION = "confusion.csv"  # DVC plot: confusion matrix
+QA_TABLE = "qa_table.md"  # the generative (QA) table: baseline, pretrained, sft, sft-int8
+QA_RESULTS = "qa.json"  # the same rows as JSON, for the generative gate
+GENERATIONS = "generations.jsonl"  # the sft model's test generations (the monitor's reference, C3)
 
 # select
 MODEL_DIR = "model"  # the chosen model folder (select), the released one (deploy)
 DECISION_JSON = "decision.json"
 DECISION_MD = "decision.md"
 MODEL_CARD = "MODEL_CARD.md"
+GENERATOR_DIR = "generator"  # the chosen generator folder (select), the released one (deploy)
 
 # deploy
 RELEASE = "release.json"  # version, file hashes, dataset version, smoke test
