@@ -82,6 +82,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m serving") -> 
     from serving.app import create_app
     from serving.prediction_log import PredictionLog
 
+    generator = None
+    if args.generator is not None:
+        from llm.generator import generator_version, load_generator
+
+        try:
+            generator_version(args.generator)  # a wrong folder exits 2 with one line, before any loading
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: --generator: {exc}", file=sys.stderr)
+            return 2
     model = load_model(args.model, batch_size=params.eval_batch_size, cpu_threads=params.cpu_threads)
     prediction_log = PredictionLog(
         args.log,
@@ -89,10 +98,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m serving") -> 
         params.log_flush_seconds,
         feedback_window_requests=params.feedback_window_requests,
     )
-    generator = None
     if args.generator is not None:
-        from llm.generator import load_generator
-
         generator = load_generator(args.generator, cpu_threads=params.cpu_threads)
     app = create_app(model, params, prediction_log, generator=generator)
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET

@@ -48,11 +48,15 @@ VERSION_ANNOTATION = "llm-production-line/model-version"
 PARAMS_IN_IMAGE = "params.yaml"
 
 
-def server_args(model_dir: str, log_uri: str, host: str = "0.0.0.0", port: int = PORT) -> list[str]:
-    """``python -m serving``'s arguments for a model folder and a prediction-log URI."""
+def server_args(
+    model_dir: str, log_uri: str, host: str = "0.0.0.0", port: int = PORT, generator_dir: str = ""
+) -> list[str]:
+    """``python -m serving``'s arguments for a model folder and a prediction-log URI (and a
+    generator folder served on POST /generate; "" = none)."""
     return [
         "--model",
         model_dir,
+        *(["--generator", generator_dir] if generator_dir else []),
         "--log",
         log_uri,
         "--host",
@@ -73,12 +77,15 @@ def inference_service(
     prediction_log: str,
     data_lake_secret: str = "",
     model_dir: str = "model",
+    generator_dir: str = "",
 ) -> dict[str, Any]:
     """The InferenceService serving the release at ``storage_uri`` (its folder: ``model/``,
     ``release.json``) with ``image``; predictions logged to ``prediction_log`` (a URI).
 
     ``data_lake_secret``: the Kubernetes secret whose AWS_* keys reach the server (the prediction
     log on S3); "" = none. ``version``: the model's content hash, recorded as an annotation.
+    ``generator_dir``: the bundle's generator folder (``generator``: the server gets
+    ``--generator /mnt/models/generator``); "" = the bundle has none (no /generate).
     """
     probe = {"httpGet": {"path": HEALTH_PATH, "port": PORT}}
     env: list[dict[str, Any]] = [
@@ -99,7 +106,11 @@ def inference_service(
         "image": image,
         "command": ["python", "-m", "serving"],
         # $(VAR): expanded by Kubernetes from the container's env.
-        "args": server_args(f"{MODEL_MOUNT}/{model_dir}", f"$({PREDICTION_LOG_ENV})"),
+        "args": server_args(
+            f"{MODEL_MOUNT}/{model_dir}",
+            f"$({PREDICTION_LOG_ENV})",
+            generator_dir=f"{MODEL_MOUNT}/{generator_dir}" if generator_dir else "",
+        ),
         "env": env,
         "ports": [{"containerPort": PORT, "protocol": "TCP"}],
         "readinessProbe": {**probe, "initialDelaySeconds": 5, "periodSeconds": 10, "failureThreshold": 3},

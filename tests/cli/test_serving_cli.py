@@ -1,6 +1,7 @@
 """serving CLI: ``python -m serving`` as a real process on loopback; N requests give N log rows
 after SIGTERM (the rows were still buffered when the signal came); a hostile body is one log line
-with its request id, no traceback; a bad params file exits 2."""
+with its request id, no traceback; a bad params file exits 2. With ``--generator``: /generate
+requests in flight when SIGTERM comes are all answered and all logged (the drain covers them)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,19 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
 
 from monitoring.window import read_window
 from serving.__main__ import main
 from tests.serving_fixtures import shared_model_dir
-from tests.task_fixtures import write_params
+from tests.task_fixtures import make_generator, make_tokenized, write_params
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,10 +31,13 @@ def model_dir(tmp_path_factory) -> Path:
     return shared_model_dir(tmp_path_factory)
 
 
-def _start(model_dir: Path, log_uri: Path, params: Path) -> tuple[subprocess.Popen, str]:
+def _start(
+    model_dir: Path, log_uri: Path, params: Path, extra: list[str] | None = None
+) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "serving", "--model", str(model_dir), "--log", str(log_uri), "--port", "0"]
-        + ["--params", str(params)],
+        + ["--params", str(params)]
+        + (extra or []),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -114,3 +121,45 @@ def test_a_port_variable_that_is_no_number_exits_2(tmp_path, monkeypatch, capsys
         main(["--model", str(tmp_path / "missing")])
     assert exit_info.value.code == 2
     assert "$PORT must be a TCP port number, got 'eighty'" in capsys.readouterr().err
+
+
+def test_sigterm_drains_generation_requests_in_flight(model_dir, tmp_path):
+    generator = make_generator(tmp_path / "generator", make_tokenized(tmp_path / "tokenize"))
+    # A long batching wait: the requests are still queued for their decode when SIGTERM comes.
+    params = write_params(
+        tmp_path / "params.yaml",
+        serving={"log_flush_seconds": 3600.0, "generate_batch_wait_ms": 1500.0},
+    )
+    log_uri = tmp_path / "log"
+    proc, url = _start(model_dir, log_uri, params, ["--generator", str(generator)])
+    n = 6
+    try:
+        with httpx.Client(base_url=url, timeout=60.0) as client, ThreadPoolExecutor(n) as pool:
+            version = client.get("/healthz").json()["generator_version"]
+            futures = [
+                pool.submit(client.post, "/generate", json={"prompt": f"good film {i}"}) for i in range(n)
+            ]
+            time.sleep(0.5)  # sent, and waiting for the batch
+            proc.send_signal(signal.SIGTERM)
+            responses = [f.result() for f in futures]
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode in (0, -signal.SIGTERM), output[-3000:]
+    assert f"generator {version}" in output and "Traceback" not in output
+    assert [r.status_code for r in responses] == [200] * n
+    assert {r.json()["model_version"] for r in responses} == {version}
+    table = pq.read_table(log_uri / "generations")
+    assert table.num_rows == n
+    assert sorted(table.column("request_id").to_pylist()) == sorted(r.json()["request_id"] for r in responses)
+    assert set(table.column("model_version").to_pylist()) == {version}
+
+
+def test_a_missing_generator_folder_exits_2_naming_it(model_dir, tmp_path, capsys):
+    params = write_params(tmp_path / "params.yaml")
+    missing = tmp_path / "nope"
+    assert main(["--model", str(model_dir), "--generator", str(missing), "--params", str(params)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --generator: {missing}: no model.json (not a generator folder)"
