@@ -25,6 +25,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--variants", default=None, help="compress output folder (one folder per variant row)"
     )
+    parser.add_argument(
+        "--sft", default=None, help="sft output folder (the generator; chosen from evaluation/qa.json)"
+    )
     parser.add_argument("--output", required=True, help="output folder (replaced atomically)")
     parser.add_argument(
         "--promoted",

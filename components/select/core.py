@@ -16,7 +16,13 @@ Contract: ``run(evaluation, finetuned, candidates, output, params, promoted)``:
    ``MODEL_CARD.md``, ``metrics.json``, ``predictions.jsonl`` (the chosen model's test
    predictions from ``evaluation/predictions/<model>.jsonl``, when present: deploy's smoke-test
    reference), and ``model/``: a copy of the chosen model folder (what
-   deploy bundles and the server loads, safetensors + JSON only); then updates ``promoted``.
+   deploy bundles and the server loads, safetensors + JSON only); then updates ``promoted``;
+6. with ``sft`` and evaluate's ``qa.json``: the generator's choice under ``select.generative``
+   (``components.select.generative``): ``decision.json``'s ``generator``, a section of
+   decision.md and the model card, ``generator/`` (the chosen generator folder, its
+   generator.json naming the quantization) and ``generations.jsonl`` (the float model's test
+   generations) when one is shipped; none shipped is recorded with the reasons and does not stop
+   the classifier's release (unless ``select.generative.required``).
 
 A model that meets no constraint is not an error of the gate: ``NoCandidate`` names why each
 row failed.
@@ -193,10 +199,26 @@ def run(
     params: Params,
     promoted: str | None = None,
     now: str | None = None,
+    sft: str | None = None,
 ) -> dict[str, Any]:
     """Choose, gate, and export the model to ship; see the module doc. ``now``: the timestamp
-    recorded on promotion (ISO 8601; default the current UTC time)."""
+    recorded on promotion (ISO 8601; default the current UTC time). ``sft``: the sft output folder
+    (the generator), chosen under ``params.generative`` from evaluate's qa.json
+    (``components.select.generative``)."""
     import datetime
+
+    from components.select.generative import (
+        NoGenerator,
+        choose_generator,
+        generator_folder,
+        generator_markdown,
+        read_qa,
+    )
+
+    qa = read_qa(evaluation) if params.generative.enabled and sft else None
+    generator = choose_generator(qa, params.generative) if qa is not None else None
+    if generator is not None and not generator["shipped"] and params.generative.required:
+        raise NoGenerator(f"select: {generator['reason']} (select.generative.required is set)")
 
     table = json.loads((Path(evaluation) / a.MODELS).read_text(encoding="utf-8"))
     rows = table["models"]
@@ -228,6 +250,7 @@ def run(
         "gate": gate_reason,
         "previous": previous,
         "models": [{**r, "violations": violations(r, params)} for r in rows],
+        "generator": generator,
     }
     with atomic_output_dir(output) as out:
         out = Path(out)
@@ -239,15 +262,23 @@ def run(
         reference = Path(evaluation) / a.PREDICTIONS_DIR / f"{choice['model']}.jsonl"
         if reference.is_file():
             shutil.copyfile(reference, out / a.PREDICTIONS)
+        if generator is not None and generator["shipped"]:
+            generator_folder(sft, out / a.GENERATOR_DIR, generator["quantization"])
+            # The float model's test generations: deploy's smoke-test reference.
+            if (Path(evaluation) / a.GENERATIONS).is_file():
+                shutil.copyfile(Path(evaluation) / a.GENERATIONS, out / a.GENERATIONS)
         write_json(out / a.DECISION_JSON, decision)
         (out / a.DECISION_MD).write_text(
             f"# Model selection\n\nObjective: {decision['objective']}.\n\n"
             f"Chosen: **{choice['model']}** ({params.metric} {choice[params.metric]:.4f}). Gate: {gate_reason}.\n\n"
-            + _table(rows, params, choice["model"]),
+            + _table(rows, params, choice["model"])
+            + "\n"
+            + generator_markdown(generator),
             encoding="utf-8",
         )
-        (out / a.MODEL_CARD).write_text(model_card(choice, rows, table, config), encoding="utf-8")
-        (out / MODEL_DIR / a.MODEL_CARD).write_text(model_card(choice, rows, table, config), encoding="utf-8")
+        card = model_card(choice, rows, table, config) + "\n" + generator_markdown(generator)
+        (out / a.MODEL_CARD).write_text(card, encoding="utf-8")
+        (out / MODEL_DIR / a.MODEL_CARD).write_text(card, encoding="utf-8")
         metrics = write_metrics(
             out,
             {
@@ -256,6 +287,15 @@ def run(
                 "accuracy": choice["accuracy"],
                 "size_bytes": choice["size_bytes"],
                 "eligible_models": sum(not violations(r, params) for r in rows),
+                **(
+                    {
+                        "generator_shipped": generator["shipped"],
+                        "generator": generator["chosen"],
+                        f"generator_{generator['objective']}": generator["score"],
+                    }
+                    if generator is not None
+                    else {}
+                ),
             },
         )
     if promoted:

@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 SECTION = "select"
+
+
+@dataclass(frozen=True)
+class GenerativeParams:
+    """``select.generative``: the choice of the generator (sft or sft-int8) from evaluate's qa.json."""
+
+    enabled: bool = True  # choose a generator when evaluate wrote qa.json and --sft is given (flag)
+    objective: Literal["f1", "exact_match"] = "f1"  # QA test score to maximise (name)
+    # The shipped generator must beat the most-frequent-candidate baseline by more than this.
+    min_gain_over_baseline: float = 0.0  # least gain of the objective over the baseline (score, 0-1)
+    max_ms_per_token: float = 0.0  # most mean decoding step per generated token; 0 = no limit (ms)
+    tolerance: float = 0.02  # int8 is shipped when this close to the best score and faster (score, 0-1)
+    required: bool = False  # refuse the whole selection when no generator qualifies; false = ship the classifier and record why (flag)
+
+    def __post_init__(self) -> None:
+        for key in ("min_gain_over_baseline", "max_ms_per_token", "tolerance"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{SECTION}.generative.{key}: must be >= 0, got {getattr(self, key)!r}")
+        for key in ("min_gain_over_baseline", "tolerance"):
+            if getattr(self, key) > 1:
+                raise ValueError(
+                    f"{SECTION}.generative.{key}: must be within [0, 1], got {getattr(self, key)!r}"
+                )
 
 
 @dataclass(frozen=True)
@@ -24,6 +47,7 @@ class Params:
     prefer_smaller_within: float = (
         0.005  # among models this close to the best score, take the smallest (score, 0-1)
     )
+    generative: GenerativeParams = field(default_factory=GenerativeParams)  # the generator's choice (section)
 
     def __post_init__(self) -> None:
         for key in ("max_p95_latency_ms", "max_size_mb", "tolerance", "prefer_smaller_within"):

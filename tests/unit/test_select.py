@@ -8,7 +8,8 @@ import pytest
 
 from components.common.params import ParamsError, from_dict
 from components.select.core import GateRefused, NoCandidate, choose, gate, read_promoted, run, violations
-from components.select.params import Params
+from components.select.generative import NoGenerator, choose_generator
+from components.select.params import GenerativeParams, Params
 
 
 def row(name, macro_f1, p95=10.0, size_mb=20.0, kind="classifier", variant="float"):
@@ -163,3 +164,162 @@ def test_an_empty_record_is_nothing_promoted(tmp_path):
 
 def test_the_default_tolerance_is_above_the_seed_noise():
     assert Params().tolerance > 0.0136  # the range of macro-F1 over fine-tuning seeds 0/1/2 (params doc)
+
+
+# ---- the generator's choice ---------------------------------------------------------------------
+
+
+def qa_row(name, f1, ms=10.0, quantization="none", em=None):
+    return {
+        "model": name,
+        "kind": "baseline" if name == "frequent_candidate" else "generator",
+        "quantization": None if name == "frequent_candidate" else quantization,
+        "exact_match": f1 - 0.05 if em is None else em,
+        "f1": f1,
+        "perplexity": None if name == "frequent_candidate" else 20.0,
+        "tokens_per_s": None if name == "frequent_candidate" else 1000.0 / ms,
+        "ms_per_token": None if name == "frequent_candidate" else ms,
+    }
+
+
+def qa_table(baseline=0.30, pretrained=0.10, sft=0.60, int8=0.59, sft_ms=10.0, int8_ms=6.0):
+    return {
+        "split": "test",
+        "questions": 50,
+        "models": [
+            qa_row("frequent_candidate", baseline),
+            qa_row("pretrained", pretrained),
+            qa_row("sft", sft, sft_ms),
+            qa_row("sft-int8", int8, int8_ms, "int8-dynamic"),
+        ],
+    }
+
+
+def test_the_generator_gate_prefers_int8_within_tolerance_and_faster():
+    decision = choose_generator(qa_table(), GenerativeParams(tolerance=0.02))
+    assert decision["shipped"] and decision["chosen"] == "sft-int8"
+    assert decision["quantization"] == "int8-dynamic" and "within 0.02" in decision["reason"]
+    # Beyond the tolerance the float model wins; as good but slower, int8 loses too.
+    assert choose_generator(qa_table(int8=0.55), GenerativeParams(tolerance=0.02))["chosen"] == "sft"
+    assert choose_generator(qa_table(int8=0.60, int8_ms=12.0), GenerativeParams())["chosen"] == "sft"
+    # The speed limit, and the objective named by the params.
+    assert (
+        choose_generator(
+            qa_table(sft_ms=30.0, int8_ms=25.0, int8=0.50), GenerativeParams(max_ms_per_token=28)
+        )["chosen"]
+        == "sft-int8"
+    )
+    table = qa_table()
+    table["models"][2]["exact_match"] = 0.9  # sft's EM far above int8's 0.54
+    assert choose_generator(table, GenerativeParams(objective="exact_match"))["chosen"] == "sft"
+    # The pretrained row is never shipped, however good.
+    assert choose_generator(qa_table(pretrained=0.99), GenerativeParams())["chosen"] == "sft-int8"
+
+
+def test_no_generator_is_shipped_when_it_does_not_beat_the_baseline():
+    decision = choose_generator(qa_table(baseline=0.62), GenerativeParams())
+    assert not decision["shipped"] and decision["chosen"] is None
+    assert (
+        "no generator shipped" in decision["reason"]
+        and "frequent-candidate baseline 0.6200" in decision["reason"]
+    )
+    # A required gain above the baseline counts too.
+    assert not choose_generator(qa_table(baseline=0.55), GenerativeParams(min_gain_over_baseline=0.06))[
+        "shipped"
+    ]
+    # Only int8 is below the baseline: the float model ships.
+    assert (
+        choose_generator(qa_table(baseline=0.595, int8=0.59), GenerativeParams(tolerance=0.05))["chosen"]
+        == "sft"
+    )
+
+
+def test_generative_params_are_checked():
+    with pytest.raises(ParamsError, match="select.generative.tolerance: must be within"):
+        from_dict(Params, {"generative": {"tolerance": 2}}, "select")
+    with pytest.raises(ParamsError, match="select.generative.objective"):
+        from_dict(Params, {"generative": {"objective": "bleu"}}, "select")
+
+
+@pytest.fixture(scope="module")
+def sft_folder(tmp_path_factory):
+    from tests.task_fixtures import make_generator, make_tokenized
+
+    root = tmp_path_factory.mktemp("sft")
+    return make_generator(root / "sft", make_tokenized(root / "tokenize"), max_new_tokens=5)
+
+
+def test_run_ships_the_chosen_generator_and_records_it(stage, sft_folder):
+    (stage / "evaluate" / "qa.json").write_text(json.dumps(qa_table()))
+    (stage / "evaluate" / "generations.jsonl").write_text('{"id": "q1", "prompt": "p", "output": "o"}\n')
+    out = stage / "select"
+    metrics = run(
+        str(stage / "evaluate"),
+        str(stage / "finetune"),
+        str(stage / "compress"),
+        str(out),
+        Params(),
+        "",
+        sft=str(sft_folder),
+    )
+    assert metrics["chosen"] == "int8"  # the classifier's choice is untouched
+    assert metrics["generator_shipped"] and metrics["generator"] == "sft-int8"
+    assert metrics["generator_f1"] == pytest.approx(0.59)
+    config = json.loads((out / "generator" / "generator.json").read_text())
+    assert (
+        config["quantization"] == "int8-dynamic"
+        and config["max_new_tokens"] == 5
+        and config["stop"] == ["\n"]
+    )
+    assert (out / "generator" / "model.json").read_bytes() == (sft_folder / "model.json").read_bytes()
+    assert sorted(p.name for p in (out / "generator" / "checkpoint").iterdir()) == sorted(
+        p.name for p in (sft_folder / "checkpoint").iterdir()
+    )
+    assert (out / "generations.jsonl").read_text().startswith('{"id": "q1"')
+    decision = json.loads((out / "decision.json").read_text())
+    assert decision["generator"]["chosen"] == "sft-int8" and len(decision["generator"]["models"]) == 4
+    for text in ((out / "decision.md").read_text(), (out / "MODEL_CARD.md").read_text()):
+        assert "## Generator" in text and "Shipped: **sft-int8** (quantization int8-dynamic)" in text
+
+
+def test_run_records_no_generator_and_still_ships_the_classifier(stage, sft_folder):
+    (stage / "evaluate" / "qa.json").write_text(json.dumps(qa_table(baseline=0.7)))
+    out = stage / "select"
+    metrics = run(
+        str(stage / "evaluate"),
+        str(stage / "finetune"),
+        str(stage / "compress"),
+        str(out),
+        Params(),
+        "",
+        sft=str(sft_folder),
+    )
+    assert metrics["chosen"] == "int8" and metrics["generator_shipped"] is False
+    assert not (out / "generator").exists() and (out / "model" / "classifier.json").is_file()
+    decision = json.loads((out / "decision.json").read_text())
+    assert "does not beat the frequent-candidate baseline" in decision["generator"]["reason"]
+    assert "no generator shipped" in (out / "MODEL_CARD.md").read_text()
+    # With select.generative.required the whole selection is refused, naming why.
+    params = from_dict(Params, {"generative": {"required": True}}, "select")
+    with pytest.raises(NoGenerator, match="does not beat the frequent-candidate baseline"):
+        run(
+            str(stage / "evaluate"),
+            str(stage / "finetune"),
+            str(stage / "compress"),
+            str(stage / "s2"),
+            params,
+            "",
+            sft=str(sft_folder),
+        )
+    assert not (stage / "s2").exists()
+    # Without --sft (or without qa.json) no generator is judged, as before.
+    plain = run(
+        str(stage / "evaluate"),
+        str(stage / "finetune"),
+        str(stage / "compress"),
+        str(stage / "s3"),
+        Params(),
+        "",
+    )
+    assert "generator_shipped" not in plain
+    assert json.loads((stage / "s3" / "decision.json").read_text())["generator"] is None
