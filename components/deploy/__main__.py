@@ -29,6 +29,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--dataset", default=None, help="ingest's output folder (its dataset.json is recorded)"
     )
+    parser.add_argument(
+        "--generator",
+        default=None,
+        help="select's generator/ folder, bundled as generator/ (absent = select shipped none)",
+    )
+    parser.add_argument(
+        "--generations", default=None, help="select's generations.jsonl, the generator's smoke reference"
+    )
+    parser.add_argument(
+        "--decision",
+        default=None,
+        help="select's decision.json (the generator's QA figures for release.json)",
+    )
     parser.add_argument("--output", required=True, help="output folder (replaced atomically)")
     parser.add_argument(
         "--image", required=True, help="project image the KServe InferenceService runs (name:tag)"

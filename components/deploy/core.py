@@ -9,7 +9,9 @@ release never reaches the server.
 
 Outputs (one folder, written atomically):
 - ``model/``        classifier.json, model.safetensors, tokenizer.json
-- ``release.json``  {version, files: {name: sha256}, labels, smoke: {...}, dataset: {version, files}}
+- ``generator/``    the chosen generator folder (select's), when one is shipped
+- ``release.json``  {version, files: {name: sha256}, labels, smoke: {...}, dataset: {version, files},
+  generator: {version, quantization, files, qa, smoke} | null}
 - ``inference_service.yaml``  the release as a KServe InferenceService (``components.deploy.kserve``):
   the project image running ``python -m serving`` on the bundle, downloaded from ``storage_uri``
 - ``metrics.json``  version agreement and load time
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from components.common.artifacts import DATASET, INFERENCE_SERVICE, MODEL_DIR, RELEASE
+from components.common.artifacts import DATASET, GENERATOR_DIR, INFERENCE_SERVICE, MODEL_DIR, RELEASE
 from components.common.entry import InputError
 from components.common.io import read_json, read_jsonl, write_json
 from components.common.metrics import write_metrics
@@ -56,6 +58,9 @@ def run(
     storage_uri: str,
     prediction_log: str,
     data_lake_secret: str | None = None,
+    generator: str | None = None,
+    generations: str | None = None,
+    decision: str | None = None,
 ) -> dict[str, Any]:
     """Bundle ``model`` (a classifier folder) into ``output``, with its InferenceService.
 
@@ -68,6 +73,12 @@ def run(
     recorded in release.json, so the served version traces back to its exact data.
     ``reference``: JSONL with {text, prediction} (evaluate's predictions.jsonl); the first
     ``params.smoke_examples`` texts are labelled by the loaded model and must match exactly.
+
+    ``generator``: select's ``generator/`` (a generator folder), bundled as ``generator/`` and
+    smoke-tested by ``components.deploy.generator.bundle_generator`` against ``generations``
+    (select's generations.jsonl), with the QA figures of ``decision`` (select's decision.json);
+    None, or a path where select wrote no generator (none shipped), releases the classifier alone
+    (release.json's ``generator`` is null).
     """
     from components.common.io import atomic_output_dir
     from components.deploy.kserve import inference_service, write_inference_service
@@ -114,7 +125,19 @@ def run(
             "labels": served.labels,
             "smoke": smoke,
             "dataset": read_json(Path(dataset) / DATASET) if dataset else None,
+            "generator": None,
         }
+        generator_timing: dict[str, float] = {}
+        if generator is not None and Path(generator).is_dir():
+            from components.deploy.generator import bundle_generator
+
+            release["generator"], generator_timing = bundle_generator(
+                generator, tmp / GENERATOR_DIR, generations, decision
+            )
+        elif generator is not None:
+            log.info(
+                "deploy: no generator at %s (select shipped none); releasing the classifier alone", generator
+            )
         # Lineage: the release carries the dataset version (KFP copies it into the artifact's
         # metadata). No path of this machine is recorded: the same release gives the same bytes.
         write_json(tmp / RELEASE, release)
@@ -135,6 +158,18 @@ def run(
                 "smoke_agreement": smoke["agreement"],
                 "load_seconds": load_s,
                 "dataset_version": (release["dataset"] or {}).get("version"),
+                "generator_shipped": release["generator"] is not None,
+                **(
+                    {
+                        "generator_version": release["generator"]["version"],
+                        "generator_quantization": release["generator"]["quantization"],
+                        "generator_smoke_agrees": release["generator"]["smoke"]["agrees_with_reference"],
+                        "generator_load_seconds": generator_timing["load_seconds"],
+                        "generator_smoke_seconds": generator_timing["smoke_seconds"],
+                    }
+                    if release["generator"]
+                    else {}
+                ),
             },
         )
     log.info("deploy: released model %s to %s", version, output)

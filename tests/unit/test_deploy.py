@@ -191,3 +191,113 @@ def test_apply_creates_the_inference_service_then_replaces_it(tmp_path: Path, mo
     stored = api.objects[("ml", "llm-sentiment")]
     assert stored["metadata"]["namespace"] == "ml"
     assert stored["spec"] == read_inference_service(path)["spec"]
+
+
+# ---- the generator in the bundle ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def generator_dir(tmp_path_factory) -> Path:
+    from tests.task_fixtures import make_generator, make_tokenized
+
+    root = tmp_path_factory.mktemp("generator")
+    return make_generator(root / "generator", make_tokenized(root / "tokenize"), max_new_tokens=6)
+
+
+def _generations(path: Path, generator_dir: Path, output: str | None = None) -> Path:
+    """A generations.jsonl row as evaluate writes it: the float model's greedy answer to a prompt."""
+    from llm.generator import load_generator
+
+    generator = load_generator(generator_dir)
+    prompt = "Passage: a fine film, the best acting.\nQuestion: @placeholder acting\nAnswer:"
+    (out,), _ = generator.generate([prompt], generator.default_params(), truncate=True)
+    row = {
+        "id": "q0",
+        "prompt": prompt,
+        "output": out.text if output is None else output,
+        "tokens_in": out.generation.prompt_tokens,
+        "tokens_out": len(out.generation.tokens),
+        "ms_per_token": 1.0,
+        "finish_reason": out.generation.finish_reason,
+    }
+    write_jsonl(path, [row])
+    return path
+
+
+def test_the_bundle_carries_the_chosen_generator_and_release_json_names_it(
+    tmp_path, model_dir, generator_dir
+):
+    from llm.generator import generator_version, load_generator
+
+    decision = tmp_path / "decision.json"
+    write_json(
+        decision,
+        {
+            "generator": {
+                "chosen": "sft",
+                "objective": "f1",
+                "f1": 0.5,
+                "exact_match": 0.4,
+                "ms_per_token": 3.0,
+                "tokens_per_s": 300.0,
+                "perplexity": 9.0,
+            }
+        },
+    )
+    out = tmp_path / "deploy"
+    metrics = run(
+        str(model_dir),
+        str(out),
+        Params(),
+        generator=str(generator_dir),
+        generations=str(_generations(tmp_path / "gen.jsonl", generator_dir)),
+        decision=str(decision),
+    )
+    release = json.loads((out / "release.json").read_text())
+    entry = release["generator"]
+    assert entry["version"] == generator_version(generator_dir) == load_generator(out / "generator").version
+    assert entry["quantization"] == "none"
+    assert entry["qa"]["f1"] == 0.5 and entry["qa"]["chosen"] == "sft"
+    assert entry["smoke"]["agrees_with_reference"] is True and entry["smoke"]["prompt_from"] == "reference"
+    assert "generator.json" in entry["files"] and any(k.startswith("checkpoint/") for k in entry["files"])
+    assert (out / "generator" / "model.json").read_bytes() == (generator_dir / "model.json").read_bytes()
+    assert (out / "model" / "classifier.json").is_file()  # the classifier is released beside it
+    assert metrics["generator_shipped"] and metrics["generator_smoke_agrees"] is True
+    assert "seconds" not in json.dumps(release)  # timings stay out of the deterministic release
+
+
+def test_an_int8_generator_is_released_int8_and_a_float_one_must_reproduce_its_reference(
+    tmp_path, model_dir, generator_dir
+):
+    import shutil
+
+    from llm.generator import read_generator_config, write_generator_config
+
+    int8 = tmp_path / "int8"
+    shutil.copytree(generator_dir, int8)
+    config = {k: v for k, v in read_generator_config(int8).items() if k not in ("format", "quantization")}
+    write_generator_config(int8, **config, quantization="int8-dynamic")
+    wrong = _generations(tmp_path / "wrong.jsonl", generator_dir, output="@@ surely not this @@")
+    metrics = run(str(model_dir), str(tmp_path / "d1"), Params(), generator=str(int8), generations=str(wrong))
+    entry = json.loads((tmp_path / "d1" / "release.json").read_text())["generator"]
+    assert entry["quantization"] == "int8-dynamic" and metrics["generator_quantization"] == "int8-dynamic"
+    assert entry["smoke"]["agrees_with_reference"] is False and entry["qa"] is None  # recorded, not refused
+    from components.deploy.generator import GeneratorReleaseError
+
+    with pytest.raises(GeneratorReleaseError, match="does not reproduce its evaluation"):
+        run(
+            str(model_dir),
+            str(tmp_path / "d2"),
+            Params(),
+            generator=str(generator_dir),
+            generations=str(wrong),
+        )
+    assert not (tmp_path / "d2").exists()
+
+
+def test_no_generator_shipped_releases_the_classifier_alone(tmp_path, model_dir):
+    metrics = run(
+        str(model_dir), str(tmp_path / "deploy"), Params(), generator=str(tmp_path / "select" / "generator")
+    )
+    assert json.loads((tmp_path / "deploy" / "release.json").read_text())["generator"] is None
+    assert not (tmp_path / "deploy" / "generator").exists() and metrics["generator_shipped"] is False
