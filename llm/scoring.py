@@ -3,12 +3,15 @@
 Conventions follow scikit-learn's: a class that is never predicted has precision 0, a class that
 never occurs has recall 0, and F1 is 0 when precision + recall is 0 (``zero_division=0``).
 Macro-F1 is the unweighted mean of the per-class F1 over ``labels`` (all classes count equally,
-whatever their support).
+whatever their support). Exact match and token F1 of generated answers follow SQuAD v1.1.
 """
 
 from __future__ import annotations
 
 import math
+import re
+import string
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -115,3 +118,34 @@ def percentile(values: Sequence[float], q: float) -> float:
     lo = int(math.floor(pos))
     hi = min(lo + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+# --- extractive QA (SQuAD v1.1, Rajpurkar et al. 2016: the official evaluate script's rules) -----
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = frozenset(string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's normalisation: lower case, punctuation removed, articles (a, an, the) removed,
+    whitespace collapsed to single spaces."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def exact_match(prediction: str, answer: str) -> float:
+    """1.0 when the normalised prediction equals the normalised answer, else 0.0."""
+    return float(normalize_answer(prediction) == normalize_answer(answer))
+
+
+def token_f1(prediction: str, answer: str) -> float:
+    """Token-level F1 of the normalised texts (tokens counted with multiplicity, as in SQuAD);
+    0.0 when they share no token (1.0 when both normalise to nothing)."""
+    pred, gold = normalize_answer(prediction).split(), normalize_answer(answer).split()
+    if not pred or not gold:
+        return float(pred == gold)
+    common = sum((Counter(pred) & Counter(gold)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(pred), common / len(gold)
+    return 2 * precision * recall / (precision + recall)

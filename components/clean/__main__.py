@@ -1,4 +1,4 @@
-"""CLI: ``python -m components.clean --input JSONL_FILE_OR_FOLDER [--decontaminate TASK_JSONL] --output DIR``
+"""CLI: ``python -m components.clean --input JSONL_FILE_OR_FOLDER [--decontaminate EVAL_JSONL ...] --output DIR``
 
 The same entry as the Kubeflow component: ``components.common.entry.run_stage``.
 """
@@ -26,8 +26,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--decontaminate",
-        default=None,
-        help="optional JSONL of evaluation texts (text, split, label): documents sharing a long n-gram with them are dropped; labelled duplicates with conflicting labels are reported",
+        dest="decontaminate",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="EVAL_JSONL",
+        help="optional JSONL files of evaluation records (text or passage, split, label), e.g. ingest's task.jsonl and qa.jsonl: documents sharing a long n-gram with their valid/test texts are dropped; labelled duplicates with conflicting labels are reported",
     )
     parser.add_argument("--output", required=True, help="output folder (replaced atomically)")
     return stage_main(STAGE, parser, argv)

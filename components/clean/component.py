@@ -8,7 +8,7 @@ from components.common.kfp import stage_component
 @stage_component
 def clean(data: Input[Dataset], params: dict, cleaned: Output[Dataset], metrics: Output[Metrics]):
     """ingest's corpus.jsonl -> documents/, dropped/, rejected/, report.json in ``cleaned``; the
-    task's texts (task.jsonl) decontaminate it."""
+    task's texts (task.jsonl) and the QA valid/test passages (qa.jsonl) decontaminate it."""
     from components.common import artifacts as a
     from components.common.entry import stage_params
     from components.common.kfp import artifact_location, enter
@@ -23,6 +23,6 @@ def clean(data: Input[Dataset], params: dict, cleaned: Output[Dataset], metrics:
         inputs=[data],
         outputs=[cleaned],
         input=a.path(artifact_location(data, remote), a.CORPUS),
-        decontaminate=a.path(artifact_location(data, remote), a.TASK),
+        decontaminate=[a.path(artifact_location(data, remote), name) for name in (a.TASK, a.QA)],
         output=artifact_location(cleaned, remote),
     )

@@ -46,7 +46,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import fsspec
@@ -100,7 +100,7 @@ def _write_grouped(pcoll, label: str, path_of, spill: str):
 
 
 def build_pipeline(
-    p, files: list[str], prefix: str, work: str, params: Params, eval_uri: str | None = None
+    p, files: list[str], prefix: str, work: str, params: Params, eval_uris: Sequence[str] = ()
 ) -> None:
     """Add the clean transforms to pipeline ``p``; they write into the folder ``work``."""
     import apache_beam as beam
@@ -133,9 +133,9 @@ def build_pipeline(
     )
 
     # The evaluation texts: n-grams for decontamination, and label conflicts.
-    if eval_uri:
+    if eval_uris:
         d = params.decontaminate
-        evals = p | "EvalFile" >> beam.Create([eval_uri]) | "ReadEval" >> beam.ParDo(t.ReadEval())
+        evals = p | "EvalFile" >> beam.Create(list(eval_uris)) | "ReadEval" >> beam.ParDo(t.ReadEval())
         eval_index = AsSingleton(
             evals
             | "EvalGrams"
@@ -284,13 +284,17 @@ def _beam_counters(result) -> dict[str, int]:
 
 
 def run(
-    input: str, output: str | os.PathLike, params: Params, decontaminate: str | None = None
+    input: str,
+    output: str | os.PathLike,
+    params: Params,
+    decontaminate: str | Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Clean the JSONL documents at ``input`` (file or folder URI) into ``output``; return the metrics.
 
-    ``decontaminate``: an optional JSONL file of evaluation texts (``text``, optional ``split`` and
-    ``label``): documents sharing a long n-gram with them are dropped as ``contaminated``, and
-    labelled texts are checked for duplicates with conflicting labels.
+    ``decontaminate``: optional JSONL files (one URI or several) of evaluation records: ``text`` (or,
+    for QA rows, ``passage``), optional ``split`` and ``label``. Documents sharing a long n-gram
+    with a record of ``params.decontaminate.splits`` are dropped as ``contaminated``, and labelled
+    texts are checked for duplicates with conflicting labels (QA rows carry no label: none).
 
     Bad input raises ``InputError`` (one line naming the file; ``output`` is left as it was):
     always for a single file that is not JSONL (CSV, Parquet ...: ingest converts those) and for
@@ -307,8 +311,10 @@ def run(
         if strict:
             raise InputError(readers.unsupported_message(inputs))
         log.warning("clean: skipping %d unsupported files: %s", len(inputs.skipped), inputs.skipped)
-    if decontaminate and not list_files(decontaminate):
-        raise readers.NoInputFiles(f"clean: no evaluation file at {decontaminate}")
+    evals = [decontaminate] if isinstance(decontaminate, str) else list(decontaminate or ())
+    for uri in evals:
+        if not list_files(uri):
+            raise readers.NoInputFiles(f"clean: no evaluation file at {uri}")
     files, prefix = inputs.files, inputs.prefix
     # Beam is imported once the input checks passed: a refusal costs no second of Beam start-up.
     import apache_beam as beam
@@ -322,7 +328,7 @@ def run(
         for sub in (a.DOCUMENTS, a.DROPPED, a.REJECTED, STATS_DIR, SPILL_DIR):
             fs.makedirs(f"{root}/{sub}", exist_ok=True)
         p = beam.Pipeline(options=pipeline_options(params))
-        build_pipeline(p, files, prefix, work, params, decontaminate)
+        build_pipeline(p, files, prefix, work, params, evals)
         result = p.run()
         result.wait_until_finish()
         counters = _beam_counters(result)
@@ -335,7 +341,7 @@ def run(
             fs.touch(f"{root}/rejected/rejected.jsonl")
         skipped = [inputs.relative(f) for f in inputs.skipped]
         report, extra = make_report(
-            work, params, counters, with_eval=bool(decontaminate), files_read=len(files), skipped=skipped
+            work, params, counters, with_eval=bool(evals), files_read=len(files), skipped=skipped
         )
         problem = bad_input(report, input, prefix)
         if problem:

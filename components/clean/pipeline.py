@@ -647,7 +647,11 @@ def write_json_value(path: str, value: Any) -> None:
 
 
 class ReadEval(beam.DoFn):
-    """An evaluation JSONL file -> its records (dicts with ``text``; others are skipped, counted)."""
+    """An evaluation JSONL file -> its records (dicts with ``text``; others are skipped, counted).
+
+    A QA row (ingest's qa.jsonl) has no ``text``: its ``passage`` is its text (the article part the
+    question is asked about), so the corpus document of a valid/test article is contaminated.
+    """
 
     def process(self, path: str):
         import json
@@ -661,6 +665,8 @@ class ReadEval(beam.DoFn):
                 except ValueError:
                     Metrics.counter(NAMESPACE, "eval.invalid").inc()
                     continue
+                if isinstance(obj, dict) and "text" not in obj and isinstance(obj.get("passage"), str):
+                    obj = {**obj, "text": obj["passage"]}
                 if isinstance(obj, dict) and isinstance(obj.get("text"), str):
                     Metrics.counter(NAMESPACE, "eval.records").inc()
                     yield obj

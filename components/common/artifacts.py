@@ -30,6 +30,7 @@ METRICS = "metrics.json"  # every stage writes one (DVC metrics, KFP Metrics art
 DATASET = "dataset.json"  # the raw data's content hashes (lineage)
 CORPUS = "corpus.jsonl"  # pretraining documents {id, text, source}
 TASK = "task.jsonl"  # labelled task examples {id, text, label, split}
+QA = "qa.jsonl"  # cloze QA rows {id, article_id, split, prompt, response, question, answer, passage, candidates}
 BATCHES = "batches"  # monitoring batches, one JSONL file per batch
 MONITOR_BATCHES: tuple[str, ...] = ("reviews", "plots")  # held-out reviews (no drift), plot summaries (drift)
 
@@ -83,7 +84,7 @@ INFERENCE_SERVICE = "inference_service.yaml"  # the release as a KServe Inferenc
 
 # Every stage's output folder: the names DVC tracks (outs), its metrics, and its plots files.
 OUTPUTS: dict[str, dict[str, tuple[str, ...]]] = {
-    "ingest": {"outs": (DATASET, CORPUS, TASK, BATCHES)},
+    "ingest": {"outs": (DATASET, CORPUS, TASK, QA, BATCHES)},
     "clean": {"outs": (DOCUMENTS, DROPPED, REJECTED, REPORT_JSON, REPORT_MD)},
     "tokenize": {"outs": (TOKENIZER_FILE, *TOKENIZED_DATASETS)},
     "pretrain": {"outs": (GPT_SHAPE, CHECKPOINT), "plots": (LOSS, STEPS)},

@@ -22,11 +22,17 @@ Outputs (one folder, written atomically; every JSONL sorted by id, keys sorted, 
 byte-identical):
 - ``corpus.jsonl``            {id, text, source, meta}
 - ``task.jsonl``              {id, text, label, split}
+- ``qa.jsonl``                cloze QA over the news articles (``llm.qa``, Hermann et al. 2015):
+                              {id, article_id, split, prompt, response, question, answer, passage,
+                              candidates}; split by a hash of article_id (``params.qa``), so no
+                              article is in two splits. clean decontaminates the corpus against
+                              the valid/test passages, so those articles never reach pretraining.
 - ``batches/reviews.jsonl``   {id, text, label}
 - ``batches/plots.jsonl``     {id, text}
 - ``dataset.json``            the raw inputs' content hashes (MD5, as DVC records them) and their
                               combined ``version``
-- ``metrics.json``            counts per source, split and label, skipped rows per reason, and
+- ``metrics.json``            counts per source, split and label, QA questions and articles per
+                              split, skipped rows per reason, and
                               ``dataset_version``
 """
 
@@ -46,7 +52,9 @@ from components.common.lineage import dataset_version
 from components.common.metrics import write_metrics
 from components.common.seed import stable_fraction
 from components.ingest import readers
-from components.ingest.params import Params
+from components.ingest.params import Params, Qa
+from llm import qa as qa_lib
+from llm.qa import QAConfig
 
 log = logging.getLogger("ingest")
 
@@ -87,9 +95,14 @@ def news_text(row: dict[str, str], with_title: bool) -> str:
     return "\n\n".join([p for p in parts if p] + [body])
 
 
-def read_news(uri: str, params: Params, skipped: Counter) -> list[dict[str, Any]]:
+def read_news(
+    uri: str, params: Params, skipped: Counter, articles: list[dict[str, str]] | None = None
+) -> list[dict[str, Any]]:
+    """The news CSV's pretraining documents; ``articles`` (when given) gets every good raw row."""
     docs = []
     for row_no, row in readers.read_csv(uri, skipped):
+        if articles is not None:
+            articles.append(row)
         text = news_text(row, params.news_title)
         if not text:
             skipped["missing_text"] += 1
@@ -155,6 +168,31 @@ def read_inputs(uri: str, params: Params, skipped: dict[str, Counter]) -> list[d
     return docs
 
 
+def build_qa(articles: Iterable[dict[str, str]], qa: Qa) -> dict[str, Any]:
+    """``{"rows": QA rows sorted by id, "skipped": {reason: articles/questions}}`` (``llm.qa``)."""
+    skipped: Counter = Counter()
+    config = QAConfig(
+        valid_fraction=qa.valid_fraction,
+        test_fraction=qa.test_fraction,
+        max_passage_words=qa.max_passage_words,
+        max_questions_per_article=qa.max_questions_per_article,
+        seed=qa.seed,
+    )
+    rows = qa_lib.build_qa(articles, config, skipped)
+    return {"rows": rows, "skipped": dict(sorted(skipped.items()))}
+
+
+def qa_metrics(qa_rows: dict[str, Any]) -> dict[str, Any]:
+    """Questions and articles per split, and the skip reasons of the QA construction."""
+    rows = qa_rows["rows"]
+    return {
+        "questions": len(rows),
+        "by_split": {s: sum(r["split"] == s for r in rows) for s in SPLITS},
+        "articles_by_split": {s: len({r["article_id"] for r in rows if r["split"] == s}) for s in SPLITS},
+        "skipped": qa_rows["skipped"],
+    }
+
+
 def _counts(items: Iterable[str]) -> dict[str, int]:
     return dict(sorted(Counter(items).items()))
 
@@ -175,8 +213,9 @@ def run(
         raise InputError("ingest: nothing to read (give news, reviews or inputs)")
     skipped: dict[str, Counter] = defaultdict(Counter)
     corpus: list[dict[str, Any]] = []
+    articles: list[dict[str, str]] = []
     if news:
-        corpus += read_news(news, params, skipped["news"])
+        corpus += read_news(news, params, skipped["news"], articles)
         log.info("%s: %d news documents", news, len(corpus))
     for uri in inputs:
         corpus += read_inputs(uri, params, skipped)
@@ -208,7 +247,10 @@ def run(
     heldout.sort(key=lambda r: r["id"])
     plots.sort(key=lambda r: r["id"])
 
+    qa_rows = build_qa(articles, params.qa) if params.qa.enabled else {"rows": [], "skipped": {}}
+
     metrics = {
+        "qa": qa_metrics(qa_rows),
         "corpus": {"documents": len(corpus), "by_source": _counts(d["source"] for d in corpus)},
         "task": {
             "examples": len(task),
@@ -231,13 +273,15 @@ def run(
         write_json(Path(out) / a.DATASET, dataset)
         write_jsonl(Path(out) / a.CORPUS, corpus)
         write_jsonl(Path(out) / a.TASK, task)
+        write_jsonl(Path(out) / a.QA, qa_rows["rows"])
         write_jsonl(Path(out) / a.BATCHES / f"{reviews_batch}.jsonl", heldout)
         write_jsonl(Path(out) / a.BATCHES / f"{plots_batch}.jsonl", plots)
         metrics = write_metrics(out, metrics)
     log.info(
-        "ingest: %d corpus documents, %d task examples, %d held-out reviews, %d plots, %d skipped",
+        "ingest: %d corpus documents, %d task examples, %d QA questions, %d held-out reviews, %d plots, %d skipped",
         len(corpus),
         len(task),
+        len(qa_rows["rows"]),
         len(heldout),
         len(plots),
         metrics["skipped_total"],

@@ -24,7 +24,7 @@ def sources(tmp_path: Path) -> tuple[Path, Path, Path]:
     news = tmp_path / "news.csv"
     news.write_text(
         "article_id,publish_date,article_source_link,title,subtitle,text\n"
-        "1,2017/2/7,http://a,Headline,,The body of the article.\n"
+        "1,2017/2/7,http://a,Headline About Oslo,,The body of the article from Oslo.\n"
         "2,2017/2/7,http://b,No body,,\n",
         encoding="utf-8",
     )
@@ -48,7 +48,13 @@ def test_main_writes_the_contract_files(sources, tmp_path: Path) -> None:
     assert main([*argv, "--output", str(out), "--params", str(params)]) == 0
     corpus = [json.loads(line) for line in (out / "corpus.jsonl").read_text().splitlines()]
     assert [d["id"] for d in corpus] == ["more:000001", "news:000001"]
-    assert corpus[1]["text"] == "Headline\n\nThe body of the article."
+    assert corpus[1]["text"] == "Headline About Oslo\n\nThe body of the article from Oslo."
+    (row,) = [json.loads(line) for line in (out / "qa.jsonl").read_text().splitlines()]
+    assert (row["question"], row["answer"], row["article_id"]) == ("Headline About @placeholder", "Oslo", "1")
+    assert (
+        row["prompt"].endswith("Question: Headline About @placeholder\nAnswer:")
+        and row["response"] == " Oslo\n"
+    )
     task = [json.loads(line) for line in (out / "task.jsonl").read_text().splitlines()]
     held = [json.loads(line) for line in (out / "batches" / "reviews.jsonl").read_text().splitlines()]
     assert len(task) + len(held) == 40 and held
@@ -57,6 +63,7 @@ def test_main_writes_the_contract_files(sources, tmp_path: Path) -> None:
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["batches"]["plots"]["examples"] == 1
     assert metrics["skipped"]["news"] == {"missing_text": 1}
+    assert metrics["qa"]["questions"] == 1 and sum(metrics["qa"]["articles_by_split"].values()) == 1
 
 
 def test_bad_params_exit_2_without_output(sources, tmp_path: Path, capsys) -> None:

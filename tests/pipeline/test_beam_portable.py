@@ -289,7 +289,9 @@ def test_clean_component_passes_uris_to_a_distributed_runner(monkeypatch, runner
     clean.func(data=data, params={"runner": runner}, cleaned=cleaned, metrics=SimpleNamespace())
     assert seen["output"] == expected.format("cleaned")
     assert seen["input"] == expected.format("data") + "/corpus.jsonl"
-    assert seen["decontaminate"] == expected.format("data") + "/task.jsonl"
+    assert seen["decontaminate"] == [
+        expected.format("data") + f"/{name}" for name in ("task.jsonl", "qa.jsonl")
+    ]
 
 
 def test_artifact_location_keeps_s3_and_gcs_uris():

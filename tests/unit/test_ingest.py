@@ -274,3 +274,122 @@ def test_nothing_to_read_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="nothing to read"):
         run(None, None, tmp_path / "out", P)
     assert not (tmp_path / "out").exists()
+
+
+# --- the cloze QA set (llm.qa) and its decontamination ----------------------------------------
+
+NEWS_HEADER = ["article_id", "publish_date", "article_source_link", "title", "subtitle", "text"]
+BODY = (
+    "Michigan billionaire Betsy DeVos was confirmed today after Vice President Mike Pence cast a "
+    "vote in the Senate. Critics of DeVos said the vote was close."
+)
+
+
+def _qa_news(path: Path) -> Path:
+    _write_csv(
+        path,
+        NEWS_HEADER,
+        [
+            [
+                str(i),
+                "2017/2/7",
+                f"http://{i}",
+                f"Senate Backs Betsy DeVos ({i})",
+                "Mike Pence casts vote",
+                BODY,
+            ]
+            for i in range(1, 41)
+        ]
+        + [["99", "2017/2/7", "http://x", "Nothing To Ask", "", BODY]],
+    )
+    return path
+
+
+def test_qa_rows_and_metrics(tmp_path: Path) -> None:
+    params = from_dict(Params, {"qa": {"valid_fraction": 0.25, "test_fraction": 0.25}}, "ingest")
+    metrics = run(str(_qa_news(tmp_path / "news.csv")), None, tmp_path / "out", params)
+    rows = _jsonl(tmp_path / "out" / "qa.jsonl")
+    assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
+    assert {r["answer"] for r in rows} == {"Senate", "Betsy DeVos"}  # 2 per article (the cap)
+    assert len(rows) == 80 and "99" not in {r["article_id"] for r in rows}
+    first = rows[0]
+    assert first["question"] == "@placeholder Backs Betsy DeVos (1)" and first["answer"] == "Senate"
+    # "Critics of DeVos": a known error of the capitalised-span rule (a sentence-initial common word
+    # joined by a connector), kept here so a change of the rule shows.
+    assert first["candidates"] == ["Betsy DeVos", "Critics of DeVos", "Michigan", "Mike Pence", "Senate"]
+    splits: dict[str, set[str]] = {}
+    for r in rows:
+        splits.setdefault(r["article_id"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in splits.values())  # an article's questions share its split
+    qa_metrics = metrics["qa"]
+    assert qa_metrics["questions"] == 80 and sum(qa_metrics["by_split"].values()) == 80
+    assert qa_metrics["articles_by_split"] == {
+        s: sum(next(iter(v)) == s for v in splits.values()) for s in ("train", "valid", "test")
+    }
+    assert all(qa_metrics["articles_by_split"].values())
+    # The subtitle's question ("Mike Pence casts vote") is over the cap of 2 per article.
+    assert qa_metrics["skipped"] == {"no_question": 1, "over_max_questions": 40}
+
+    off = from_dict(Params, {"qa": {"enabled": False}}, "ingest")
+    assert run(str(tmp_path / "news.csv"), None, tmp_path / "off", off)["qa"]["questions"] == 0
+    assert (tmp_path / "off" / "qa.jsonl").read_text() == ""
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"qa": {"max_passage_words": 0}}, "ingest.qa.max_passage_words"),
+        ({"qa": {"valid_fraction": 0.6, "test_fraction": 0.4}}, "ingest.qa.test_fraction"),
+        ({"qa": {"questions": 3}}, "ingest.qa.questions"),
+        ({"qa": {"enabled": "yes"}}, "ingest.qa.enabled"),
+    ],
+)
+def test_bad_qa_params_name_the_key(data: dict, key: str) -> None:
+    with pytest.raises(ParamsError, match=f"^{key}"):
+        from_dict(Params, data, "ingest")
+
+
+def test_clean_drops_qa_eval_articles_and_keeps_train_ones(tmp_path: Path) -> None:
+    """ingest -> clean on real sample articles: the corpus document of a QA test (or valid) article
+    is dropped as ``contaminated``; a QA train article is kept."""
+    from components.clean.core import run as clean
+    from components.clean.params import Params as CleanParams
+
+    news = Path(__file__).resolve().parents[2] / "data" / "raw" / "news_articles.csv"
+    if not news.exists():
+        pytest.skip(f"{news} missing (run `make samples`)")
+    csv.field_size_limit(10**9)
+    with open(news, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    from llm import qa
+
+    def first(split: str) -> dict[str, str]:
+        return next(
+            r
+            for r in rows
+            if qa.article_questions(r, qa.QAConfig()) and qa.split_of(r["article_id"], 0.1, 0.1) == split
+        )
+
+    picked = [first("test"), first("valid"), first("train")]
+    small = tmp_path / "news.csv"
+    _write_csv(small, NEWS_HEADER, [[r[k] for k in NEWS_HEADER] for r in picked])
+    run(str(small), None, tmp_path / "ingest", P)
+    qa_rows = _jsonl(tmp_path / "ingest" / "qa.jsonl")
+    assert {r["split"] for r in qa_rows} == {"train", "valid", "test"}
+
+    out = tmp_path / "clean"
+    ingest = tmp_path / "ingest"
+    clean(
+        str(ingest / "corpus.jsonl"),
+        out,
+        CleanParams(),
+        decontaminate=[str(ingest / "task.jsonl"), str(ingest / "qa.jsonl")],
+    )
+    ids = [f"news:{int(r['article_id']):06d}" for r in picked]
+    dropped = {d["id"] for d in _jsonl(out / "dropped" / "contaminated.jsonl")}
+    kept = {d["id"] for p in (out / "documents").glob("*.jsonl") for d in _jsonl(p)}
+    assert dropped == set(ids[:2])  # the test and valid articles
+    assert ids[2] in kept  # the train article goes on to pretraining
+    report = json.loads((out / "report.json").read_text())
+    assert report["decontamination"]["contaminated"] == 2
+    assert "label_conflicts" not in report or not report["label_conflicts"].get("examples")
