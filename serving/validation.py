@@ -242,6 +242,11 @@ def parse_feedback(payload: Any, labels: Sequence[str], max_items: int) -> list[
 
 GENERATE_FIELDS = ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop")
 MAX_SEED = 2**32 - 1  # largest seed accepted (torch seeds take 64 bits; seed + item must stay in range)
+# Sampling temperatures accepted besides 0 (greedy): fp32 logits divided by a smaller one overflow to
+# inf (a NaN softmax), and a larger one rounds to inf in fp32; both would fail inside the decode.
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100.0
+# Smallest top_p accepted: the nucleus is cut in fp32, where a top_p below ~1e-45 is 0 and keeps no token.
+MIN_TOP_P = 1e-6
 
 
 @dataclass(frozen=True)
@@ -290,6 +295,20 @@ def parse_generate(payload: Any, params: Settings) -> GenerateRequest:
     max_new = overrides.get("max_new_tokens")
     if isinstance(max_new, int) and not isinstance(max_new, bool) and max_new > params.max_new_tokens_cap:
         raise RequestError(422, f"max_new_tokens is {max_new}, over the limit of {params.max_new_tokens_cap}")
+    temperature = overrides.get("temperature")
+    if (
+        isinstance(temperature, int | float)
+        and not isinstance(temperature, bool)
+        and temperature > 0
+        and not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE
+    ):
+        raise RequestError(
+            422,
+            f"temperature must be 0 (greedy) or within [{MIN_TEMPERATURE}, {MAX_TEMPERATURE}], got {shown(temperature)}",
+        )
+    top_p = overrides.get("top_p")
+    if isinstance(top_p, int | float) and not isinstance(top_p, bool) and 0 < top_p < MIN_TOP_P:
+        raise RequestError(422, f"top_p must be within [{MIN_TOP_P}, 1], got {shown(top_p)}")
     seed = overrides.get("seed")
     if isinstance(seed, int) and not isinstance(seed, bool) and seed > MAX_SEED:
         raise RequestError(422, f"seed is {seed}, over the limit of {MAX_SEED}")

@@ -116,10 +116,13 @@ def test_the_generations_schema_is_contract_c4():
     [
         ({"prompt": "good", "temperature": -1}, 422, "temperature"),
         ({"prompt": "good", "temperature": "hot"}, 422, "temperature"),
+        ({"prompt": "good", "temperature": 1e-300}, 422, "temperature must be 0 (greedy) or within"),
+        ({"prompt": "good", "temperature": 1e308}, 422, "temperature must be 0 (greedy) or within"),
         ({"prompt": "good", "max_new_tokens": 0}, 422, "max_new_tokens"),
         ({"prompt": "good", "max_new_tokens": 2.5}, 422, "max_new_tokens"),
         ({"prompt": "good", "max_new_tokens": 17}, 422, "max_new_tokens is 17, over the limit of 16"),
         ({"prompt": "good", "top_p": 1.5}, 422, "top_p"),
+        ({"prompt": "good", "temperature": 1.0, "top_p": 1e-300}, 422, "top_p must be within [1e-06, 1]"),
         ({"prompt": "good", "top_k": -2}, 422, "top_k"),
         ({"prompt": "good", "seed": -1}, 422, "seed"),
         ({"prompt": "good", "seed": 2**40}, 422, "seed is"),
@@ -196,6 +199,24 @@ def test_n_generations_give_n_log_rows_with_the_model_version(model, generator, 
     )
     assert [r["prompt"] for r in batch_rows] == PROMPTS[:3]
     assert [r["output"] for r in batch_rows] == [g["text"] for g in batch.json()["generations"]]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"temperature": 0.01, "top_p": 1e-6},
+        {"temperature": 100.0},
+        {"temperature": 1.0, "top_k": 2**62},
+        {"top_k": 10**30},
+        {"seed": 2**32 - 1, "temperature": 1.0},
+        {"stop": ["a"] * 4},
+    ],
+)
+def test_extreme_valid_decoding_fields_are_served(model, generator, tmp_path, fields):
+    with _client(model, generator, str(tmp_path / "log")) as client:
+        response = client.post("/generate", json={"prompts": ["good film", "bad"], **fields})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["generations"]) == 2
 
 
 def test_sampling_is_reproducible_by_seed_whatever_the_batch(model, generator, tmp_path):
@@ -290,3 +311,26 @@ def test_the_generation_batcher_groups_by_settings_and_finishes_its_queue_on_clo
     results = asyncio.run(main())
     assert results == [["a!"], ["b!"], ["c!", "d!"], ["e!"], ["f!"]]
     assert calls == [(["a", "c", "d"], 0.0, None), (["b", "e"], 1.0, [0, 5]), (["f"], 0.0, None)]
+
+
+def test_fuzzed_generate_bodies_never_5xx(model, generator, tmp_path):
+    import random
+
+    rng = random.Random(14)
+    values = [
+        None, True, False, 0, 1, -1, 7, 2**31, 2**70, 0.0, 1e-9, 0.5, 1.0, 1.5, 1e9, 1e308, -0.5,
+        "", "x", "\n", [], ["\n"], [""], [1], {}, {"a": 1}, "good film",
+    ]  # fmt: skip
+    fields = ["max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop"]
+    statuses = []
+    with _client(model, generator, str(tmp_path / "log")) as client:
+        for _ in range(60):
+            body: dict = {"prompt": rng.choice(["good film", "bad plot and", "a"])}
+            for name in rng.sample(fields, rng.randint(1, 3)):
+                body[name] = rng.choice(values)
+            response = client.post("/generate", json=body)
+            statuses.append(response.status_code)
+            assert response.status_code < 500, (body, response.text)
+            if response.status_code >= 400:
+                assert response.json()["error"], body
+    assert 200 in statuses and any(400 <= s < 500 for s in statuses)
