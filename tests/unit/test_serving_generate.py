@@ -334,3 +334,15 @@ def test_fuzzed_generate_bodies_never_5xx(model, generator, tmp_path):
             if response.status_code >= 400:
                 assert response.json()["error"], body
     assert 200 in statuses and any(400 <= s < 500 for s in statuses)
+
+
+def test_the_kserve_container_passes_the_bundle_generator_when_there_is_one():
+    from components.deploy.kserve import server_args
+
+    assert "--generator" not in server_args("/mnt/models/model", "$(LOG)")
+    args = server_args("/mnt/models/model", "$(LOG)", generator_dir="/mnt/models/generator")
+    assert args[args.index("--generator") + 1] == "/mnt/models/generator"
+    from serving.__main__ import parser
+
+    parsed = parser().parse_args(args)  # the server takes the container's args as they are
+    assert (parsed.model, parsed.generator) == ("/mnt/models/model", "/mnt/models/generator")
