@@ -5,7 +5,7 @@ Each pipeline parameter named like a stage (``ingest``, ``clean`` ...) carries t
 params.yaml section as a dict; its default is filled from params.yaml through the same strict
 loader, and each component validates its dict again with it at run time. Cluster settings (image,
 secret, PVC, shared memory, retries) come from pipelines/cluster.yaml; accelerators from the
-``pretrain`` and ``finetune`` sections.
+``pretrain``, ``finetune`` and ``sft`` sections.
 
 deploy writes the release's KServe InferenceService into its output artifact (storage URI: that
 artifact's own URI); ``apply_inference_service=True`` adds a step that applies it to the cluster
@@ -27,6 +27,7 @@ from components.ingest import component as ingest_c
 from components.monitor import component as monitor_c
 from components.pretrain import component as pretrain_c
 from components.select import component as select_c
+from components.sft import component as sft_c
 from components.tokenize import component as tokenize_c
 from pipelines.cluster import Cluster
 
@@ -71,6 +72,7 @@ STAGE_COMPONENTS = (
     pretrain_c.pretrain,
     pretrain_c.pretrain_pytorchjob,
     finetune_c.finetune,
+    sft_c.sft,
     compress_c.compress,
     evaluate_c.evaluate,
     select_c.select,
@@ -98,6 +100,7 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
         tokenize: dict,
         pretrain: dict,
         finetune: dict,
+        sft: dict,
         compress: dict,
         evaluate: dict,
         select: dict,
@@ -141,6 +144,14 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
             params=finetune,
         )
         _training_step(finetune_task, params["finetune"], cluster)
+        # Supervised fine-tuning on ingest's QA pairs: the generator folder.
+        sft_task = ops.sft(
+            pretrained=pretrain_task.outputs["pretrained"],
+            tokenized=tokenize_task.outputs["tokenized"],
+            data=ingest_task.outputs["data"],
+            params=sft,
+        )
+        _training_step(sft_task, params["sft"], cluster)
         compress_task = ops.compress(
             finetuned=finetune_task.outputs["finetuned"],
             tokenized=tokenize_task.outputs["tokenized"],
@@ -189,6 +200,7 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
             tokenize_task,
             pretrain_task,
             finetune_task,
+            sft_task,
             compress_task,
             evaluate_task,
             deploy_task,

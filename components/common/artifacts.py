@@ -14,6 +14,7 @@ from typing import Any
 from llm.formats import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
+    GENERATOR_FILE,
     GPT_SHAPE_FILE,
     SPLITS,
     TASK_SOURCE,
@@ -58,6 +59,11 @@ STEPS = "steps.csv"  # DVC plot: loss, grad norm and lr per optimizer step
 # finetune (a model folder, plus its training curve)
 HISTORY = "history.csv"  # DVC plot: loss and macro-F1 per epoch
 
+# sft: a generator folder (pretrain's model.json + checkpoint/, tokenizer.json, generator.json),
+# its loss curves (LOSS, STEPS, as pretrain's) and the pairs it set aside
+GENERATOR = GENERATOR_FILE  # decoding settings of the generator folder (llm.generator)
+SFT_REJECTED = "rejected.jsonl"  # malformed prompt/response rows {line, reason, text}
+
 # compress: one model folder per variant
 VARIANTS: tuple[str, ...] = ("int8", "pruned", "distilled")
 
@@ -89,6 +95,7 @@ OUTPUTS: dict[str, dict[str, tuple[str, ...]]] = {
     "tokenize": {"outs": (TOKENIZER_FILE, *TOKENIZED_DATASETS)},
     "pretrain": {"outs": (GPT_SHAPE, CHECKPOINT), "plots": (LOSS, STEPS)},
     "finetune": {"outs": (WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE), "plots": (HISTORY,)},
+    "sft": {"outs": (GPT_SHAPE, CHECKPOINT, TOKENIZER_FILE, GENERATOR, SFT_REJECTED), "plots": (LOSS, STEPS)},
     "compress": {"outs": VARIANTS},
     "evaluate": {"outs": (PREDICTIONS, PREDICTIONS_DIR, MODELS, TABLE), "plots": (CONFUSION,)},
     "select": {"outs": (MODEL_DIR, DECISION_JSON, DECISION_MD, MODEL_CARD, PREDICTIONS)},

@@ -27,6 +27,7 @@ STAGES: tuple[str, ...] = (
     "tokenize",
     "pretrain",
     "finetune",
+    "sft",
     "compress",
     "evaluate",
     "select",

@@ -1,0 +1,1 @@
+"""sft: supervised fine-tuning of the pretrained GPT on prompt -> response pairs (a generator folder)."""
