@@ -21,7 +21,8 @@ The report is declared once (``build_report``: DataDriftPreset over the text col
 once (``read_verdict``), for both users: the DAG's monitor stage (components.monitor, over the
 text and ``llm.text_features``) and the continuous monitor (monitoring.reports, which adds its
 descriptor columns and ValueDrift metrics of the prediction and score through ``columns`` and
-``extra_metrics``). Both judge with the same thresholds, ``DriftParams``: the ``monitor`` section
+``extra_metrics``; and monitoring.generations, over a generation's prompt text and the prompt's and
+output's features, through ``columns`` and ``run_report``'s ``text`` columns). Both judge with the same thresholds, ``DriftParams``: the ``monitor`` section
 of params.yaml.
 
 Evidently is imported lazily (``_evidently``) with ``DO_NOT_TRACK=1`` set first: nothing here may
@@ -183,12 +184,13 @@ def run_report(
     *,
     numerical: Sequence[str] = FEATURE_COLUMNS,
     categorical: Sequence[str] = (),
+    text: Sequence[str] = (TEXT_COLUMN,),
     timestamp: datetime | None = None,
     tags: Sequence[str] = (),
     metadata: Mapping[str, Any] | None = None,
 ):
-    """Run a ``build_report`` report on two DataFrames holding ``TEXT_COLUMN`` (the text column),
-    the ``numerical`` and the ``categorical`` columns; return Evidently's snapshot, stamped with
+    """Run a ``build_report`` report on two DataFrames holding the ``text`` columns (default
+    ``TEXT_COLUMN``; none for a report over numbers only), the ``numerical`` and the ``categorical`` columns; return Evidently's snapshot, stamped with
     ``timestamp`` (default: now), ``tags`` and ``metadata``.
 
     Randomness inside Evidently's text test is seeded by Evidently itself (train/test split and
@@ -196,7 +198,7 @@ def run_report(
     """
     evidently = _evidently()
     definition = evidently.DataDefinition(
-        text_columns=[TEXT_COLUMN],
+        text_columns=list(text) or None,  # None, as Evidently's default, when there are none
         numerical_columns=list(numerical),
         categorical_columns=list(categorical) or None,  # None, as Evidently's default, when there are none
     )

@@ -7,6 +7,8 @@
 - ``monitoring.settings``: the ``monitoring`` section (window, schedule, prediction and latency
   tests, alerts, prices);
 - ``monitoring.window``: exactly one time window of the server's prediction log, labels joined;
+- ``monitoring.generations``: the generations of a window (POST /generate) against evaluate's
+  generations.jsonl: prompt and output drift, empty and repetitive outputs, ms per token, cost;
 - ``monitoring.reports``: the drift / ops / quality reports of a window; ``monitoring.cost``,
   ``monitoring.alerts``, ``monitoring.workspace`` (Evidently UI projects and dashboards);
 - ``monitoring.loop``: one window end to end (``run_scheduled``), or on an interval;

@@ -4,7 +4,8 @@
     python -m monitoring --interval 3600 [--max-runs N] [options]
 
 Options (defaults fit the local layout): ``--log outputs/prediction_log``, ``--reference
-outputs/evaluate/predictions.jsonl``, ``--output outputs/monitoring`` (one folder per run, named by
+outputs/evaluate/predictions.jsonl``, ``--generations-reference outputs/evaluate/generations.jsonl``
+(the generations' reference; absent = generations judged without drift), ``--output outputs/monitoring`` (one folder per run, named by
 the window's end, plus ``alerts.json`` of the latest run), ``--workspace
 outputs/monitoring_workspace`` (``--no-workspace`` to skip), ``--pretrain outputs/pretrain`` and
 ``--finetune outputs/finetune`` (training cost), ``--webhook URL`` (or ``$MONITOR_WEBHOOK_URL``),
@@ -53,6 +54,11 @@ def parser() -> argparse.ArgumentParser:
         "--reference",
         default="outputs/evaluate/predictions.jsonl",
         help="reference JSONL (default: %(default)s)",
+    )
+    p.add_argument(
+        "--generations-reference",
+        default="outputs/evaluate/generations.jsonl",
+        help="reference generations JSONL (default: %(default)s; absent: no generation drift)",
     )
     p.add_argument("--output", default="outputs/monitoring", help="reports folder (default: %(default)s)")
     p.add_argument(
@@ -103,8 +109,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             workspace=None if args.no_workspace else args.workspace,
             webhook=args.webhook,
             training={"pretrain": args.pretrain, "finetune": args.finetune},
+            generations_reference=args.generations_reference,
         )
-        print(f"monitoring: {folder}: {summary['rows']} predictions, {summary['alerts']} alerts", flush=True)
+        print(
+            f"monitoring: {folder}: {summary['rows']} predictions, {summary['generation_rows']} generations, "
+            f"{summary['alerts']} alerts",
+            flush=True,
+        )
         return summary
 
     if args.once:

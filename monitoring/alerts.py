@@ -31,6 +31,11 @@ QUALITY = "quality"
 LATENCY = "latency"
 LATENCY_DRIFT = "latency_drift"
 COST = "cost"
+GENERATION_DRIFT = "generation_drift"
+GENERATION_EMPTY = "generation_empty"
+GENERATION_REPETITION = "generation_repetition"
+GENERATION_LATENCY = "generation_latency"
+GENERATION_COST = "generation_cost"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +125,82 @@ def check_alerts(summary: Mapping[str, Any], thresholds: Any) -> list[Alert]:
                 per_1k,
                 thresholds.max_usd_per_1k_requests,
                 f"cost: ${per_1k:.4f} per 1k requests > ${thresholds.max_usd_per_1k_requests:.4f}",
+            )
+        )
+    return alerts
+
+
+def check_generation_alerts(summary: Mapping[str, Any], thresholds: Any) -> list[Alert]:
+    """Alerts for one generator version's generation summary (``monitoring.generations``), against
+    the generation keys of ``monitoring.alerts``. Drift and the output shares are judged only when
+    the window had ``monitor.min_rows`` generations (and a reference): otherwise they are skipped."""
+    version = str(summary.get("model_version", ""))
+    alerts: list[Alert] = []
+    drift = summary.get("drift") or {}
+    if thresholds.generation_drift and drift.get("drift_detected"):
+        sides = [side for side in ("prompts", "outputs") if drift[side]["drift_detected"]]
+        worst = max((drift[side] for side in sides), key=lambda d: d["drift_share"])
+        alerts.append(
+            Alert(
+                GENERATION_DRIFT,
+                version,
+                worst["drift_share"],
+                worst["drift_share_threshold"],
+                "generation drift: "
+                + ", ".join(
+                    f"{side} {drift[side]['drifted_columns']}/{drift[side]['columns']} columns drifted"
+                    for side in sides
+                )
+                + f" (share >= {worst['drift_share_threshold']:.2f})",
+            )
+        )
+    outputs = summary.get("outputs") or {}
+    if "skipped" not in outputs and outputs:
+        empty = outputs["empty_share"]
+        if empty > thresholds.max_empty_output_share:
+            alerts.append(
+                Alert(
+                    GENERATION_EMPTY,
+                    version,
+                    empty,
+                    thresholds.max_empty_output_share,
+                    f"empty outputs: {outputs['empty']} of {summary['rows']} generations "
+                    f"(share {empty:.2f} > {thresholds.max_empty_output_share:.2f})",
+                )
+            )
+        repetition = outputs["repetition_mean"]
+        if repetition > thresholds.max_output_repetition:
+            alerts.append(
+                Alert(
+                    GENERATION_REPETITION,
+                    version,
+                    repetition,
+                    thresholds.max_output_repetition,
+                    f"repetitive outputs: mean repeated {outputs['repetition_ngram']}-gram share "
+                    f"{repetition:.2f} > {thresholds.max_output_repetition:.2f}",
+                )
+            )
+    p95 = (summary.get("ms_per_token") or {}).get("p95_ms")
+    if p95 is not None and p95 > thresholds.max_ms_per_token_p95:
+        alerts.append(
+            Alert(
+                GENERATION_LATENCY,
+                version,
+                p95,
+                thresholds.max_ms_per_token_p95,
+                f"generation latency: p95 {p95:.1f} ms per token > {thresholds.max_ms_per_token_p95:.1f} ms",
+            )
+        )
+    per_1m = (summary.get("cost") or {}).get("usd_per_1m_generated_tokens")
+    if per_1m is not None and per_1m > thresholds.max_usd_per_1m_generated_tokens:
+        alerts.append(
+            Alert(
+                GENERATION_COST,
+                version,
+                per_1m,
+                thresholds.max_usd_per_1m_generated_tokens,
+                f"generation cost: ${per_1m:.4f} per 1M generated tokens "
+                f"> ${thresholds.max_usd_per_1m_generated_tokens:.4f}",
             )
         )
     return alerts

@@ -30,7 +30,8 @@ def monitor_window(
 ):
     """Judge the window of ``monitoring.window_minutes`` ending at ``window_end`` (ISO-8601; empty =
     the run's start; rounded down to a whole window) of the prediction log at ``log_uri``
-    (s3://... on a cluster) against evaluate's predictions, with the drift thresholds of
+    (s3://... on a cluster) against evaluate's predictions (and its generations, when the window has
+    generations and the evaluation has generations.jsonl), with the drift thresholds of
     ``monitor`` and the settings of ``monitoring`` (params.yaml sections). ``pretrain_uri`` /
     ``finetune_uri``: those stages' output folders (their metrics.json give the training cost;
     empty = unknown). ``workspace``: an Evidently workspace path on shared storage (empty = none).
@@ -52,6 +53,7 @@ def monitor_window(
         workspace=workspace,
         webhook=webhook_url,
         training={"pretrain": pretrain_uri, "finetune": finetune_uri},
+        generations_reference=a.path(evaluation, a.GENERATIONS),
     )
     copy_file(folder / REPORT_HTML, report.path)
     copy_file(folder / ALERTS_FILE, alerts.path)

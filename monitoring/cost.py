@@ -8,6 +8,9 @@ by hand. ``monitoring.prices`` is the one price source: the stages record time, 
   consumed; an idle replica costs its hours whether or not requests come.
 - per unit: USD per 1,000 requests (HTTP requests, one or more texts each) and per 1,000,000
   tokens read by the model.
+- generations (``generation_cost``): the model seconds of the /generate requests (each request's
+  latency once: its prompts are decoded as one batch), at the same ``serve_usd_per_hour``, per
+  1,000 requests and per 1,000,000 generated tokens (``tokens_out``).
 - training: the ``accelerator_hours`` recorded by the pretrain and finetune stages in their
   metrics.json (the devices each held for its wall ``seconds``: one GPU per rank, or one CPU
   machine; summed over every run of a resumed pretrain), priced at ``train_usd_per_hour`` per
@@ -38,6 +41,30 @@ def serving_cost(
         "usd": usd,
         "usd_per_1k_requests": usd / requests * 1_000 if requests else None,
         "usd_per_1m_tokens": usd / tokens * 1_000_000 if tokens else None,
+        "usd_per_hour": float(usd_per_hour),
+    }
+
+
+def generation_cost(
+    requests: int,
+    generations: int,
+    tokens_in: int,
+    tokens_out: int,
+    compute_seconds: float,
+    usd_per_hour: float,
+) -> dict[str, Any]:
+    """Cost figures of one window's generations: ``compute_seconds`` of model time priced at
+    ``usd_per_hour``; per 1,000 requests and per 1,000,000 generated tokens (None without any)."""
+    usd = compute_seconds / SECONDS_PER_HOUR * usd_per_hour
+    return {
+        "requests": int(requests),
+        "generations": int(generations),
+        "tokens_in": int(tokens_in),
+        "tokens_out": int(tokens_out),
+        "compute_seconds": float(compute_seconds),
+        "usd": usd,
+        "usd_per_1k_requests": usd / requests * 1_000 if requests else None,
+        "usd_per_1m_generated_tokens": usd / tokens_out * 1_000_000 if tokens_out else None,
         "usd_per_hour": float(usd_per_hour),
     }
 

@@ -23,10 +23,18 @@ arrived for them, and for each model version found there:
   ``training_cost.stages_missing`` names the stage;
 - alerts against ``monitoring.alerts`` (monitoring.alerts).
 
+The generations of the window (the log's ``generations`` kind, POST /generate) are judged per
+generator version against evaluate's generations.jsonl (``generations_reference``) by
+``monitoring.generations``: prompt and output drift, empty and repetitive outputs, ms per generated
+token, cost per 1M generated tokens; their alerts (``generation_*``) join the run's. A window
+without generations (a release without a generator, or no traffic) says so in
+``generations.skipped`` and raises no generation alert.
+
 Output folder (written atomically, like every stage's)::
 
     <version>/drift/report.{html,json}    <version>/ops/report.{html,json}
     <version>/quality/report.{html,json}  (when labels arrived, binary models)
+    <generator version>/generation_{prompts,outputs,ops}/report.{html,json}  (when generations came)
     metrics.json   the run summary (below)      alerts.json   monitoring.alerts.alert_payload
     report.html    every report above on one page (added by ``run_scheduled`` once the folder is in place)
 
@@ -54,8 +62,9 @@ from components.common import artifacts
 from components.common.io import atomic_output_dir, read_json, read_jsonl, write_json
 from components.common.seed import stable_hash
 from llm.drift import DriftParams, write_report
-from monitoring.alerts import Alert, alert_payload, check_alerts
+from monitoring.alerts import Alert, alert_payload, check_alerts, check_generation_alerts
 from monitoring.cost import serving_cost, training_cost
+from monitoring.generations import judge_generations, load_generation_reference, no_generations
 from monitoring.reports import (
     LABEL,
     LATENCY,
@@ -72,7 +81,13 @@ from monitoring.reports import (
     text_frame,
 )
 from monitoring.settings import Settings
-from monitoring.window import parse_time, read_window, read_window_with_labels, window_bounds
+from monitoring.window import (
+    parse_time,
+    read_generations,
+    read_window,
+    read_window_with_labels,
+    window_bounds,
+)
 
 log = logging.getLogger("monitoring")
 
@@ -80,7 +95,7 @@ ALERTS_FILE = "alerts.json"
 METRICS_FILE = "metrics.json"
 REPORT_HTML = "report.html"  # a run's reports on one page (run_scheduled)
 # The summary figures a Kubeflow run shows as metrics (their numeric leaves).
-HEADLINE_KEYS = ("rows", "requests", "alerts", "versions", "training_cost")
+HEADLINE_KEYS = ("rows", "requests", "alerts", "versions", "training_cost", "generation_rows")
 # The stages whose time is the training cost; one missing is reported, never priced at 0.
 TRAINING_STAGES = ("pretrain", "finetune")
 SKIPPED_TOO_FEW_ROWS = "too_few_rows"
@@ -320,12 +335,14 @@ def monitor_window(
     workspace: str | os.PathLike | None = None,
     training: Mapping[str, str | os.PathLike | None] | None = None,
     now: datetime | None = None,
+    generations_reference: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Judge the window ending at ``end``; write ``output``; return the run summary.
 
     ``training``: ``{"pretrain": dir, "finetune": dir}`` whose metrics.json give the training
     cost (a stage not given is listed in ``training_cost.stages_missing``). ``now``: the time up
-    to which labels are read (default: the current time).
+    to which labels are read (default: the current time). ``generations_reference``: evaluate's
+    generations.jsonl (None or absent: generations are judged without drift, ``no_reference``).
     """
     started = time.perf_counter()
     start, end = window_bounds(end, settings.window_minutes)
@@ -335,6 +352,14 @@ def monitor_window(
     span = end - start
     previous_frame = read_window(log_uri, start - span, start).frame
     ref = load_reference(reference, drift_params)
+    generated = read_generations(log_uri, start, end)
+    generation_frame = generated.frame
+    gen_ref = (
+        load_generation_reference(generations_reference, drift_params, settings.repetition_ngram)
+        if len(generation_frame)
+        else None
+    )
+    generator_snapshots: dict[str, dict[str, Any]] = {}
     versions: dict[str, Any] = {}
     alerts: list[Alert] = []
     snapshots: dict[str, dict[str, Any]] = {}
@@ -347,12 +372,29 @@ def monitor_window(
             )
             versions[version] = summary
             alerts += check_alerts(summary, settings.alerts)
+        generations: dict[str, Any] = no_generations()
+        if len(generation_frame):
+            generations = {
+                "rows": len(generation_frame),
+                "requests": int(generation_frame["request_id"].nunique()),
+                "reference_rows": None if gen_ref is None else len(gen_ref.frame),
+                "versions": {},
+            }
+        for version in sorted(generation_frame["model_version"].unique()) if len(generation_frame) else []:
+            rows = generation_frame[generation_frame["model_version"] == version].reset_index(drop=True)
+            summary, generator_snapshots[version] = judge_generations(
+                version, rows, gen_ref, drift_params, settings, out, window, end
+            )
+            generations["versions"][version] = summary
+            alerts += check_generation_alerts(summary, settings.alerts)
         result = {
             "window": window,
             "rows": len(frame),
             "requests": int(frame["request_id"].nunique()) if len(frame) else 0,
             "partitions_read": read.partitions,
             "versions": versions,
+            "generations": generations,
+            "generation_rows": len(generation_frame),
             "training_cost": training_cost(
                 training_metrics(training or {}), settings.prices.train_usd_per_hour
             ),
@@ -365,11 +407,13 @@ def monitor_window(
         result = significant(result)
         write_json(out / METRICS_FILE, result)
     if workspace is not None:
-        from monitoring.workspace import add_snapshots, open_workspace
+        from monitoring.workspace import GENERATOR, add_snapshots, open_workspace
 
         ws = open_workspace(workspace)
         for version, version_snapshots in snapshots.items():
             add_snapshots(ws, version, version_snapshots, run_name=f"window {window['end']}")
+        for version, version_snapshots in generator_snapshots.items():
+            add_snapshots(ws, version, version_snapshots, run_name=f"window {window['end']}", kind=GENERATOR)
     for alert in alerts:
         log.warning("ALERT %s [%s]: %s", alert.kind, alert.model_version, alert.message)
     missing = result["training_cost"]["missing_reasons"]
@@ -378,11 +422,14 @@ def monitor_window(
             "monitoring: training cost unknown, stages missing: %s",
             ", ".join(f"{stage} ({why})" for stage, why in missing.items()),
         )
+    if not len(generation_frame):
+        log.info("monitoring: %s", result["generations"]["message"])
     log.info(
-        "monitoring: window %s .. %s: %d predictions, %d versions, %d alerts, %.1fs",
+        "monitoring: window %s .. %s: %d predictions, %d generations, %d versions, %d alerts, %.1fs",
         window["start"],
         window["end"],
         result["rows"],
+        result["generation_rows"],
         len(versions),
         len(alerts),
         result["seconds"],
@@ -445,10 +492,12 @@ def run_once(
     training: Mapping[str, str | os.PathLike | None] | None = None,
     webhook: str | None = None,
     now: datetime | None = None,
+    generations_reference: str | os.PathLike | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """One run into ``output_root/<window end>``, its alert JSON also copied to
     ``output_root/alerts.json`` (the latest run's), and POSTed to ``webhook`` when it alerts.
     ``now``: the time up to which labels are read (default: the current time).
+    ``generations_reference``: evaluate's generations.jsonl (``monitor_window``).
     Returns (summary, run folder)."""
     from monitoring.alerts import post_webhook
 
@@ -463,6 +512,7 @@ def run_once(
         workspace=workspace,
         training=training,
         now=now,
+        generations_reference=generations_reference,
     )
     payload = read_json(folder / ALERTS_FILE)
     payload["report"] = str(folder)
@@ -500,6 +550,7 @@ def run_scheduled(
     webhook: str | None = None,
     training: Mapping[str, str | os.PathLike | None] | None = None,
     now: datetime | None = None,
+    generations_reference: str | os.PathLike | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """One monitor run, as ``python -m monitoring`` and the Kubeflow component make it.
 
@@ -509,7 +560,8 @@ def run_scheduled(
     webhook POSTed on an alert) and writes ``report.html`` into the run folder: every report of
     the run on one page. Empty strings mean "not given" for ``workspace``, ``webhook`` and the
     ``training`` folders (Kubeflow passes optional strings as ""). ``now``: the run's time
-    (default: the current time). Returns (summary, run folder); ``summary["alerts"]`` counts the
+    (default: the current time). ``generations_reference``: evaluate's generations.jsonl (empty =
+    not given). Returns (summary, run folder); ``summary["alerts"]`` counts the
     alerts (``monitoring.alerts.raise_on_alert`` turns them into an error).
     """
     end = window_end_of(window_end, settings.window_minutes, aligned, now)
@@ -524,6 +576,7 @@ def run_scheduled(
         training=training,
         webhook=webhook or None,
         now=now,
+        generations_reference=generations_reference or None,
     )
     combined_html(run_pages(folder), folder / REPORT_HTML)
     return summary, folder

@@ -37,14 +37,33 @@ class Alerts:
     max_latency_p95_ms: float = 2000.0  # alert when the window's p95 server latency is above this (ms)
     latency_drift: bool = False  # also alert when latency drifts against the previous window (flag)
     max_usd_per_1k_requests: float = 0.05  # alert when serving cost per 1k requests is above this (USD)
+    # Generations (POST /generate), judged against evaluate's generations.jsonl:
+    generation_drift: bool = True  # alert when the window's prompts or outputs drift (share of drifted columns >= drift_share) (flag)
+    max_empty_output_share: float = 0.2  # alert when a larger share of the window's outputs is empty (0-1)
+    max_output_repetition: float = (
+        0.2  # alert when the mean share of repeated word n-grams in outputs is above this (0-1)
+    )
+    max_ms_per_token_p95: float = (
+        500.0  # alert when the window's p95 decoding time per generated token is above this (ms)
+    )
+    max_usd_per_1m_generated_tokens: float = (
+        5.0  # alert when the window's cost per 1M generated tokens is above this (USD)
+    )
 
     def __post_init__(self) -> None:
-        check_fraction(f"{SECTION}.alerts", min_accuracy=self.min_accuracy)
+        check_fraction(
+            f"{SECTION}.alerts",
+            min_accuracy=self.min_accuracy,
+            max_empty_output_share=self.max_empty_output_share,
+            max_output_repetition=self.max_output_repetition,
+        )
         check_positive(
             f"{SECTION}.alerts",
             min_labels=self.min_labels,
             max_latency_p95_ms=self.max_latency_p95_ms,
             max_usd_per_1k_requests=self.max_usd_per_1k_requests,
+            max_ms_per_token_p95=self.max_ms_per_token_p95,
+            max_usd_per_1m_generated_tokens=self.max_usd_per_1m_generated_tokens,
         )
 
 
@@ -82,6 +101,7 @@ class Settings:
     latency_threshold: float = (
         0.5  # wasserstein: distance in previous-window std units at which latency drifted
     )
+    repetition_ngram: int = 2  # word n-gram size of the repetition share of generated outputs (words)
     alerts: Alerts = field(default_factory=Alerts)  # alert thresholds (see Alerts)
     prices: Prices = field(default_factory=Prices)  # unit prices for cost (see Prices)
 
@@ -91,6 +111,7 @@ class Settings:
             window_minutes=self.window_minutes,
             prediction_threshold=self.prediction_threshold,
             latency_threshold=self.latency_threshold,
+            repetition_ngram=self.repetition_ngram,
         )
         if len(self.schedule_cron.split()) != 6:
             raise ValueError(

@@ -15,7 +15,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from serving.prediction_log import LABELS, PREDICTIONS, schema, to_utc
+from serving.prediction_log import GENERATIONS, LABELS, PREDICTIONS, schema, to_utc
 
 PARTITION_PREFIX = "date="
 
@@ -67,7 +67,7 @@ def _files(fs: Any, folder: str) -> list[str]:
 
 
 def read_window(log_uri: str, start: datetime, end: datetime, kind: str = PREDICTIONS) -> WindowRead:
-    """Rows of the ``kind`` log (``predictions`` or ``labels``) with ``start <= ts < end``.
+    """Rows of the ``kind`` log (``predictions``, ``labels`` or ``generations``) with ``start <= ts < end``.
 
     The frame has the log's columns (``ts`` as a UTC timestamp), sorted by ``ts`` then
     ``request_id`` and ``item``; empty (with those columns) when nothing matched.
@@ -119,3 +119,10 @@ def read_window_with_labels(
     read.frame = attach_labels(read.frame, labels.frame)
     read.files = read.files + labels.files
     return read
+
+
+def read_generations(log_uri: str, start: datetime, end: datetime) -> WindowRead:
+    """The generations (POST /generate, the log's ``generations`` kind) stamped in ``[start, end)``:
+    one row per prompt of a request, the log's columns; empty (with those columns) when the log has
+    none (a release without a generator, or no traffic)."""
+    return read_window(log_uri, start, end, GENERATIONS)
