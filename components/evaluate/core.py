@@ -310,14 +310,17 @@ def run(
         if params.qa.enabled and sft is not None:
             from components.evaluate.generative import evaluate_qa
 
+            qa_windows = windows[: max(1, params.qa.perplexity_tokens // window)]
             qa_rows, generations, qa_info = evaluate_qa(
                 qa,
                 sft,
                 pretrained,
                 params.qa,
-                lambda gpt: lm_perplexity(gpt, windows, params.batch_size)["perplexity"],
-                pretrained_perplexity=metrics["perplexity"],
+                (lambda gpt: lm_perplexity(gpt, qa_windows, params.batch_size)["perplexity"])
+                if params.qa.perplexity_tokens
+                else None,
             )
+            qa_info["perplexity_tokens"] = int(qa_windows[:, 1:].size) if params.qa.perplexity_tokens else 0
 
         classifier = load_classifier(finetuned)
         labels = classifier.labels

@@ -12,7 +12,8 @@ Contract: ``evaluate_qa(qa, sft, pretrained, params, perplexity_of)`` returns
   match and token F1 of ``answer_of(generated text)`` against the answer (SQuAD's normalisation),
   generated tokens, tokens/s (generated tokens / wall seconds of the generate calls),
   ms per token (the mean decoding step after the first token, weighted by steps), time to first
-  token, and the GPT's perplexity on the held-out windows (None for the baseline);
+  token, and the GPT's perplexity on the first ``perplexity_tokens`` of the held-out windows (the
+  same windows for every GPT; None for the baseline);
 - ``generations``: the ``sft`` model's outputs, one per question, C3's
   ``{id, prompt, output, tokens_in, tokens_out, ms_per_token, finish_reason}`` (the monitor's
   reference); ``prompt`` is the text the model saw (left-truncated to fit, as the server does);
@@ -58,18 +59,17 @@ QA_COLUMNS = (
 
 
 def qa_functions() -> dict[str, Any]:
-    """The floor's QA helpers (C1): ``answer_of``, ``most_frequent_candidate``, ``exact_match``,
-    ``token_f1`` (the scores live in ``llm.qa`` or ``llm.scoring``)."""
-    import llm.qa as qa
-    import llm.scoring as scoring
+    """The floor's QA helpers (C1): the answer part of a generation, the frequency baseline, and
+    SQuAD's exact match and token F1."""
+    from llm.qa import answer_of, most_frequent_candidate
+    from llm.scoring import exact_match, token_f1
 
-    out = {}
-    for name in ("answer_of", "most_frequent_candidate", "exact_match", "token_f1"):
-        fn = getattr(qa, name, None) or getattr(scoring, name, None)
-        if fn is None:
-            raise ImportError(f"evaluate: llm.qa / llm.scoring has no {name}")
-        out[name] = fn
-    return out
+    return {
+        "answer_of": answer_of,
+        "most_frequent_candidate": most_frequent_candidate,
+        "exact_match": exact_match,
+        "token_f1": token_f1,
+    }
 
 
 def read_questions(qa: str | Path, params: QAParams) -> list[dict[str, Any]]:
@@ -170,11 +170,10 @@ def evaluate_qa(
     pretrained: str | Path,
     params: QAParams,
     perplexity_of: Any = None,
-    pretrained_perplexity: float | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """The QA rows, the sft generations and the run's settings; see the module doc.
-    ``perplexity_of(model) -> float``: the GPT's perplexity on the held-out text (None = none);
-    ``pretrained_perplexity``: the pretrained GPT's, when the caller measured it already."""
+    ``perplexity_of(model) -> float``: the GPT's perplexity on the held-out text, the same windows
+    for every GPT (None = none)."""
     from llm.generator import load_generator
 
     fns = qa_functions()
@@ -208,12 +207,7 @@ def evaluate_qa(
             generator.generate(generator.truncate(prompts[:1], gen_params.max_new_tokens), gen_params)
             texts, records, speed = run_generator(generator, prompts, gen_params, params.batch_size, name)
             predicted = [fns["answer_of"](t) for t in texts]
-            if name == PRETRAINED and pretrained_perplexity is not None:
-                ppl = pretrained_perplexity
-            elif params.perplexity and perplexity_of is not None:
-                ppl = perplexity_of(generator.model)
-            else:
-                ppl = None
+            ppl = perplexity_of(generator.model) if perplexity_of is not None else None
             rows.append(
                 {
                     "model": name,

@@ -20,11 +20,15 @@ class QAParams:
     max_questions: int = 32  # first questions of the split scored, in file order; 0 = all (questions)
     batch_size: int = 8  # prompts per batched greedy generation call (prompts)
     max_new_tokens: int = 0  # most generated tokens per answer; 0 = the sft folder's generator.json (tokens)
-    perplexity: bool = True  # also score each GPT's perplexity on the held-out text (flag)
+    # Each GPT's perplexity over the first of the stage's held-out windows: a budget of its own, since
+    # three more GPTs over evaluate.max_tokens would cost three times the stage's perplexity pass.
+    perplexity_tokens: int = (
+        8192  # held-out tokens scored per GPT, whole windows, at least one; 0 = no perplexity (tokens)
+    )
 
     def __post_init__(self) -> None:
         check_positive(f"{SECTION}.qa", batch_size=self.batch_size)
-        for key in ("max_questions", "max_new_tokens"):
+        for key in ("max_questions", "max_new_tokens", "perplexity_tokens"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{SECTION}.qa.{key}: must be >= 0, got {getattr(self, key)!r}")
 

@@ -370,7 +370,9 @@ def test_evaluate_writes_the_qa_table_with_its_baseline_int8_row_and_generations
         assert math.isfinite(row["perplexity"]) and row["perplexity"] > 1
     assert rows["sft-int8"]["quantization"] == "int8-dynamic" and rows["sft"]["quantization"] == "none"
     assert rows["sft-int8"]["version"] != rows["sft"]["version"]
-    # The pretrained row reuses the stage's own perplexity; the sft one is a different GPT (seed 1).
+    # Every GPT is scored on the same held-out windows (here all of the stage's: 6 x 32 tokens), so
+    # the pretrained row equals the stage's own perplexity; the sft one is another GPT (seed 1).
+    assert table["perplexity_tokens"] == metrics["lm_tokens"] == 192
     assert rows["pretrained"]["perplexity"] == pytest.approx(metrics["perplexity"])
     assert rows["sft"]["perplexity"] != pytest.approx(rows["pretrained"]["perplexity"])
     # int8 runs the same checkpoint: its perplexity is close to the float one's.
