@@ -35,6 +35,7 @@ coreference ("the senator") are not linked.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -49,7 +50,7 @@ SPLITS = ("train", "valid", "test")
 PROMPT_TEMPLATE = "Passage: {passage}\nQuestion: {question}\nAnswer:"
 
 # Words (letters, digits, apostrophes, hyphens, &): the lower-case ones are the common-word evidence.
-_TOKEN = re.compile(r"\w[\w'’&-]*")
+_LOWER = re.compile(r"(?<![\w'’&-])[a-z][\w'’&-]*")
 _POSSESSIVE = re.compile(r"['’]s?$")
 CONNECTORS = frozenset({"of", "de", "van", "von", "bin", "al", "la", "le", "del", "da", "du"})
 STOP_WORDS = frozenset(
@@ -74,9 +75,9 @@ _CAP = r"(?:[A-Z]\.){2,}|[A-ZÀ-ÖØ-Þ][\w'’&-]*"
 _SPAN = re.compile(rf"(?<![\w'’&-])(?:{_CAP})(?: (?:(?:{'|'.join(sorted(CONNECTORS))}) )*(?:{_CAP}))*")
 
 
-def _spans(text: str) -> Iterable[list[str]]:
-    """The raw capitalised spans of ``text`` as word lists (before stop-word trimming); a possessive
-    ("Trump's") ends a span and loses its "'s"."""
+def _spans(text: str) -> Iterable[tuple[int, list[str]]]:
+    """``(end offset, words)`` of the raw capitalised spans of ``text`` (before stop-word trimming);
+    a possessive ("Trump's") ends a span and loses its "'s" (its pieces share the match's end)."""
     for m in _SPAN.finditer(text):
         group: list[str] = []
         for word in m.group().split(" "):
@@ -84,10 +85,10 @@ def _spans(text: str) -> Iterable[list[str]]:
             if bare:
                 group.append(bare)
             if bare != word:
-                yield group
+                yield m.end(), group
                 group = []
         if group:
-            yield group
+            yield m.end(), group
 
 
 def _trim(words: list[str]) -> list[str]:
@@ -99,8 +100,8 @@ def _trim(words: list[str]) -> list[str]:
 
 
 def lower_words(text: str) -> frozenset[str]:
-    """The words of ``text`` written in lower case (the evidence that a capitalised word is common)."""
-    return frozenset(t for t in _TOKEN.findall(text) if t.islower())
+    """The words of ``text`` that start in lower case (the evidence that a capitalised word is common)."""
+    return frozenset(_LOWER.findall(text))
 
 
 def entity_mentions(text: str, common: frozenset[str] | None = None) -> list[str]:
@@ -109,15 +110,18 @@ def entity_mentions(text: str, common: frozenset[str] | None = None) -> list[str
     ``common``: lower-case words that make a one-word span a common word (default: those of ``text``;
     pass the whole article's when ``text`` is a part of it).
     """
-    common = lower_words(text) if common is None else common
+    return [entity for _, entity in _mentions(text, lower_words(text) if common is None else common)]
+
+
+def _mentions(text: str, common: frozenset[str]) -> list[tuple[int, str]]:
     out = []
-    for span in _spans(text):
+    for end, span in _spans(text):
         words = _trim(span)
         if not words:
             continue
         if len(words) == 1 and (words[0].lower() in common or len(words[0]) < 2):
             continue
-        out.append(" ".join(words))
+        out.append((end, " ".join(words)))
     return out
 
 
@@ -126,6 +130,7 @@ def entities(text: str, common: frozenset[str] | None = None) -> list[str]:
     return sorted(set(entity_mentions(text, common)))
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _pattern(entity: str) -> re.Pattern[str]:
     return re.compile(r"(?<!\w)" + re.escape(entity) + r"(?!\w)")
 
@@ -162,6 +167,14 @@ def truncate_words(text: str, max_words: int) -> str:
     return " ".join(text.split()[:max_words])
 
 
+def _cut(text: str, max_words: int) -> int:
+    """The end offset in ``text`` of its ``max_words``-th word (len(text) when it has fewer)."""
+    words = text.split(None, max_words)
+    if len(words) <= max_words:
+        return len(text)
+    return len(text[: len(text) - len(words[-1])].rstrip())
+
+
 def format_prompt(passage: str, question: str) -> str:
     """The exact prompt text: ``Passage: ...\\nQuestion: ...\\nAnswer:`` (the answer follows)."""
     return PROMPT_TEMPLATE.format(passage=passage, question=question)
@@ -194,7 +207,7 @@ class QAConfig:
 
     valid_fraction: float = 0.1  # share of articles in the valid split (0-1)
     test_fraction: float = 0.1  # share of articles in the test split (0-1)
-    max_passage_words: int = 120  # passage = the body's first words (words)
+    max_passage_words: int = 80  # passage = the body's first words (words)
     max_questions_per_article: int = 2  # questions kept per article, in title order (questions)
     seed: int = 0  # seed of the article split hash (integer)
 
@@ -211,10 +224,12 @@ def article_questions(article: Mapping[str, Any], config: QAConfig, skipped: Cou
     if not article_id or not body:
         skipped["missing_text" if article_id else "missing_id"] += 1
         return []
-    common = lower_words(body)
-    body_entities = set(entity_mentions(body, common))
+    mentions = _mentions(body, lower_words(body))
+    body_entities = {entity for _, entity in mentions}
     passage = truncate_words(body, config.max_passage_words)
-    candidates = entities(passage, common)
+    cut = _cut(body, config.max_passage_words)
+    # The passage's entities: the body's mentions that end inside it (a name cut in two is none).
+    candidates = sorted({entity for end, entity in mentions if end <= cut})
     split = split_of(article_id, config.valid_fraction, config.test_fraction, config.seed)
     rows: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()

@@ -16,7 +16,7 @@ class Qa:
     enabled: bool = True  # write QA rows (false: qa.jsonl is written empty) (flag)
     valid_fraction: float = 0.1  # share of articles (by hash of article_id) in the valid split (0-1)
     test_fraction: float = 0.1  # share of articles (by hash of article_id) in the test split (0-1)
-    max_passage_words: int = 120  # passage = the article body's first words; the answer must be in it (words)
+    max_passage_words: int = 80  # passage = the article body's first words; the answer must be in it (words)
     max_questions_per_article: int = 2  # questions kept per article, title first then subtitle (questions)
     seed: int = 0  # seed of the article split hash (integer; same seed -> same split)
 
