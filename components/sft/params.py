@@ -13,11 +13,11 @@ SECTION = "sft"
 class Params:
     """The ``sft`` section of params.yaml. Defaults are the CPU demo (well under a minute on 2 cores)."""
 
-    steps: int = 24  # optimizer steps (steps)
+    steps: int = 16  # optimizer steps (steps)
     batch_size: int = 8  # prompt/response pairs per optimizer step (pairs)
-    lr: float = 1.0e-4  # peak AdamW learning rate after warmup (step size)
-    min_lr: float = 1.0e-5  # learning rate at the end of the cosine decay (step size)
-    warmup_steps: int = 4  # linear warmup from 0 to lr (steps)
+    lr: float = 3.0e-4  # peak AdamW learning rate after warmup (step size)
+    min_lr: float = 3.0e-5  # learning rate at the end of the cosine decay (step size)
+    warmup_steps: int = 2  # linear warmup from 0 to lr (steps)
     weight_decay: float = (
         0.01  # AdamW decoupled weight decay on matrices, none on biases/norms (fraction per unit lr)
     )
@@ -26,9 +26,9 @@ class Params:
     valid_fraction: float = (
         0.1  # share of rows without a split (by hash of prompt + response) held out as valid (0-1)
     )
-    valid_interval: int = 12  # valid loss every N steps, and before the first and after the last (steps)
+    valid_interval: int = 8  # valid loss every N steps, and before the first and after the last (steps)
     valid_examples: int = (
-        32  # most valid pairs scored per evaluation, the same ones each time; 0 = all (pairs)
+        16  # most valid pairs scored per evaluation, the same ones each time; 0 = all (pairs)
     )
     eval_batch_size: int = 16  # pairs per forward pass when scoring valid (pairs)
     task: str = "qa"  # generator.json's task name (name)
