@@ -14,7 +14,7 @@ def ingest(
     metrics: Output[Metrics],
     inputs: list = [],  # noqa: B006 (a KFP list parameter's default; never mutated)
 ):
-    """Raw URIs (local, s3://, gs://) -> corpus.jsonl, task.jsonl and batches/ in ``data``;
+    """Raw URIs (local, s3://, gs://) -> corpus.jsonl, task.jsonl, qa.jsonl and batches/ in ``data``;
     ``inputs``: more document URIs (files or folders), as ``--input`` on the command line.
     ``data.metadata["dataset_version"]``: the raw data's content hash."""
     from components.common.kfp import enter
