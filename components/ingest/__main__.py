@@ -15,7 +15,9 @@ STAGE = "ingest"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = stage_parser(STAGE, "Raw sources -> corpus.jsonl, task.jsonl, qa.jsonl (cloze QA) and monitoring batches.")
+    parser = stage_parser(
+        STAGE, "Raw sources -> corpus.jsonl, task.jsonl, qa.jsonl (cloze QA) and monitoring batches."
+    )
     parser.add_argument("--news", default=None, help="news sample CSV (pretraining documents)")
     parser.add_argument("--reviews", default=None, help="Rotten Tomatoes sample CSV (task set and batches)")
     parser.add_argument(
