@@ -83,6 +83,7 @@ DECISION_JSON = "decision.json"
 DECISION_MD = "decision.md"
 MODEL_CARD = "MODEL_CARD.md"
 GENERATOR_DIR = "generator"  # the chosen generator folder (select), the released one (deploy)
+NOT_SHIPPED = "NOT_SHIPPED.json"  # in generator/ instead of a generator when none is shipped {reason}
 
 # deploy
 RELEASE = "release.json"  # version, file hashes, dataset version, smoke test
@@ -97,9 +98,14 @@ OUTPUTS: dict[str, dict[str, tuple[str, ...]]] = {
     "finetune": {"outs": (WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE), "plots": (HISTORY,)},
     "sft": {"outs": (GPT_SHAPE, CHECKPOINT, TOKENIZER_FILE, GENERATOR, SFT_REJECTED), "plots": (LOSS, STEPS)},
     "compress": {"outs": VARIANTS},
-    "evaluate": {"outs": (PREDICTIONS, PREDICTIONS_DIR, MODELS, TABLE), "plots": (CONFUSION,)},
-    "select": {"outs": (MODEL_DIR, DECISION_JSON, DECISION_MD, MODEL_CARD, PREDICTIONS)},
-    "deploy": {"outs": (MODEL_DIR, RELEASE, INFERENCE_SERVICE)},
+    "evaluate": {
+        "outs": (PREDICTIONS, PREDICTIONS_DIR, MODELS, TABLE, QA_RESULTS, QA_TABLE, GENERATIONS),
+        "plots": (CONFUSION,),
+    },
+    "select": {
+        "outs": (MODEL_DIR, DECISION_JSON, DECISION_MD, MODEL_CARD, PREDICTIONS, GENERATOR_DIR, GENERATIONS)
+    },
+    "deploy": {"outs": (MODEL_DIR, RELEASE, INFERENCE_SERVICE, GENERATOR_DIR)},
     "monitor": {"outs": MONITOR_BATCHES},
 }
 

@@ -26,7 +26,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from components.common.artifacts import DATASET, GENERATOR_DIR, INFERENCE_SERVICE, MODEL_DIR, RELEASE
+from components.common.artifacts import (
+    DATASET,
+    GENERATOR_DIR,
+    INFERENCE_SERVICE,
+    MODEL_DIR,
+    NOT_SHIPPED,
+    RELEASE,
+)
 from components.common.entry import InputError
 from components.common.io import read_json, read_jsonl, write_json
 from components.common.metrics import write_metrics
@@ -82,7 +89,7 @@ def run(
     """
     from components.common.io import atomic_output_dir
     from components.deploy.kserve import inference_service, write_inference_service
-    from llm.formats import MODEL_FILES
+    from llm.formats import GENERATOR_FILE, MODEL_FILES
     from llm.served import load_model, model_version
 
     missing = [
@@ -128,13 +135,17 @@ def run(
             "generator": None,
         }
         generator_timing: dict[str, float] = {}
-        if generator is not None and Path(generator).is_dir():
+        if generator is not None and (Path(generator) / GENERATOR_FILE).is_file():
             from components.deploy.generator import bundle_generator
 
             release["generator"], generator_timing = bundle_generator(
                 generator, tmp / GENERATOR_DIR, generations, decision
             )
         elif generator is not None:
+            # select shipped none: the bundle's generator/ carries its reason (what DVC tracks).
+            if (Path(generator) / NOT_SHIPPED).is_file():
+                (tmp / GENERATOR_DIR).mkdir()
+                shutil.copyfile(Path(generator) / NOT_SHIPPED, tmp / GENERATOR_DIR / NOT_SHIPPED)
             log.info(
                 "deploy: no generator at %s (select shipped none); releasing the classifier alone", generator
             )
@@ -149,6 +160,7 @@ def run(
             prediction_log=prediction_log,
             data_lake_secret=data_lake_secret or "",
             model_dir=MODEL_DIR,
+            generator_dir=GENERATOR_DIR if release["generator"] else "",
         )
         write_inference_service(tmp / INFERENCE_SERVICE, manifest)
         metrics = write_metrics(

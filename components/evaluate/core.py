@@ -307,6 +307,13 @@ def run(
         qa_rows: list[dict[str, Any]] | None = None
         if params.qa.enabled and (sft is None) != (qa is None):
             raise ValueError("evaluate: the generative evaluation needs both --sft and --qa")
+        if not params.qa.enabled and sft is not None:
+            # The files DVC tracks exist either way; an empty table says the evaluation was off.
+            qa_rows, generations, qa_info = (
+                [],
+                [],
+                {"enabled": False, "split": params.qa.split, "questions": 0},
+            )
         if params.qa.enabled and sft is not None:
             from components.evaluate.generative import evaluate_qa
 
@@ -431,10 +438,11 @@ def run(
             write_json(Path(out) / a.QA_RESULTS, {**qa_info, "models": qa_rows})
             (Path(out) / a.QA_TABLE).write_text(qa_table(qa_rows), encoding="utf-8")
             write_jsonl(Path(out) / a.GENERATIONS, generations)
-            metrics["qa"] = qa_metrics(qa_rows, qa_info)
+            if qa_rows:
+                metrics["qa"] = qa_metrics(qa_rows, qa_info)
         metrics = write_metrics(out, metrics)
     log.info("evaluate: models\n%s", markdown_table(rows))
-    if qa_rows is not None:
+    if qa_rows:
         from components.evaluate.generative import qa_table
 
         log.info("evaluate: QA (%s split)\n%s", qa_info["split"], qa_table(qa_rows))

@@ -23,7 +23,7 @@ class QAParams:
     # Each GPT's perplexity over the first of the stage's held-out windows: a budget of its own, since
     # three more GPTs over evaluate.max_tokens would cost three times the stage's perplexity pass.
     perplexity_tokens: int = (
-        8192  # held-out tokens scored per GPT, whole windows, at least one; 0 = no perplexity (tokens)
+        4096  # held-out tokens scored per GPT, whole windows, at least one; 0 = no perplexity (tokens)
     )
 
     def __post_init__(self) -> None:

@@ -212,6 +212,7 @@ def run(
         choose_generator,
         generator_folder,
         generator_markdown,
+        not_shipped_folder,
         read_qa,
     )
 
@@ -267,6 +268,16 @@ def run(
             # The float model's test generations: deploy's smoke-test reference.
             if (Path(evaluation) / a.GENERATIONS).is_file():
                 shutil.copyfile(Path(evaluation) / a.GENERATIONS, out / a.GENERATIONS)
+        elif sft:
+            # What DVC tracks exists either way: the reason instead of a generator.
+            if generator:
+                reason = generator["reason"]
+            elif not params.generative.enabled:
+                reason = "no generator shipped (select.generative.enabled is false)"
+            else:
+                reason = "no generator shipped (no qa.json from evaluate)"
+            not_shipped_folder(out / a.GENERATOR_DIR, reason)
+            (out / a.GENERATIONS).write_text("", encoding="utf-8")
         write_json(out / a.DECISION_JSON, decision)
         (out / a.DECISION_MD).write_text(
             f"# Model selection\n\nObjective: {decision['objective']}.\n\n"

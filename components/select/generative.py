@@ -89,7 +89,7 @@ def choose_generator(qa: dict[str, Any], params: GenerativeParams) -> dict[str, 
             "chosen": None,
             "quantization": None,
             "score": None,
-            "reason": f"no generator shipped ({why or 'no sft rows in qa.json'})",
+            "reason": f"no generator shipped ({why or 'no sft rows in qa.json: evaluate.qa disabled?'})",
         }
     best = max(r[objective] for r in eligible)
     close = [r for r in eligible if r[objective] >= best - params.tolerance]
@@ -127,6 +127,17 @@ def generator_folder(sft: str | Path, directory: str | Path, quantization: str) 
     shutil.copytree(sft / CHECKPOINT_DIR, directory / CHECKPOINT_DIR)
     config = {k: v for k, v in read_generator_config(sft).items() if k not in ("format", "quantization")}
     write_generator_config(directory, **config, quantization=quantization)
+    return directory
+
+
+def not_shipped_folder(directory: str | Path, reason: str) -> Path:
+    """``directory`` holding only ``NOT_SHIPPED.json`` {shipped: false, reason}: the folder DVC tracks
+    when no generator is shipped (no generator.json, so no loader or server takes it for one)."""
+    from components.common.io import write_json
+
+    directory = Path(directory)
+    directory.mkdir(parents=True)
+    write_json(directory / a.NOT_SHIPPED, {"shipped": False, "reason": reason})
     return directory
 
 

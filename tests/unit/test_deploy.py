@@ -264,6 +264,7 @@ def test_the_bundle_carries_the_chosen_generator_and_release_json_names_it(
     assert (out / "model" / "classifier.json").is_file()  # the classifier is released beside it
     assert metrics["generator_shipped"] and metrics["generator_smoke_agrees"] is True
     assert "seconds" not in json.dumps(release)  # timings stay out of the deterministic release
+    assert "/mnt/models/generator" in (out / "inference_service.yaml").read_text()  # KServe serves it
 
 
 def test_an_int8_generator_is_released_int8_and_a_float_one_must_reproduce_its_reference(

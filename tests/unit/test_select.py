@@ -295,7 +295,10 @@ def test_run_records_no_generator_and_still_ships_the_classifier(stage, sft_fold
         sft=str(sft_folder),
     )
     assert metrics["chosen"] == "int8" and metrics["generator_shipped"] is False
-    assert not (out / "generator").exists() and (out / "model" / "classifier.json").is_file()
+    # generator/ (what DVC tracks) holds the reason, not a generator: nothing loads it as one.
+    assert sorted(p.name for p in (out / "generator").iterdir()) == ["NOT_SHIPPED.json"]
+    assert "baseline" in json.loads((out / "generator" / "NOT_SHIPPED.json").read_text())["reason"]
+    assert (out / "generations.jsonl").read_text() == "" and (out / "model" / "classifier.json").is_file()
     decision = json.loads((out / "decision.json").read_text())
     assert "does not beat the frequent-candidate baseline" in decision["generator"]["reason"]
     assert "no generator shipped" in (out / "MODEL_CARD.md").read_text()
@@ -323,3 +326,4 @@ def test_run_records_no_generator_and_still_ships_the_classifier(stage, sft_fold
     )
     assert "generator_shipped" not in plain
     assert json.loads((stage / "s3" / "decision.json").read_text())["generator"] is None
+    assert not (stage / "s3" / "generator").exists()
