@@ -164,12 +164,14 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
             finetuned=finetune_task.outputs["finetuned"],
             variants=compress_task.outputs["variants"],
             data=ingest_task.outputs["data"],
+            sft=sft_task.outputs["generator"],
             params=evaluate,
         )
         select_task = ops.select(
             evaluation=evaluate_task.outputs["evaluation"],
             finetuned=finetune_task.outputs["finetuned"],
             variants=compress_task.outputs["variants"],
+            sft=sft_task.outputs["generator"],
             params=select,
             promoted=promoted_record,
         )

@@ -17,7 +17,8 @@ def deploy(
     prediction_log: str = "",
     data_lake_secret: str = "",
 ):
-    """The selected model -> a smoke-tested bundle (``model/`` + ``release.json``) and its KServe
+    """The selected model -> a smoke-tested bundle (``model/`` + ``release.json``; ``generator/``
+    when select shipped one) and its KServe
     InferenceService (``inference_service.yaml``) in ``release``, whose storage URI is the
     artifact's own place in the object store (``release.uri``);
     ``release.metadata["dataset_version"]``: the version of the data it was trained on."""
@@ -32,6 +33,9 @@ def deploy(
         outputs=[release],
         model=a.path(selection, a.MODEL_DIR),
         reference=a.path(selection, a.PREDICTIONS),
+        generator=a.path(selection, a.GENERATOR_DIR),
+        generations=a.path(selection, a.GENERATIONS),
+        decision=a.path(selection, a.DECISION_JSON),
         dataset=data.path,
         output=release.path,
         image=image,

@@ -10,13 +10,15 @@ def select(
     evaluation: Input[Dataset],
     finetuned: Input[Model],
     variants: Input[Model],
+    sft: Input[Model],
     params: dict,
     promoted: str,
     selection: Output[Model],
     metrics: Output[Metrics],
 ):
     """Choose under the params' constraints; ``selection`` holds ``model/`` (what deploy bundles),
-    decision.json / decision.md / MODEL_CARD.md. ``promoted``: path of the promotion record on a
+    decision.json / decision.md / MODEL_CARD.md, and ``generator/`` (the chosen generator, or
+    its NOT_SHIPPED.json reason) under ``select.generative``. ``promoted``: path of the promotion record on a
     volume the pod mounts ('' = no gate); a regression fails the task with the gate's message."""
     from components.common.kfp import enter
 
@@ -24,11 +26,12 @@ def select(
         "select",
         params,
         metrics,
-        inputs=[evaluation, finetuned, variants],
+        inputs=[evaluation, finetuned, variants, sft],
         outputs=[selection],
         evaluation=evaluation.path,
         finetuned=finetuned.path,
         variants=variants.path,
+        sft=sft.path,
         output=selection.path,
         promoted=promoted,
     )
