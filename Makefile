@@ -81,7 +81,7 @@ compile: setup ## compile the Kubeflow pipelines (pipelines/llm_pipeline.yaml, p
 kfp-submit: setup ## upload the pipeline to $$KFP_HOST, start a run, schedule the monitor (needs KFP_HOST)
 	$(PY) -m pipelines.submit --params params.yaml --monitor-schedule
 
-SERVE_GENERATOR = $(or $(GENERATOR),$(wildcard outputs/deploy/generator))
+SERVE_GENERATOR = $(or $(GENERATOR),$(patsubst %/generator.json,%,$(wildcard outputs/deploy/generator/generator.json)))
 serve: setup ## serve the released model on http://127.0.0.1:8000 (POST /predict, POST /generate when the release has a generator, GET /metrics, GET /healthz)
 	$(PY) -m serving --model $(or $(MODEL),outputs/deploy/model) --log $(or $(LOG),outputs/prediction_log) \
 	  $(if $(SERVE_GENERATOR),--generator $(SERVE_GENERATOR)) \

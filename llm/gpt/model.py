@@ -298,9 +298,14 @@ def drop_save_identity(directory: str | os.PathLike) -> None:
         return
     with open(path, "rb") as f:
         metadata = pickle.load(f)
-    if getattr(metadata, "storage_meta", None) is None:
-        return
     metadata.storage_meta = None
+    # The writer lists entries in the order the process happened to plan them (seen to differ
+    # between a fresh process and one that had saved before): sort them so equal checkpoints give
+    # equal bytes. Loading looks entries up by key; the order carries no meaning.
+    for name in ("state_dict_metadata", "storage_data"):
+        table = getattr(metadata, name, None)
+        if isinstance(table, dict):
+            setattr(metadata, name, dict(sorted(table.items(), key=lambda kv: repr(kv[0]))))
     tmp = path.with_name(".metadata.tmp")
     with open(tmp, "wb") as f:
         pickle.dump(metadata, f)

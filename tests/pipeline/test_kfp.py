@@ -102,6 +102,7 @@ KFP_OUTPUT = {
     "tokenize": "tokenized",
     "pretrain": "pretrained",
     "finetune": "finetuned",
+    "sft": "generator",
     "compress": "variants",
     "evaluate": "evaluation",
     "select": "selection",
