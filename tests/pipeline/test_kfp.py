@@ -111,14 +111,15 @@ KFP_OUTPUT = {
 }
 # Wall-clock figures: the only values allowed to differ between two runs of the same inputs.
 WALL_CLOCK = re.compile(
-    r"seconds|hours|_s$|/s$|_ms$|per_s|latency|throughput|mfu|tokens_per|flops|cost|usd|elapsed"
+    r"seconds|hours|_s$|/s$|_ms$|ms_per|ms/|per_s|latency|throughput|mfu|tokens_per|flops|cost|usd|elapsed"
 )
 TIMED_PROSE = re.compile(r"latency|/s\b|\bms\b|seconds")
 TIMED_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 # Files that hold wall-clock figures next to deterministic ones; compared without those figures.
 TIMED_FILES = {
-    "evaluate": {"models.json", "table.md"},
-    "select": {"decision.json", "decision.md", "MODEL_CARD.md", "model/MODEL_CARD.md"},
+    "evaluate": {"models.json", "table.md", "qa.json", "qa_table.md", "generations.jsonl"},
+    "select": {"decision.json", "decision.md", "MODEL_CARD.md", "model/MODEL_CARD.md", "generations.jsonl"},
+    "deploy": {"generations.jsonl"},
 }
 # The one field that differs between the doors by design: where the release lies for KServe (the KFP
 # output artifact's URI; under DVC, dvc.yaml's kserve.storage_uri). Compared with it blanked out.
@@ -193,6 +194,9 @@ def assert_same_outputs(stage: str, dvc_dir: Path, kfp_dir: Path) -> list[str]:
             )
         elif name in STORAGE_URI_FILES.get(stage, ()):
             assert _without_storage_uri(a.read_text()) == _without_storage_uri(b.read_text()), (stage, name)
+        elif name in TIMED_FILES.get(stage, ()) and name.endswith(".jsonl"):
+            rows = [[_untimed(json.loads(line)) for line in f.read_text().splitlines()] for f in (a, b)]
+            assert rows[0] == rows[1], (stage, name)
         elif name in TIMED_FILES.get(stage, ()) and name.endswith(".json"):
             assert _untimed(json.loads(a.read_text())) == _untimed(json.loads(b.read_text())), (stage, name)
         elif name in TIMED_FILES.get(stage, ()):
