@@ -201,3 +201,14 @@ def check_fraction(section: str, **values: float) -> None:
     for name, value in values.items():
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{section}.{name}: must be within [0, 1], got {value!r}")
+
+
+def check_accelerator(section: str, accelerator_type: str, accelerator_count: int) -> None:
+    """Raise ValueError naming the key when a Kubeflow pod's device request cannot be scheduled:
+    a negative count, or devices asked for without saying which resource they are."""
+    if accelerator_count < 0:
+        raise ValueError(f"{section}.accelerator_count: must be >= 0, got {accelerator_count!r}")
+    if accelerator_count > 0 and not accelerator_type:
+        raise ValueError(
+            f"{section}.accelerator_type: required when accelerator_count > 0 (e.g. nvidia.com/gpu)"
+        )

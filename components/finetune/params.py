@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from components.common.params import check_fraction, check_positive
+from components.common.params import check_accelerator, check_fraction, check_positive
 
 SECTION = "finetune"
 
@@ -38,12 +38,7 @@ class Params:
     accelerator_count: int = 0  # devices requested by the Kubeflow finetune pod; 0 = CPU only (count)
 
     def __post_init__(self) -> None:
-        if self.accelerator_count < 0:
-            raise ValueError(f"{SECTION}.accelerator_count: must be >= 0, got {self.accelerator_count!r}")
-        if self.accelerator_count > 0 and not self.accelerator_type:
-            raise ValueError(
-                f"{SECTION}.accelerator_type: required when accelerator_count > 0 (e.g. nvidia.com/gpu)"
-            )
+        check_accelerator(SECTION, self.accelerator_type, self.accelerator_count)
         if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
             raise ValueError(f"{SECTION}.labels: need at least 2 distinct labels, got {self.labels!r}")
         if self.max_length < 2:  # room for one text token besides the closing <|endoftext|>

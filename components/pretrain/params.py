@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from components.common.params import check_fraction, check_positive
+from components.common.params import check_accelerator, check_fraction, check_positive
 
 SECTION = "pretrain"
 
@@ -230,18 +230,12 @@ class Params:
                 raise ValueError(f"{SECTION}.{key}: must be >= 0, got {getattr(self, key)}")
         check_fraction(SECTION, adam_beta1=self.adam_beta1, adam_beta2=self.adam_beta2)
         self._check_layout()
-        if self.accelerator_count < 0:
-            raise ValueError(f"{SECTION}.accelerator_count: must be >= 0, got {self.accelerator_count}")
-        if self.accelerator_count > 0:
-            if not self.accelerator_type:
-                raise ValueError(
-                    f"{SECTION}.accelerator_type: required when accelerator_count > 0 (e.g. nvidia.com/gpu)"
-                )
-            if self.accelerator_count != self.procs_per_node:
-                raise ValueError(
-                    f"{SECTION}.accelerator_count: each node runs one process per device, "
-                    f"tp*pp*dp / num_nodes = {self.procs_per_node}; got {self.accelerator_count}"
-                )
+        check_accelerator(SECTION, self.accelerator_type, self.accelerator_count)
+        if self.accelerator_count > 0 and self.accelerator_count != self.procs_per_node:
+            raise ValueError(
+                f"{SECTION}.accelerator_count: each node runs one process per device, "
+                f"tp*pp*dp / num_nodes = {self.procs_per_node}; got {self.accelerator_count}"
+            )
 
     def _check_layout(self) -> None:
         """The parallel layout: refused here, before any process is launched."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from components.common.params import check_fraction, check_positive
+from components.common.params import check_accelerator, check_fraction, check_positive
 
 SECTION = "sft"
 
@@ -42,12 +42,7 @@ class Params:
     accelerator_count: int = 0  # devices requested by the Kubeflow sft pod; 0 = CPU only (count)
 
     def __post_init__(self) -> None:
-        if self.accelerator_count < 0:
-            raise ValueError(f"{SECTION}.accelerator_count: must be >= 0, got {self.accelerator_count!r}")
-        if self.accelerator_count > 0 and not self.accelerator_type:
-            raise ValueError(
-                f"{SECTION}.accelerator_type: required when accelerator_count > 0 (e.g. nvidia.com/gpu)"
-            )
+        check_accelerator(SECTION, self.accelerator_type, self.accelerator_count)
         if self.max_seq_tokens < 3:  # one prompt token, one response token, the end token
             raise ValueError(f"{SECTION}.max_seq_tokens: must be >= 3, got {self.max_seq_tokens!r}")
         check_positive(
