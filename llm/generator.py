@@ -130,6 +130,46 @@ class Generator:
                 out.append(prompt[start:])
         return out
 
+    def score_continuations(
+        self, prompt: str, continuations: Sequence[str], batch_size: int = 16
+    ) -> list[float]:
+        """Log-likelihood (nats, summed over its tokens) of each continuation right after ``prompt``:
+        the model used as a scorer, e.g. to choose among a cloze question's candidate entities
+        (Hermann et al. 2015's protocol). The prompt is cut from the left so the longest
+        continuation fits the context. Sequences are right-padded into batches; with causal
+        attention the padding after a continuation cannot change its score."""
+        import torch
+
+        from llm.gpt.model import model_device, token_losses
+
+        conts = [e.ids for e in self.tokenizer.encode_batch(list(continuations))]
+        if not conts or min(len(c) for c in conts) == 0:
+            raise ValueError("score_continuations: every continuation needs at least one token")
+        longest = max(len(c) for c in conts)
+        if longest >= self.seq_length:
+            raise ValueError(
+                f"score_continuations: a continuation of {longest} tokens leaves no room for the prompt"
+            )
+        head = self.tokenizer.encode(self.truncate([prompt], longest)[0]).ids
+        if not head:
+            raise ValueError("score_continuations: the prompt has no tokens")
+        device = model_device(self.model)
+        scores: list[float] = []
+        with torch.no_grad():
+            for start in range(0, len(conts), batch_size):
+                batch = conts[start : start + batch_size]
+                seqs = [head + c for c in batch]
+                width = max(len(q) for q in seqs)
+                ids = torch.zeros((len(seqs), width), dtype=torch.long, device=device)
+                for i, q in enumerate(seqs):
+                    ids[i, : len(q)] = torch.as_tensor(q, device=device)
+                # Position t predicts token t + 1: a continuation's tokens are predicted from
+                # position len(head) - 1 on.
+                losses = token_losses(self.model, ids[:, :-1], ids[:, 1:]).float()
+                for i, c in enumerate(batch):
+                    scores.append(-float(losses[i, len(head) - 1 : len(head) - 1 + len(c)].sum()))
+        return scores
+
     def generate(
         self,
         prompts: Sequence[str],

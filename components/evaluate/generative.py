@@ -10,6 +10,10 @@ Contract: ``evaluate_qa(qa, sft, pretrained, params, perplexity_of)`` returns
   settings), ``sft`` (the fine-tuned float model), ``sft-int8`` (the same checkpoint with dynamic
   int8 linear layers, ``llm.generator.load_generator(..., quantization="int8-dynamic")``): exact
   match and token F1 of ``answer_of(generated text)`` against the answer (SQuAD's normalisation),
+  the same of the candidate the GPT scores most likely as the response (``ranked_exact_match``,
+  ``ranked_f1``: Hermann et al. 2015's protocol, the answer chosen among the passage's entities, by
+  ``Generator.score_continuations``; the baseline's choice is a candidate too, so its ranked
+  scores are its scores),
   generated tokens, tokens/s (generated tokens / wall seconds of the generate calls),
   ms per token (the mean decoding step after the first token, weighted by steps), time to first
   token, and the GPT's perplexity on the first ``perplexity_tokens`` of the held-out windows (the
@@ -50,6 +54,8 @@ QA_COLUMNS = (
     ("model", "model", "{}"),
     ("exact_match", "EM", "{:.4f}"),
     ("f1", "F1", "{:.4f}"),
+    ("ranked_exact_match", "ranked EM", "{:.4f}"),
+    ("ranked_f1", "ranked F1", "{:.4f}"),
     ("perplexity", "perplexity", "{:.2f}"),
     ("tokens_per_s", "tokens/s", "{:.1f}"),
     ("ms_per_token", "ms/token", "{:.1f}"),
@@ -61,11 +67,12 @@ QA_COLUMNS = (
 def qa_functions() -> dict[str, Any]:
     """The floor's QA helpers (C1): the answer part of a generation, the frequency baseline, and
     SQuAD's exact match and token F1."""
-    from llm.qa import answer_of, most_frequent_candidate
+    from llm.qa import answer_of, format_response, most_frequent_candidate
     from llm.scoring import exact_match, token_f1
 
     return {
         "answer_of": answer_of,
+        "format_response": format_response,
         "most_frequent_candidate": most_frequent_candidate,
         "exact_match": exact_match,
         "token_f1": token_f1,
@@ -85,14 +92,30 @@ def read_questions(qa: str | Path, params: QAParams) -> list[dict[str, Any]]:
     return rows
 
 
-def scores(predictions: list[str], answers: list[str], fns: dict[str, Any]) -> dict[str, float]:
-    """Mean exact match and token F1 of ``predictions`` against ``answers`` (0-1)."""
+def scores(
+    predictions: list[str], answers: list[str], fns: dict[str, Any], prefix: str = ""
+) -> dict[str, float]:
+    """Mean exact match and token F1 of ``predictions`` against ``answers`` (0-1), keyed
+    ``{prefix}exact_match`` and ``{prefix}f1``."""
     n = max(len(answers), 1)
+    pairs = list(zip(predictions, answers, strict=True))
     return {
-        "exact_match": sum(float(fns["exact_match"](p, a)) for p, a in zip(predictions, answers, strict=True))
-        / n,
-        "f1": sum(float(fns["token_f1"](p, a)) for p, a in zip(predictions, answers, strict=True)) / n,
+        f"{prefix}exact_match": sum(float(fns["exact_match"](p, a)) for p, a in pairs) / n,
+        f"{prefix}f1": sum(float(fns["token_f1"](p, a)) for p, a in pairs) / n,
     }
+
+
+def ranked_answers(generator: Any, questions: list[dict[str, Any]], fns: dict[str, Any], batch_size: int):
+    """For each question, the candidate whose response text (``format_response``) the GPT finds
+    most likely after the prompt (ties: the first in the row's candidate order)."""
+    chosen = []
+    with Progress("rank candidates", total=len(questions), unit="questions") as progress:
+        for q in questions:
+            texts = [fns["format_response"](c) for c in q["candidates"]]
+            lls = generator.score_continuations(q["prompt"], texts, batch_size=batch_size)
+            chosen.append(q["candidates"][max(range(len(lls)), key=lls.__getitem__)])
+            progress.update(1)
+    return chosen
 
 
 def passage_of(prompt: str) -> str:
@@ -180,12 +203,14 @@ def evaluate_qa(
     questions = read_questions(qa, params)
     prompts = [q["prompt"] for q in questions]
     answers = [q["answer"] for q in questions]
+    baseline = baseline_answers(questions, fns)
     rows: list[dict[str, Any]] = [
         {
             "model": BASELINE,
             "kind": "baseline",
             "quantization": None,
-            **scores(baseline_answers(questions, fns), answers, fns),
+            **scores(baseline, answers, fns),
+            **scores(baseline, answers, fns, prefix="ranked_"),
             "perplexity": None,
         }
     ]
@@ -207,6 +232,7 @@ def evaluate_qa(
             generator.generate(generator.truncate(prompts[:1], gen_params.max_new_tokens), gen_params)
             texts, records, speed = run_generator(generator, prompts, gen_params, params.batch_size, name)
             predicted = [fns["answer_of"](t) for t in texts]
+            ranked = ranked_answers(generator, questions, fns, params.batch_size)
             ppl = perplexity_of(generator.model) if perplexity_of is not None else None
             rows.append(
                 {
@@ -215,6 +241,7 @@ def evaluate_qa(
                     "quantization": generator.quantization,
                     "version": generator.version,
                     **scores(predicted, answers, fns),
+                    **scores(ranked, answers, fns, prefix="ranked_"),
                     "perplexity": ppl,
                     **speed,
                 }
@@ -248,7 +275,9 @@ def qa_metrics(rows: list[dict[str, Any]], info: dict[str, Any]) -> dict[str, An
         "questions": info["questions"],
         "split": info["split"],
         "models": {
-            r["model"]: {"exact_match": r["exact_match"], "f1": r["f1"], "perplexity": r["perplexity"]}
+            r["model"]: {
+                k: r[k] for k in ("exact_match", "f1", "ranked_exact_match", "ranked_f1", "perplexity")
+            }
             for r in rows
         },
     }

@@ -13,7 +13,9 @@ class GenerativeParams:
     """``select.generative``: the choice of the generator (sft or sft-int8) from evaluate's qa.json."""
 
     enabled: bool = True  # choose a generator when evaluate wrote qa.json and --sft is given (flag)
-    objective: Literal["f1", "exact_match"] = "f1"  # QA test score to maximise (name)
+    # QA test score to maximise: of the generated answer (f1, exact_match: what POST /generate
+    # serves), or of the candidate the model scores most likely (ranked_f1, ranked_exact_match).
+    objective: Literal["f1", "exact_match", "ranked_f1", "ranked_exact_match"] = "f1"  # (name)
     # The shipped generator must beat the most-frequent-candidate baseline by more than this.
     min_gain_over_baseline: float = 0.0  # least gain of the objective over the baseline (score, 0-1)
     max_ms_per_token: float = 0.0  # most mean decoding step per generated token; 0 = no limit (ms)

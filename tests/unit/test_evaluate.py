@@ -363,9 +363,15 @@ def test_evaluate_writes_the_qa_table_with_its_baseline_int8_row_and_generations
     # The baseline is measured in this run: the fixture's answer is always the most frequent candidate.
     assert rows["frequent_candidate"]["exact_match"] == 1.0 and rows["frequent_candidate"]["f1"] == 1.0
     assert rows["frequent_candidate"]["perplexity"] is None
+    # Its choice is a candidate, so its ranked scores are its scores.
+    assert rows["frequent_candidate"]["ranked_exact_match"] == rows["frequent_candidate"]["ranked_f1"] == 1.0
     for name in ("pretrained", "sft", "sft-int8"):
         row = rows[name]
         assert 0.0 <= row["exact_match"] <= row["f1"] + 1e-9 <= 1.0 + 1e-9
+        # A ranked answer is always one of the passage's entities: a whole-answer F1 of 0 or 1
+        # here (the fixture's candidates share no word), so F1 = EM.
+        assert row["ranked_exact_match"] == pytest.approx(row["ranked_f1"])
+        assert 0.0 <= row["ranked_exact_match"] <= 1.0
         assert row["tokens_out"] > 0 and row["tokens_per_s"] > 0 and row["ms_per_token"] > 0
         assert math.isfinite(row["perplexity"]) and row["perplexity"] > 1
     assert rows["sft-int8"]["quantization"] == "int8-dynamic" and rows["sft"]["quantization"] == "none"
@@ -380,7 +386,7 @@ def test_evaluate_writes_the_qa_table_with_its_baseline_int8_row_and_generations
 
     md = (out / "qa_table.md").read_text().splitlines()
     assert md[0].startswith("| model | EM | F1 |") and len(md) == 2 + 4
-    assert md[2].startswith("| frequent_candidate | 1.0000 | 1.0000 | - |")
+    assert md[2].startswith("| frequent_candidate | 1.0000 | 1.0000 | 1.0000 | 1.0000 | - |")
 
     generations = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
     test = [json.loads(line) for line in (root / "qa.jsonl").read_text().splitlines()]
@@ -405,7 +411,26 @@ def test_evaluate_writes_the_qa_table_with_its_baseline_int8_row_and_generations
     assert metrics["qa"]["questions"] == 5
     assert metrics["qa"]["models"]["sft"]["f1"] == pytest.approx(rows["sft"]["f1"])
     assert metrics["qa"]["models"]["frequent_candidate"]["exact_match"] == 1.0
+    assert metrics["qa"]["models"]["sft"]["ranked_f1"] == pytest.approx(rows["sft"]["ranked_f1"])
     assert json.loads((out / "metrics.json").read_text()) == metrics
+
+
+def test_ranked_answers_take_the_most_likely_candidate_and_the_first_of_a_tie():
+    from components.evaluate.generative import qa_functions, ranked_answers
+
+    class Scorer:  # log-likelihoods from a fixed table: the choice rule under test, not a model
+        table = {" Pence\n": -1.0, " Trump\n": -3.0, " Senate\n": -1.0}
+
+        def score_continuations(self, prompt, texts, batch_size):
+            assert prompt == "p" and batch_size == 4
+            return [self.table[t] for t in texts]
+
+    questions = [
+        {"prompt": "p", "candidates": ["Trump", "Pence", "Senate"]},
+        {"prompt": "p", "candidates": ["Senate", "Pence"]},
+        {"prompt": "p", "candidates": ["Trump"]},
+    ]
+    assert ranked_answers(Scorer(), questions, qa_functions(), 4) == ["Pence", "Senate", "Trump"]
 
 
 def test_evaluate_without_sft_writes_no_qa_files(qa_inputs, tmp_path):

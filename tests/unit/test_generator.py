@@ -78,3 +78,45 @@ def test_truncate_keeps_the_end_of_a_prompt_and_long_prompts_are_refused_without
         gen.generate([long_prompt])
     texts, _ = gen.generate([long_prompt], truncate=True)
     assert texts[0].generation.prompt_tokens <= limit
+
+
+def test_continuation_scores_are_the_model_log_likelihoods_whatever_the_batch(folder):
+    import torch
+
+    from llm.gpt.model import logits
+
+    g = load_generator(folder)
+    prompt = "the film was"
+    conts = [" good", " a boring story about an actor", " bad", "\n"]
+    batched = g.score_continuations(prompt, conts)
+    alone = [g.score_continuations(prompt, [c])[0] for c in conts]
+    assert batched == pytest.approx(alone, abs=1e-4)  # right padding changes no score
+    head = g.tokenizer.encode(prompt).ids
+    for cont, got in zip(conts, batched, strict=True):
+        ids = head + g.tokenizer.encode(cont).ids
+        with torch.no_grad():
+            logp = torch.log_softmax(logits(g.model, torch.tensor([ids])).float()[0], dim=-1)
+        want = sum(logp[t - 1, ids[t]].item() for t in range(len(head), len(ids)))
+        assert got == pytest.approx(want, abs=1e-3)
+    assert batched[1] < min(batched[0], batched[2])  # a longer continuation pays for every token
+
+
+def test_the_greedy_next_token_outscores_every_other_continuation(folder):
+    # log p(t1 t2 ...) <= log p(t1) <= log p(greedy token): whatever their length, no continuation
+    # may score above the greedy one-token one.
+    g = load_generator(folder)
+    prompt = "a great story"
+    (out,), _ = g.generate([prompt], g.default_params(max_new_tokens=1, stop=[]))
+    best = g.tokenizer.decode(out.generation.tokens)
+    assert g.tokenizer.encode(best).ids == out.generation.tokens
+    others = sorted({g.tokenizer.decode([t]) for t in range(100, 160)} - {best})
+    scores = g.score_continuations(prompt, [best, *others])
+    assert scores[0] == max(scores), (best, max(zip(scores, [best, *others], strict=True)))
+
+
+def test_score_continuations_refuses_what_it_cannot_score(folder):
+    g = load_generator(folder)
+    with pytest.raises(ValueError, match="at least one token"):
+        g.score_continuations("the film", ["", " good"])
+    with pytest.raises(ValueError, match="no room for the prompt"):
+        g.score_continuations("the film", [" good" * g.seq_length])

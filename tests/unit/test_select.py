@@ -214,6 +214,13 @@ def test_the_generator_gate_prefers_int8_within_tolerance_and_faster():
     assert choose_generator(table, GenerativeParams(objective="exact_match"))["chosen"] == "sft"
     # The pretrained row is never shipped, however good.
     assert choose_generator(qa_table(pretrained=0.99), GenerativeParams())["chosen"] == "sft-int8"
+    # The ranked objective (the most likely candidate): here only sft beats the baseline on it.
+    table = qa_table(baseline=0.30, sft=0.20, int8=0.20)
+    for row, ranked in zip(table["models"], (0.30, 0.10, 0.40, 0.28), strict=True):
+        row["ranked_f1"] = ranked
+    assert not choose_generator(table, GenerativeParams())["shipped"]
+    ranked = choose_generator(table, GenerativeParams(objective="ranked_f1"))
+    assert ranked["chosen"] == "sft" and ranked["score"] == 0.40 and ranked["objective"] == "ranked_f1"
 
 
 def test_no_generator_is_shipped_when_it_does_not_beat_the_baseline():
