@@ -4,7 +4,11 @@ A generator folder is a pretrained-GPT folder (``model.json`` + ``checkpoint/``,
 ``llm.gpt.model.load_pretrained``) with its ``tokenizer.json`` and a ``generator.json``::
 
     {"format": "gpt-generator", "quantization": "none" | "int8-dynamic", "task": "qa",
-     "max_new_tokens": 16, "stop": ["\\n"]}
+     "max_new_tokens": 16, "stop": ["\\n"], "choice_template": " {choice}\\n"}
+
+``choice_template`` is how a choice is written as a response when the model picks among choices
+(``Generator.choose``: POST /generate's ``choices``, evaluate's ranked QA answers): for QA, the
+response format SFT trained on (a space, the answer, the stop newline). Absent: ``{choice}``.
 
 ``quantization: int8-dynamic`` (or ``load_generator(..., quantization="int8-dynamic")``) runs the
 decoder's linear layers as PyTorch dynamic int8 kernels on the CPU (weights int8 per output channel,
@@ -32,6 +36,7 @@ FORMAT = "gpt-generator"
 QUANTIZATIONS = ("none", "int8-dynamic")
 Quantization = Literal["none", "int8-dynamic"]
 VERSION_CHARS = 12
+DEFAULT_CHOICE_TEMPLATE = "{choice}"
 
 
 def generator_files(directory: str | os.PathLike) -> list[Path]:
@@ -170,6 +175,17 @@ class Generator:
                     scores.append(-float(losses[i, len(head) - 1 : len(head) - 1 + len(c)].sum()))
         return scores
 
+    def choice_text(self, choice: str) -> str:
+        """``choice`` as the response text the model is scored on (generator.json's template)."""
+        return self.config.get("choice_template", DEFAULT_CHOICE_TEMPLATE).replace("{choice}", choice)
+
+    def choose(self, prompt: str, choices: Sequence[str], batch_size: int = 16) -> tuple[int, list[float]]:
+        """The index of the choice the model finds most likely as the response to ``prompt`` (the
+        first of a tie), and every choice's log-likelihood (``score_continuations`` of
+        ``choice_text``)."""
+        scores = self.score_continuations(prompt, [self.choice_text(c) for c in choices], batch_size)
+        return max(range(len(scores)), key=scores.__getitem__), scores
+
     def generate(
         self,
         prompts: Sequence[str],
@@ -226,6 +242,9 @@ def write_generator_config(directory: str | os.PathLike, **config: Any) -> Path:
     body = {"format": FORMAT, "quantization": "none", **config}
     if body["quantization"] not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {body['quantization']!r}")
+    template = body.get("choice_template", DEFAULT_CHOICE_TEMPLATE)
+    if not isinstance(template, str) or "{choice}" not in template:
+        raise ValueError(f"choice_template must be a string holding {{choice}}, got {template!r}")
     path = Path(directory) / GENERATOR_FILE
     path.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
     return path

@@ -16,7 +16,10 @@ Endpoints:
   folder's defaults for the rest) -> ``{"request_id", "model_version", "generations": [{"text",
   "finish_reason", "tokens_in", "tokens_out"}], "latency_ms", "ttft_ms"}``; ``model_version`` is
   the generator's. Concurrent requests with the same decoding settings share one batched decode
-  (serving.batcher.GenerationBatcher); one generations-log row per prompt.
+  (serving.batcher.GenerationBatcher); one generations-log row per prompt. With ``"choices":
+  [str, ...]`` instead of decoding fields, each prompt is answered with the choice the model finds
+  most likely as its response (``finish_reason`` "choice"; ``Generator.choose``, e.g. a cloze
+  question's candidate entities), scored on the decode thread between decodes.
 - ``GET /healthz``: ``{"status": "ok", "model_version", "labels", "generator_version"}``.
 - ``GET /metrics``: Prometheus text: requests by endpoint and status, latency histogram, errors,
   predictions by label, tokens, compute seconds, micro-batch sizes, log rows pending; for
@@ -386,6 +389,83 @@ def create_app(
             ]
         return JSONResponse(body_out)
 
+    def log_generations(request_id, received, prompts, rows, latency_ms, ttft_ms, ms_per_token) -> None:
+        """One generations-log row per prompt, and the request's metrics."""
+        ts = to_utc(received)
+        prediction_log.generations.append(
+            {
+                "request_id": request_id,
+                "item": i,
+                "ts": ts,
+                "prompt": prompt,
+                "output": row["text"],
+                "tokens_in": row["tokens_in"],
+                "tokens_out": row["tokens_out"],
+                "finish_reason": row["finish_reason"],
+                "latency_ms": latency_ms,
+                "ttft_ms": ttft_ms,
+                "ms_per_token": ms_per_token,
+                "model_version": generator_version,
+            }
+            for i, (prompt, row) in enumerate(zip(prompts, rows, strict=True))
+        )
+        metrics.generation_requests.inc()
+        metrics.generation_prompts.inc(len(rows))
+        metrics.prompt_tokens.inc(sum(r["tokens_in"] for r in rows))
+        metrics.ttft.observe(ttft_ms / 1000.0)
+
+    def generate_response(request_id, rows, latency_ms, ttft_ms) -> JSONResponse:
+        return JSONResponse(
+            {
+                "request_id": request_id,
+                "model_version": generator_version,
+                "generations": rows,
+                "latency_ms": latency_ms,
+                "ttft_ms": ttft_ms,
+            },
+            headers={"x-model-version": generator_version},
+        )
+
+    async def answer_by_choice(request_id, received, started, parsed) -> JSONResponse:
+        """``choices``: each prompt answered with the choice the model finds most likely as its
+        response (``Generator.choose``, what evaluate's ranked QA scores measure); nothing is
+        decoded, so the time to first token is the latency and ms per token is the scoring time
+        over the choices' tokens."""
+        longest = max(generator.count_tokens([generator.choice_text(c) for c in parsed.choices]))
+        limit = min(params.max_prompt_tokens, generator.seq_length - longest)
+        if limit <= 0:
+            raise RequestError(
+                413,
+                f"choices has a choice of {longest} tokens: no room left for a prompt in the "
+                f"generator's {generator.seq_length}-token context",
+            )
+        prompt_tokens = generator.count_tokens(parsed.prompts)
+        for i, n in enumerate(prompt_tokens):
+            if n > limit:
+                where = "prompt" if parsed.single else f"prompts[{i}]"
+                raise RequestError(413, f"{where} has {n} tokens, over the limit of {limit}")
+
+        def choose_all() -> list[int]:
+            return [generator.choose(p, parsed.choices)[0] for p in parsed.prompts]
+
+        picked = await generation_batcher.run_exclusive(choose_all)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        choice_tokens = generator.count_tokens([generator.choice_text(c) for c in parsed.choices])
+        rows = [
+            {
+                "text": parsed.choices[k],
+                "finish_reason": "choice",
+                "tokens_in": n,
+                "tokens_out": choice_tokens[k],
+            }
+            for k, n in zip(picked, prompt_tokens, strict=True)
+        ]
+        scored = sum(choice_tokens) * len(parsed.prompts)
+        log_generations(
+            request_id, received, parsed.prompts, rows, latency_ms, latency_ms, latency_ms / max(scored, 1)
+        )
+        return generate_response(request_id, rows, latency_ms, latency_ms)
+
     @app.post("/generate")
     async def generate(request: Request) -> JSONResponse:
         received = clock()
@@ -398,6 +478,8 @@ def create_app(
             gen_params = generator.default_params(**parsed.overrides)
         except (TypeError, ValueError) as exc:  # GenerateParams names the field: "generate.<field>: ..."
             raise RequestError(422, str(exc).removeprefix("generate.")) from None
+        if parsed.choices is not None:
+            return await answer_by_choice(request_id, received, started, parsed)
         limit = min(params.max_prompt_tokens, generator.max_prompt_tokens(gen_params.max_new_tokens))
         if limit <= 0:
             raise RequestError(
@@ -414,7 +496,6 @@ def create_app(
         latency_ms = (done - started) * 1000.0
         ttft_ms = (out.started - started + out.result.time_to_first_token_s) * 1000.0
         ms_per_token = out.result.per_token_latency_s * 1000.0
-        ts = to_utc(received)
         rows = [
             {
                 "text": t.text,
@@ -424,37 +505,8 @@ def create_app(
             }
             for t in out.texts
         ]
-        prediction_log.generations.append(
-            {
-                "request_id": request_id,
-                "item": i,
-                "ts": ts,
-                "prompt": prompt,
-                "output": row["text"],
-                "tokens_in": row["tokens_in"],
-                "tokens_out": row["tokens_out"],
-                "finish_reason": row["finish_reason"],
-                "latency_ms": latency_ms,
-                "ttft_ms": ttft_ms,
-                "ms_per_token": ms_per_token,
-                "model_version": generator_version,
-            }
-            for i, (prompt, row) in enumerate(zip(parsed.prompts, rows, strict=True))
-        )
-        metrics.generation_requests.inc()
-        metrics.generation_prompts.inc(len(rows))
-        metrics.prompt_tokens.inc(sum(r["tokens_in"] for r in rows))
-        metrics.ttft.observe(ttft_ms / 1000.0)
-        return JSONResponse(
-            {
-                "request_id": request_id,
-                "model_version": generator_version,
-                "generations": rows,
-                "latency_ms": latency_ms,
-                "ttft_ms": ttft_ms,
-            },
-            headers={"x-model-version": generator_version},
-        )
+        log_generations(request_id, received, parsed.prompts, rows, latency_ms, ttft_ms, ms_per_token)
+        return generate_response(request_id, rows, latency_ms, ttft_ms)
 
     @app.post("/feedback", status_code=202)
     async def feedback(request: Request) -> JSONResponse:

@@ -181,6 +181,13 @@ class GenerationBatcher:
         await self._queue.put(_GenerateJob(list(prompts), params, key, future))
         return await future
 
+    async def run_exclusive(self, fn: Callable[[], Any]) -> Any:
+        """``fn()`` on the decode thread, between decodes: other work on the generator's model
+        (POST /generate's choices) never runs beside a decode."""
+        if self._worker is None or self._worker.done():
+            raise RuntimeError("the generation batcher is not running")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
     async def close(self) -> None:
         """Finish every queued request, then stop the worker."""
         if self._queue is not None and self._worker is not None:

@@ -254,13 +254,30 @@ class GenerateRequest:
     prompts: list[str]
     single: bool  # the client sent {"prompt": ...}
     overrides: dict[str, Any]  # decoding fields given (GenerateParams' names), checked by GenerateParams
+    choices: list[str] | None = None  # answer with the most likely of these instead of decoding
+
+
+def parse_choices(raw: Any, params: Settings) -> list[str]:
+    """``choices``: 1 to ``max_generate_prompts`` distinct non-blank strings within the text limit."""
+    if not isinstance(raw, list):
+        raise RequestError(422, f"choices must be a list of strings, got {type(raw).__name__}")
+    if not raw:
+        raise RequestError(422, "choices is empty")
+    if len(raw) > params.max_generate_prompts:
+        raise RequestError(
+            413, f"choices has {len(raw)} items, over the limit of {params.max_generate_prompts}"
+        )
+    choices = [check_text(c, f"choices[{i}]", params) for i, c in enumerate(raw)]
+    if len(set(choices)) != len(choices):
+        raise RequestError(422, "choices has repeated items")
+    return choices
 
 
 def parse_generate(payload: Any, params: Settings) -> GenerateRequest:
     """``{"prompt": str}`` or ``{"prompts": [str, ...]}`` (1 to ``max_generate_prompts``), plus the
     optional decoding fields ``GENERATE_FIELDS``. Shapes and limits here; the values' own rules
     (types, temperature >= 0, ...) are GenerateParams' (the app maps its ValueError to 422)."""
-    payload = _check_keys(payload, {"prompt", "prompts", *GENERATE_FIELDS}, "request body")
+    payload = _check_keys(payload, {"prompt", "prompts", "choices", *GENERATE_FIELDS}, "request body")
     if ("prompt" in payload) == ("prompts" in payload):
         raise RequestError(422, 'send exactly one of "prompt" (a string) or "prompts" (a list of strings)')
     if "prompt" in payload:
@@ -277,6 +294,13 @@ def parse_generate(payload: Any, params: Settings) -> GenerateRequest:
             )
         prompts, single = [check_text(t, f"prompts[{i}]", params) for i, t in enumerate(raw)], False
     overrides = {k: payload[k] for k in GENERATE_FIELDS if k in payload}
+    if "choices" in payload:
+        if overrides:
+            raise RequestError(
+                422,
+                f"choices picks the most likely choice: decoding fields do not apply, got {sorted(overrides)}",
+            )
+        return GenerateRequest(prompts, single, {}, parse_choices(payload["choices"], params))
     if "stop" in overrides:
         stop = overrides["stop"]
         if not isinstance(stop, list):

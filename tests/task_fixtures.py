@@ -143,12 +143,15 @@ def write_params(path: str | Path, **sections: dict[str, Any]) -> Path:
 
 def make_generator(directory: str | Path, tokenized: str | Path, seed: int = 0, **config: Any) -> Path:
     """A generator folder (llm.generator): ``make_pretrained`` + the tokenizer + generator.json
-    (``config`` overrides; default max_new_tokens 8, stop at a newline)."""
+    (``config`` overrides; default max_new_tokens 8, stop at a newline, QA's choice template)."""
     import shutil
 
     from llm.generator import write_generator_config
 
     directory = make_pretrained(directory, tokenized, seed=seed)
     shutil.copy(Path(tokenized) / TOKENIZER_FILE, Path(directory) / TOKENIZER_FILE)
-    write_generator_config(directory, **{"task": "qa", "max_new_tokens": 8, "stop": ["\n"], **config})
+    write_generator_config(
+        directory,
+        **{"task": "qa", "max_new_tokens": 8, "stop": ["\n"], "choice_template": " {choice}\n", **config},
+    )
     return Path(directory)

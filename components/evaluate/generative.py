@@ -12,7 +12,7 @@ Contract: ``evaluate_qa(qa, sft, pretrained, params, perplexity_of)`` returns
   match and token F1 of ``answer_of(generated text)`` against the answer (SQuAD's normalisation),
   the same of the candidate the GPT scores most likely as the response (``ranked_exact_match``,
   ``ranked_f1``: Hermann et al. 2015's protocol, the answer chosen among the passage's entities, by
-  ``Generator.score_continuations``; the baseline's choice is a candidate too, so its ranked
+  ``Generator.choose``; the baseline's choice is a candidate too, so its ranked
   scores are its scores),
   generated tokens, tokens/s (generated tokens / wall seconds of the generate calls),
   ms per token (the mean decoding step after the first token, weighted by steps), time to first
@@ -67,12 +67,11 @@ QA_COLUMNS = (
 def qa_functions() -> dict[str, Any]:
     """The floor's QA helpers (C1): the answer part of a generation, the frequency baseline, and
     SQuAD's exact match and token F1."""
-    from llm.qa import answer_of, format_response, most_frequent_candidate
+    from llm.qa import answer_of, most_frequent_candidate
     from llm.scoring import exact_match, token_f1
 
     return {
         "answer_of": answer_of,
-        "format_response": format_response,
         "most_frequent_candidate": most_frequent_candidate,
         "exact_match": exact_match,
         "token_f1": token_f1,
@@ -105,15 +104,14 @@ def scores(
     }
 
 
-def ranked_answers(generator: Any, questions: list[dict[str, Any]], fns: dict[str, Any], batch_size: int):
-    """For each question, the candidate whose response text (``format_response``) the GPT finds
-    most likely after the prompt (ties: the first in the row's candidate order)."""
+def ranked_answers(generator: Any, questions: list[dict[str, Any]], batch_size: int) -> list[str]:
+    """For each question, the candidate the GPT finds most likely as the response
+    (``Generator.choose``, as POST /generate's ``choices`` does; ties: the first candidate)."""
     chosen = []
     with Progress("rank candidates", total=len(questions), unit="questions") as progress:
         for q in questions:
-            texts = [fns["format_response"](c) for c in q["candidates"]]
-            lls = generator.score_continuations(q["prompt"], texts, batch_size=batch_size)
-            chosen.append(q["candidates"][max(range(len(lls)), key=lls.__getitem__)])
+            index, _ = generator.choose(q["prompt"], q["candidates"], batch_size=batch_size)
+            chosen.append(q["candidates"][index])
             progress.update(1)
     return chosen
 
@@ -232,7 +230,7 @@ def evaluate_qa(
             generator.generate(generator.truncate(prompts[:1], gen_params.max_new_tokens), gen_params)
             texts, records, speed = run_generator(generator, prompts, gen_params, params.batch_size, name)
             predicted = [fns["answer_of"](t) for t in texts]
-            ranked = ranked_answers(generator, questions, fns, params.batch_size)
+            ranked = ranked_answers(generator, questions, params.batch_size)
             ppl = perplexity_of(generator.model) if perplexity_of is not None else None
             rows.append(
                 {

@@ -392,7 +392,11 @@ def run(
             save_checkpoint(model, out / CHECKPOINT_DIR)
             shutil.copyfile(tokenizer_file, out / TOKENIZER_FILE)
             write_generator_config(
-                out, task=params.task, max_new_tokens=params.max_new_tokens, stop=list(params.stop)
+                out,
+                task=params.task,
+                max_new_tokens=params.max_new_tokens,
+                stop=list(params.stop),
+                choice_template=params.choice_template,
             )
             write_csv(out / artifacts.STEPS, steps, STEPS_FIELDS)
             write_csv(out / artifacts.LOSS, losses, LOSS_FIELDS)

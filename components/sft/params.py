@@ -34,6 +34,9 @@ class Params:
     task: str = "qa"  # generator.json's task name (name)
     max_new_tokens: int = 16  # generator.json's default generation length (tokens)
     stop: list[str] = field(default_factory=lambda: ["\n"])  # generator.json's stop texts (texts)
+    # generator.json's choice_template: a choice written as the response SFT trains on, so POST
+    # /generate's choices and evaluate's ranked answers score what the model learned to produce.
+    choice_template: str = " {choice}\n"  # (text holding {choice})
     seed: int = 0  # seed of the batch order, dropout and the hash split (integer)
     cpu_threads: int = 2  # torch CPU threads, fixed for reproducible sums; 0 = torch default (threads)
     accelerator_type: str = (
@@ -43,6 +46,8 @@ class Params:
 
     def __post_init__(self) -> None:
         check_accelerator(SECTION, self.accelerator_type, self.accelerator_count)
+        if "{choice}" not in self.choice_template:
+            raise ValueError(f"{SECTION}.choice_template: must hold {{choice}}, got {self.choice_template!r}")
         if self.max_seq_tokens < 3:  # one prompt token, one response token, the end token
             raise ValueError(f"{SECTION}.max_seq_tokens: must be >= 3, got {self.max_seq_tokens!r}")
         check_positive(

@@ -415,24 +415,6 @@ def test_evaluate_writes_the_qa_table_with_its_baseline_int8_row_and_generations
     assert json.loads((out / "metrics.json").read_text()) == metrics
 
 
-def test_ranked_answers_take_the_most_likely_candidate_and_the_first_of_a_tie():
-    from components.evaluate.generative import qa_functions, ranked_answers
-
-    class Scorer:  # log-likelihoods from a fixed table: the choice rule under test, not a model
-        table = {" Pence\n": -1.0, " Trump\n": -3.0, " Senate\n": -1.0}
-
-        def score_continuations(self, prompt, texts, batch_size):
-            assert prompt == "p" and batch_size == 4
-            return [self.table[t] for t in texts]
-
-    questions = [
-        {"prompt": "p", "candidates": ["Trump", "Pence", "Senate"]},
-        {"prompt": "p", "candidates": ["Senate", "Pence"]},
-        {"prompt": "p", "candidates": ["Trump"]},
-    ]
-    assert ranked_answers(Scorer(), questions, qa_functions(), 4) == ["Pence", "Senate", "Trump"]
-
-
 def test_evaluate_without_sft_writes_no_qa_files(qa_inputs, tmp_path):
     root = qa_inputs
     params = from_dict(

@@ -120,3 +120,21 @@ def test_score_continuations_refuses_what_it_cannot_score(folder):
         g.score_continuations("the film", ["", " good"])
     with pytest.raises(ValueError, match="no room for the prompt"):
         g.score_continuations("the film", [" good" * g.seq_length])
+
+
+def test_choose_scores_each_choice_as_the_template_writes_it(folder, tmp_path):
+    g = load_generator(folder)
+    prompt = "the film was"
+    index, scores = g.choose(prompt, ["good", "bad", "boring"])
+    assert scores == pytest.approx(
+        g.score_continuations(prompt, [" good\n", " bad\n", " boring\n"]), abs=1e-5
+    )
+    assert scores[index] == max(scores)
+    index, _ = g.choose(prompt, ["good", "good"])
+    assert index == 0  # a tie goes to the first
+    plain = tmp_path / "plain"
+    shutil.copytree(folder, plain)
+    write_generator_config(plain, task="qa", max_new_tokens=8, stop=["\n"])  # no template: verbatim
+    assert load_generator(plain).choice_text("good") == "good"
+    with pytest.raises(ValueError, match="choice_template"):
+        write_generator_config(plain, task="qa", choice_template=" answer\n")

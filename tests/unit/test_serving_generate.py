@@ -138,6 +138,13 @@ def test_the_generations_schema_is_contract_c4():
         ({"prompts": []}, 422, "prompts is empty"),
         ({"prompt": "a", "prompts": ["b"]}, 422, 'exactly one of "prompt"'),
         ({"text": "a"}, 422, "unknown field 'text'"),
+        ({"prompt": "good", "choices": "Alice"}, 422, "choices must be a list"),
+        ({"prompt": "good", "choices": []}, 422, "choices is empty"),
+        ({"prompt": "good", "choices": ["Alice", ""]}, 422, "choices[1] is empty"),
+        ({"prompt": "good", "choices": ["Alice", "Alice"]}, 422, "choices has repeated items"),
+        ({"prompt": "good", "choices": list("abcde")}, 413, "choices has 5 items, over the limit of 4"),
+        ({"prompt": "good", "choices": ["a"], "temperature": 1.0}, 422, "decoding fields do not apply"),
+        ({"prompt": "good", "choices": ["good film " * 19]}, 413, "no room left for a prompt"),
     ],
 )
 def test_bad_generate_requests_are_4xx_naming_the_field(model, generator, tmp_path, body, status, field):
@@ -346,3 +353,21 @@ def test_the_kserve_container_passes_the_bundle_generator_when_there_is_one():
 
     parsed = parser().parse_args(args)  # the server takes the container's args as they are
     assert (parsed.model, parsed.generator) == ("/mnt/models/model", "/mnt/models/generator")
+
+
+def test_choices_answer_with_the_most_likely_choice_and_are_logged(model, generator, tmp_path):
+    log_uri = str(tmp_path / "log")
+    choices = ["Alice", "Bob", "the film"]
+    with _client(model, generator, log_uri) as client:
+        r = client.post("/generate", json={"prompts": PROMPTS[:2], "choices": choices})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model_version"] == generator.version
+    for prompt, row in zip(PROMPTS[:2], body["generations"], strict=True):
+        index, _ = generator.choose(prompt, choices)
+        assert row["text"] == choices[index] and row["finish_reason"] == "choice"
+        assert row["tokens_out"] == generator.count_tokens([generator.choice_text(row["text"])])[0]
+    rows = _rows(log_uri).to_pylist()
+    assert [(x["prompt"], x["output"], x["finish_reason"]) for x in rows] == [
+        (p, g["text"], "choice") for p, g in zip(PROMPTS[:2], body["generations"], strict=True)
+    ]

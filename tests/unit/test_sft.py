@@ -225,6 +225,7 @@ def test_training_lowers_the_response_loss_and_writes_a_generator_folder(inputs,
         "task": "qa",
         "max_new_tokens": 16,
         "stop": ["\n"],
+        "choice_template": " {choice}\n",
     }
     with megatron_runtime(seed=0):
         tuned, shape = load_pretrained(out)
@@ -263,3 +264,12 @@ def test_a_run_with_no_train_pair_left_is_refused(inputs, tmp_path):
     ):
         run(str(pretrained), str(pairs), str(out), _params(), tokenized=str(tokenized))
     assert not out.exists()
+
+
+def test_the_default_choice_template_is_the_qa_response_format():
+    from components.sft.params import Params
+    from llm.qa import format_response
+
+    assert Params().choice_template.replace("{choice}", "Betsy DeVos") == format_response("Betsy DeVos")
+    with pytest.raises(ParamsError, match="sft.choice_template"):
+        from_dict(Params, {"choice_template": " answer"}, "sft")
