@@ -100,6 +100,7 @@ def bundle_generator(
         for k in (
             "chosen",
             "objective",
+            "score",
             "exact_match",
             "f1",
             "ms_per_token",
