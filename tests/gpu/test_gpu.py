@@ -4,12 +4,16 @@
   GPU-only settings the CPU tests can only see refused), learns, and a run resumed from a mid-run checkpoint ends where
   the uninterrupted run ends;
 - a classifier fine-tuned on the GPU learns the task, is saved device-free (the model server and
-  the compress stage load it on the CPU), and its int8 variant agrees with it.
+  the compress stage load it on the CPU), and its int8 variant agrees with it;
+- generation on the GPU: with megatron's key/value cache, greedy decoding of a batch of prompts of
+  different lengths gives the uncached tokens, each prompt its own, and sampling is reproducible by
+  seed (the CPU suite's tests/unit/test_generate.py, on the device).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -117,3 +121,34 @@ def test_a_gpu_fine_tuned_classifier_learns_and_loads_on_the_cpu(tmp_path):
     assert int8.device.type == "cpu"
     texts = [f"the film was {w}" for w in ("good", "great", "bad", "awful", "dull", "fine", "superb", "weak")]
     assert int8.predict(texts)[0] == classifier.predict(texts)[0]
+
+
+def test_gpu_generation_cached_equals_uncached_and_sampling_follows_the_seed():
+    from llm.gpt import GPTShape, build_gpt, megatron_runtime
+    from llm.gpt.generate import GenerateParams, generate
+
+    shape = GPTShape(
+        vocab_size=384,
+        seq_length=64,
+        num_layers=2,
+        hidden_size=64,
+        num_attention_heads=4,
+        ffn_hidden_size=128,
+        tie_embeddings=False,
+    )
+    prompts = [[5, 6, 7, 8, 9], [10, 11], [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]]
+    greedy = GenerateParams(max_new_tokens=24)
+    sampled = GenerateParams(max_new_tokens=24, temperature=1.0, top_p=0.9, seed=7)
+    with megatron_runtime(seed=3):
+        model = build_gpt(shape).eval()
+        assert next(model.parameters()).device.type == "cuda"
+        cached = generate(model, prompts, greedy)
+        uncached = generate(model, prompts, greedy, use_cache=False)
+        assert [g.tokens for g in cached.generations] == [g.tokens for g in uncached.generations]
+        alone = [generate(model, [p], greedy).generations[0].tokens for p in prompts]
+        assert [g.tokens for g in cached.generations] == alone
+        first = generate(model, prompts, sampled)
+        again = generate(model, prompts, sampled)
+        other = generate(model, prompts, dataclasses.replace(sampled, seed=8))
+    assert [g.tokens for g in first.generations] == [g.tokens for g in again.generations]
+    assert [g.tokens for g in first.generations] != [g.tokens for g in other.generations]
