@@ -78,7 +78,10 @@ def _schemas():
                 "tokens_out",
                 pa.int32(),
             ),  # generated tokens (a matched stop sequence included, the end token not)
-            ("finish_reason", pa.string()),  # eos | stop | length | choice (answered from the request's choices)
+            (
+                "finish_reason",
+                pa.string(),
+            ),  # eos | stop | length | choice (answered from the request's choices)
             ("latency_ms", pa.float64()),  # request received -> result ready, in the server (ms)
             ("ttft_ms", pa.float64()),  # request received -> first new token (queue wait + prefill) (ms)
             ("ms_per_token", pa.float64()),  # mean decoding step after the first token, in its batch (ms)

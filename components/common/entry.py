@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from components.common.io import is_remote
+from components.common.noise import hidden_summary, hide_library_noise
 from components.common.params import from_dict, load_params, params_class
 
 log = logging.getLogger("stage")
@@ -39,12 +40,14 @@ class InputError(ValueError):
 
 
 def setup_logging() -> None:
-    """One log format on both doors (stderr, INFO), megatron's INFO flood silenced."""
+    """One log format on both doors (stderr, INFO), megatron's INFO flood silenced and the known
+    library noise hidden (components.common.noise; LLM_VERBOSE=1 shows it)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
     )
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    hide_library_noise()
 
 
 def stage_params(stage: str, params: str | os.PathLike | Mapping[str, Any]) -> Any:
@@ -96,5 +99,10 @@ def run_stage(stage: str, params: str | os.PathLike | Mapping[str, Any], **argum
         prepare()
     arguments = {k: (None if v == "" else v) for k, v in arguments.items()}
     log.info("%s: %s", stage, ", ".join(f"{k}={v}" for k, v in arguments.items() if v is not None))
-    with stage_tmpdir(stage, arguments.get("output")):
-        return core.run(params=typed, **arguments)
+    try:
+        with stage_tmpdir(stage, arguments.get("output")):
+            return core.run(params=typed, **arguments)
+    finally:
+        summary = hidden_summary()
+        if summary:
+            log.info("%s: %s", stage, summary)
