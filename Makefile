@@ -37,10 +37,8 @@ nltk-data: $(VENV)/.installed ## NLTK data for the monitor (pinned, hash-checked
 check-params: setup ## validate params.yaml (every section) before any stage runs
 	$(PY) -m components.common.check_params params.yaml
 
-run: check-params ## run the whole DAG with `dvc repro` on the embedded sample (CPU)
-	$(BIN)/dvc repro
-	@echo; $(BIN)/dvc metrics show; echo
-	@echo "Reports: outputs/clean/report.json, outputs/monitor/*/report.html; plots: make plots"
+run: check-params ## run the whole DAG with `dvc repro` on the embedded sample (CPU), then a short summary
+	$(PY) -m pipelines.run_summary -- $(BIN)/dvc repro
 
 plots: setup ## render the DVC plots to dvc_plots/index.html
 	$(BIN)/dvc plots show
