@@ -89,8 +89,8 @@ monitor: setup ## one continuous-monitor run over the prediction log (exit 1 on 
 	$(PY) -m monitoring --once --params params.yaml
 
 monitor-ui: setup ## Evidently UI on http://127.0.0.1:8001 over the monitor's workspace
-	mkdir -p outputs/monitoring_workspace
-	$(BIN)/evidently ui --workspace outputs/monitoring_workspace --host 127.0.0.1 --port $(or $(UI_PORT),8001)
+	mkdir -p outputs/live_monitoring/workspace
+	$(BIN)/evidently ui --workspace outputs/live_monitoring/workspace --host 127.0.0.1 --port $(or $(UI_PORT),8001)
 
 image: ## build the project image (CPU) where a Docker engine exists
 	docker build -t $(IMAGE) .

@@ -5,9 +5,9 @@
 
 Options (defaults fit the local layout): ``--log outputs/prediction_log``, ``--reference
 outputs/evaluate/predictions.jsonl``, ``--generations-reference outputs/evaluate/generations.jsonl``
-(the generations' reference; absent = generations judged without drift), ``--output outputs/monitoring`` (one folder per run, named by
+(the generations' reference; absent = generations judged without drift), ``--output outputs/live_monitoring/runs`` (one folder per run, named by
 the window's end, plus ``alerts.json`` of the latest run), ``--workspace
-outputs/monitoring_workspace`` (``--no-workspace`` to skip), ``--pretrain outputs/pretrain`` and
+outputs/live_monitoring/workspace`` (``--no-workspace`` to skip), ``--pretrain outputs/pretrain`` and
 ``--finetune outputs/finetune`` (training cost), ``--webhook URL`` (or ``$MONITOR_WEBHOOK_URL``),
 ``--aligned`` (end windows on a multiple of ``monitoring.window_minutes`` since midnight UTC),
 ``--params params.yaml`` (the ``monitor`` section: drift thresholds, shared with the DAG's monitor
@@ -60,10 +60,12 @@ def parser() -> argparse.ArgumentParser:
         default="outputs/evaluate/generations.jsonl",
         help="reference generations JSONL (default: %(default)s; absent: no generation drift)",
     )
-    p.add_argument("--output", default="outputs/monitoring", help="reports folder (default: %(default)s)")
+    p.add_argument(
+        "--output", default="outputs/live_monitoring/runs", help="reports folder (default: %(default)s)"
+    )
     p.add_argument(
         "--workspace",
-        default="outputs/monitoring_workspace",
+        default="outputs/live_monitoring/workspace",
         help="Evidently workspace (default: %(default)s)",
     )
     p.add_argument("--no-workspace", action="store_true", help="do not add snapshots to a workspace")
