@@ -8,7 +8,11 @@
 2. The server (``python -m serving``) as a subprocess on 127.0.0.1, a free port, ``serving``
    defaults; ``--clients`` concurrent clients (asyncio + httpx), each sending one review per
    request back to back, for ``--duration`` seconds; then SIGTERM.
-3. Figures: requests/s, p50/p95/p99 client-side latency, errors (goal 0), mean micro-batch size
+3. Overload (``--overload-clients``, default 512, for ``--overload-seconds``): far more clients
+   than the server serves; figures for the admitted requests (latency against the normal phase's)
+   and the 503 refusals (with Retry-After; how fast they come), the server's RSS before, after the
+   burst and after a recovery phase at ``--clients``.
+4. Figures: requests/s, p50/p95/p99 client-side latency, errors (goal 0), mean micro-batch size
    and the model-only throughput inside the server (texts / forward-pass seconds, from /metrics:
    a peer measured under the very same load), and the prediction log's rows after shutdown
    against the requests answered (goal: equal). Ratios against the peers.
@@ -145,6 +149,7 @@ async def load(url: str, texts: list[str], clients: int, seconds: float) -> dict
     import httpx
 
     latencies: list[float] = []
+    shed: list[float] = []  # latency of the 503 answers (the bound refusing at once)
     errors: dict[str, int] = {}
     answered = 0
     deadline = time.perf_counter() + seconds
@@ -161,6 +166,8 @@ async def load(url: str, texts: list[str], clients: int, seconds: float) -> dict
                 if response.status_code == 200:
                     answered += 1
                     latencies.append(time.perf_counter() - started)
+                elif response.status_code == 503 and "retry-after" in response.headers:
+                    shed.append(time.perf_counter() - started)
                 else:
                     errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
             except httpx.HTTPError as exc:
@@ -174,6 +181,7 @@ async def load(url: str, texts: list[str], clients: int, seconds: float) -> dict
         metrics = (await client.get("/metrics")).text
     return {
         "latencies": latencies,
+        "shed": shed,
         "errors": errors,
         "answered": answered,
         "elapsed": elapsed,
@@ -200,6 +208,12 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="load phase length (seconds)")
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients")
     parser.add_argument("--peer-seconds", type=float, default=8.0, help="time per peer measurement (seconds)")
+    parser.add_argument(
+        "--overload-clients", type=int, default=512, help="clients of the overload phase (0 = skip it)"
+    )
+    parser.add_argument(
+        "--overload-seconds", type=float, default=15.0, help="overload phase length (seconds)"
+    )
     args = parser.parse_args()
 
     from components.common.params import SECTIONS
@@ -238,6 +252,9 @@ def main() -> int:
                     break
             if url is None:
                 raise SystemExit("bench: the server did not start")
+            import psutil
+
+            server = psutil.Process(proc.pid)
             asyncio.run(load(url, texts[:64], 4, 2.0))  # warm-up (not counted; logged)
             result = asyncio.run(load(url, texts, args.clients, args.duration))
             warm_rows = (
@@ -248,6 +265,15 @@ def main() -> int:
                 )
                 - result["answered"]
             )
+            phases = {}
+            if args.overload_clients:
+                rss = {"before": server.memory_info().rss}
+                phases["overload"] = asyncio.run(
+                    load(url, texts, args.overload_clients, args.overload_seconds)
+                )
+                rss["after burst"] = server.memory_info().rss
+                phases["after"] = asyncio.run(load(url, texts, args.clients, min(args.duration, 10.0)))
+                rss["recovered"] = server.memory_info().rss
             proc.send_signal(signal.SIGTERM)
             proc.communicate(timeout=120)
         finally:
@@ -260,6 +286,34 @@ def main() -> int:
             ).frame
         )
 
+    if phases:
+        over, after = phases["overload"], phases["after"]
+        print(
+            f"overload {args.overload_clients} clients x {over['elapsed']:.1f} s "
+            f"(queue bound serving.max_queued_texts = {Settings().max_queued_texts}):"
+        )
+        print(
+            f"  admitted          : {over['answered']} ({over['answered'] / over['elapsed']:.1f} req/s), latency p50 "
+            f"{quantile(over['latencies'], 0.5) * 1000:.1f} ms, p99 {quantile(over['latencies'], 0.99) * 1000:.1f} ms"
+        )
+        print(
+            f"  refused 503       : {len(over['shed'])} with Retry-After, latency p50 "
+            f"{quantile(over['shed'], 0.5) * 1000:.1f} ms, p99 {quantile(over['shed'], 0.99) * 1000:.1f} ms; "
+            f"other errors {over['errors'] or 0}"
+        )
+        print(
+            "  server RSS        : "
+            + ", ".join(f"{name} {value / 2**20:.0f} MiB" for name, value in rss.items())
+        )
+        print(
+            f"  after the burst   : {args.clients} clients, {after['answered'] / after['elapsed']:.1f} req/s, p50 "
+            f"{quantile(after['latencies'], 0.5) * 1000:.1f} ms, errors {after['errors'] or 0}"
+        )
+        print(
+            f"ratio  admitted p50 under overload / p50 at {args.clients} clients: "
+            f"{quantile(over['latencies'], 0.5) / quantile(result['latencies'], 0.5):.2f}"
+        )
+    answered_all = result["answered"] + sum(p["answered"] for p in phases.values())
     latencies, answered, elapsed = result["latencies"], result["answered"], result["elapsed"]
     throughput = answered / elapsed
     batch_mean = metric_value(result["metrics"], "serving_batch_texts_sum") / metric_value(
@@ -280,13 +334,14 @@ def main() -> int:
     print(f"  errors            : {errors} {result['errors'] or ''}")
     print(f"  mean micro-batch  : {batch_mean:.1f} texts per forward pass (whole run, warm-up included)")
     print(
-        f"  logged rows       : {rows} = {answered} answered + {warm_rows} warm-up -> {'OK' if rows == answered + warm_rows else 'MISMATCH'}"
+        f"  logged rows       : {rows} = {answered_all} answered (all phases) + {warm_rows} warm-up -> "
+        f"{'OK' if rows == answered_all + warm_rows else 'MISMATCH'}"
     )
     print(f"  model-only        : {model_only:.1f} texts/s inside the server's forward passes (same run)")
     print(f"ratio  server / model-only in the same run: {throughput / model_only:.2f}")
     print(f"ratio  server / direct 1 text/call  : {throughput / peer[1]:.2f}")
     print(f"ratio  server / direct 32 texts/call: {throughput / peer[32]:.2f}")
-    return 0 if errors == 0 and rows == answered + warm_rows else 1
+    return 0 if errors == 0 and rows == answered_all + warm_rows else 1
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from llm.served import ServedModel
-from serving.batcher import GenerationBatcher, MicroBatcher
+from serving.batcher import GenerationBatcher, MicroBatcher, Overloaded
 from serving.prediction_log import ConflictingLabel, PredictionLog, UnknownRequest, to_utc
 from serving.settings import Settings
 from serving.validation import (
@@ -113,6 +113,24 @@ class ServerMetrics:
         ).set(1)
         Gauge("serving_log_pending_rows", "Prediction-log rows not yet on storage", registry=r).set_function(
             pending_rows
+        )
+        self.shed = Counter(
+            "serving_requests_shed",
+            "Requests refused with 503 because the server's queue bound was reached",
+            ["endpoint"],
+            registry=r,
+        )
+        self.queued = Gauge(
+            "serving_queued_items",
+            "Texts (/predict) or prompts (/generate) admitted and not yet answered",
+            ["endpoint"],
+            registry=r,
+        )
+        self.queued_peak = Gauge(
+            "serving_queued_items_peak",
+            "Most texts or prompts admitted and not yet answered at once since the start",
+            ["endpoint"],
+            registry=r,
         )
         self.generation_requests = Counter(
             "serving_generation_requests", "POST /generate requests answered", registry=r
@@ -262,13 +280,19 @@ def create_app(
             max_prompts=params.generate_batch_prompts,
             wait_s=params.generate_batch_wait_ms / 1000.0,
             on_batch=metrics.observe_decode,
+            max_queued=params.max_queued_prompts,
         )
     batcher = MicroBatcher(
         model.predict,
         max_texts=params.micro_batch_texts,
         wait_s=params.micro_batch_wait_ms / 1000.0,
+        max_queued=params.max_queued_texts,
         on_batch=metrics.observe_batch,
     )
+    for endpoint, which in (("/predict", batcher), ("/generate", generation_batcher)):
+        if which is not None:
+            metrics.queued.labels(endpoint=endpoint).set_function(lambda w=which: w.admission.pending)
+            metrics.queued_peak.labels(endpoint=endpoint).set_function(lambda w=which: w.admission.peak)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any):
@@ -325,6 +349,15 @@ def create_app(
     @app.exception_handler(RequestError)
     async def on_request_error(request: Request, exc: RequestError) -> JSONResponse:
         return client_error(request, exc.status, exc.message)
+
+    @app.exception_handler(Overloaded)
+    async def on_overload(request: Request, exc: Overloaded) -> JSONResponse:
+        # Refused before any work: not logged as a prediction, counted, and no log line per request
+        # (a burst would flood the log); the client is told when to come back.
+        metrics.shed.labels(endpoint=request.url.path).inc()
+        response = error(request, 503, str(exc))
+        response.headers["retry-after"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(HTTPException)
     async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:

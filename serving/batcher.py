@@ -7,6 +7,12 @@ waits ``wait_s`` for others, then takes every waiting request up to ``max_texts`
 one ``predict`` in its single worker thread (so the model is never used by two threads at once).
 Under load, requests pile up during each forward pass and the next pass takes them all; a lone
 request waits only ``wait_s``.
+
+Admission: with a bound (``max_queued``: texts, or prompts, submitted and not yet answered), a
+request that would go over it is refused at once with ``Overloaded`` (the server answers 503 with
+Retry-After) instead of joining a queue whose wait would grow without end: past capacity, admitted
+requests keep their latency, memory stays bounded, and clients learn within milliseconds when to
+come back. ``retry_after_s`` is the time the current backlog takes at the last measured rate.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -22,6 +29,40 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llm.served import Predictions
+
+
+class Overloaded(Exception):
+    """The batcher's bound is reached: refuse now (HTTP 503 + Retry-After), do not queue."""
+
+    def __init__(self, pending: int, limit: int, retry_after_s: int, unit: str):
+        super().__init__(
+            f"overloaded: {pending} {unit} waiting, the limit is {limit}; retry in {retry_after_s} s"
+        )
+        self.retry_after_s = retry_after_s
+
+
+class _Admission:
+    """Counts what was admitted and not yet answered; refuses what would go over ``limit`` (0 = no
+    limit). The rate (items per second of compute) is the last batch's."""
+
+    def __init__(self, limit: int, unit: str):
+        self.limit = limit
+        self.unit = unit
+        self.pending = 0
+        self.peak = 0  # most items ever pending at once (tests, metrics)
+        self.rate = 0.0
+
+    def admit(self, n: int) -> None:
+        if self.limit and self.pending + n > self.limit:
+            backlog_s = self.pending / self.rate if self.rate > 0 else 1.0
+            raise Overloaded(self.pending, self.limit, max(1, math.ceil(backlog_s)), self.unit)
+        self.pending += n
+        self.peak = max(self.peak, self.pending)
+
+    def done(self, n: int, seconds: float | None = None) -> None:
+        self.pending -= n
+        if seconds:
+            self.rate = n / seconds
 
 
 @dataclass
@@ -48,7 +89,9 @@ class MicroBatcher:
         max_texts: int = 64,
         wait_s: float = 0.001,
         on_batch: Callable[[int, float], None] | None = None,
+        max_queued: int = 0,
     ):
+        self.admission = _Admission(max_queued, "texts")
         self._predict = predict
         self.max_texts = max_texts
         self.wait_s = wait_s
@@ -64,6 +107,7 @@ class MicroBatcher:
     async def submit(self, texts: Sequence[str]) -> BatchResult:
         if self._queue is None or self._worker is None or self._worker.done():
             raise RuntimeError("the batcher is not running")
+        self.admission.admit(len(texts))
         future = asyncio.get_running_loop().create_future()
         await self._queue.put(_Job(texts, future))
         return await future
@@ -99,11 +143,13 @@ class MicroBatcher:
             try:
                 result = await loop.run_in_executor(self._executor, self._predict, texts)
             except Exception as exc:  # every request of the batch gets the error
+                self.admission.done(len(texts))
                 for job in jobs:
                     if not job.future.done():
                         job.future.set_exception(exc)
                 continue
             seconds = time.perf_counter() - started
+            self.admission.done(len(texts), seconds)
             if self._on_batch is not None:
                 self._on_batch(len(texts), seconds)
             share = seconds * 1000.0 / max(len(texts), 1)
@@ -159,7 +205,9 @@ class GenerationBatcher:
         max_prompts: int = 16,
         wait_s: float = 0.005,
         on_batch: Callable[[int, Any], None] | None = None,
+        max_queued: int = 0,
     ):
+        self.admission = _Admission(max_queued, "prompts")
         self._generate = generate  # (prompts, params, seeds=...) -> (texts, GenerateResult)
         self.max_prompts = max_prompts
         self.wait_s = wait_s
@@ -176,6 +224,7 @@ class GenerationBatcher:
     async def submit(self, prompts: Sequence[str], params: Any) -> GenerateBatchResult:
         if self._queue is None or self._worker is None or self._worker.done():
             raise RuntimeError("the generation batcher is not running")
+        self.admission.admit(len(prompts))
         future = asyncio.get_running_loop().create_future()
         key = dataclasses.replace(params, seed=0)
         await self._queue.put(_GenerateJob(list(prompts), params, key, future))
@@ -242,10 +291,12 @@ class GenerationBatcher:
                     self._executor, functools.partial(self._generate, prompts, params, seeds=seeds)
                 )
             except Exception as exc:  # every request of the batch gets the error
+                self.admission.done(len(prompts))
                 for job in jobs:
                     if not job.future.done():
                         job.future.set_exception(exc)
                 continue
+            self.admission.done(len(prompts), time.perf_counter() - started)
             self.calls += 1
             if self._on_batch is not None:
                 self._on_batch(len(prompts), result)

@@ -23,6 +23,9 @@ class Settings:
     max_json_depth: int = 32  # deepest nesting of JSON arrays/objects in a body; deeper ones get 400 (levels)
     micro_batch_texts: int = 64  # most texts the server groups into one forward pass (texts)
     micro_batch_wait_ms: float = 2.0  # how long a forward pass waits for more requests to group (ms)
+    # Past capacity: texts admitted and not yet answered; a /predict that would go over gets 503 with
+    # Retry-After at once, so admitted ones keep their latency (256 ~ 1 s of the demo's backlog).
+    max_queued_texts: int = 256  # 0 = no bound (texts)
     eval_batch_size: int = 64  # texts per forward pass inside one group (examples)
     cpu_threads: int = 2  # torch intra-op threads for inference; 0 = torch default (threads)
     log_flush_rows: int = 2000  # buffered prediction-log rows that trigger a Parquet write (rows)
@@ -36,6 +39,9 @@ class Settings:
     )
     generate_batch_prompts: int = 16  # most prompts the server groups into one batched decode (prompts)
     generate_batch_wait_ms: float = 5.0  # how long a batched decode waits for more requests to group (ms)
+    max_queued_prompts: int = (
+        64  # the same bound for /generate: prompts admitted, not yet answered; 0 = none (prompts)
+    )
 
     def __post_init__(self) -> None:
         check_positive(
@@ -61,6 +67,22 @@ class Settings:
                 f"{SECTION}.max_json_depth: must be within [{MIN_JSON_DEPTH}, {MAX_JSON_DEPTH}], "
                 f"got {self.max_json_depth!r}"
             )
-        for key in ("micro_batch_wait_ms", "cpu_threads", "generate_batch_wait_ms"):
+        for key in (
+            "micro_batch_wait_ms",
+            "cpu_threads",
+            "generate_batch_wait_ms",
+            "max_queued_texts",
+            "max_queued_prompts",
+        ):
             if getattr(self, key) < 0:
                 raise ValueError(f"{SECTION}.{key}: must be >= 0, got {getattr(self, key)!r}")
+        # A bound below the largest request would refuse that request forever, whatever the load.
+        for bound, largest in (
+            ("max_queued_texts", "max_batch_texts"),
+            ("max_queued_prompts", "max_generate_prompts"),
+        ):
+            if 0 < getattr(self, bound) < getattr(self, largest):
+                raise ValueError(
+                    f"{SECTION}.{bound}: must be 0 or >= {largest} ({getattr(self, largest)}), "
+                    f"got {getattr(self, bound)!r}"
+                )

@@ -11,6 +11,8 @@ import asyncio
 import json
 import logging
 import random
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -865,3 +867,66 @@ def test_prediction_log_on_s3_round_trips_a_window(s3_lake):
     assert all(f.startswith("lake/prediction_log/predictions/date=2026-05-01/part-") for f in read.files)
     labels = read_window(s3_lake, day, day + timedelta(hours=2), kind=LABELS).frame
     assert attach_labels(read.frame, labels)["label"].tolist() == [None, "negative", None]
+
+
+class _SlowModel:
+    """The real tiny classifier with a fixed delay per forward pass: a server past its capacity."""
+
+    def __init__(self, model: ServedModel, seconds: float):
+        self._model, self.seconds, self.texts_seen = model, seconds, 0
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def predict(self, texts):
+        time.sleep(self.seconds)
+        self.texts_seen += len(texts)
+        return self._model.predict(texts)
+
+
+def _metric(text: str, name: str) -> float:
+    return float(next(line for line in text.splitlines() if line.startswith(name)).split()[-1])
+
+
+def test_past_capacity_requests_get_503_with_retry_after_and_the_admitted_ones_are_served_once(
+    model, tmp_path
+):
+    params = Settings(**{**PARAMS.__dict__, "max_queued_texts": 8, "micro_batch_texts": 4})
+    slow = _SlowModel(model, 0.02)
+    log_uri = str(tmp_path / "log")
+    with _client(slow, log_uri, params) as client:
+
+        def call(i: int):
+            return client.post("/predict", json={"text": f"a fine film, take {i}"})
+
+        with ThreadPoolExecutor(64) as pool:  # 512 clients, 64 at a time
+            burst = list(pool.map(call, range(512)))
+        after = client.post("/predict", json={"text": "back to normal"})
+        metrics = client.get("/metrics").text
+    ok = [r for r in burst if r.status_code == 200]
+    shed = [r for r in burst if r.status_code == 503]
+    assert len(ok) + len(shed) == len(burst) and ok and shed  # nothing else: no timeout, no 500
+    for r in shed:
+        assert int(r.headers["retry-after"]) >= 1
+        assert (
+            r.json()["error"].startswith("overloaded: ")
+            and r.json()["request_id"] == r.headers["x-request-id"]
+        )
+    assert after.status_code == 200  # after the burst, back to normal
+    # Refused requests never reached the model; admitted ones were each answered and logged once.
+    assert slow.texts_seen == len(ok) + 1
+    served = {r.json()["request_id"] for r in [*ok, after]}
+    logged = pq.read_table(Path(log_uri, PREDICTIONS)).column("request_id").to_pylist()
+    assert sorted(logged) == sorted(served) and not served & {r.json()["request_id"] for r in shed}
+    # The queue stayed within its bound (memory bounded), and the refusals were counted.
+    assert _metric(metrics, 'serving_queued_items_peak{endpoint="/predict"}') <= 8
+    assert _metric(metrics, 'serving_queued_items{endpoint="/predict"}') == 0
+    assert _metric(metrics, 'serving_requests_shed_total{endpoint="/predict"}') == len(shed)
+
+
+def test_a_queue_bound_below_the_largest_request_is_refused():
+    with pytest.raises(ValueError, match=r"serving.max_queued_texts: must be 0 or >= max_batch_texts \(64\)"):
+        Settings(max_queued_texts=10)
+    with pytest.raises(ValueError, match="serving.max_queued_prompts: must be 0 or >= max_generate_prompts"):
+        Settings(max_queued_prompts=4)
+    assert Settings(max_queued_texts=0).max_queued_texts == 0  # no bound
