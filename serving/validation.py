@@ -195,6 +195,17 @@ def check_text(text: Any, where: str, params: Settings) -> str:
     return text
 
 
+def check_texts(raw: Any, where: str, limit: int, params: Settings) -> list[str]:
+    """A list of 1 to ``limit`` texts, each checked by ``check_text`` (named ``where[i]``)."""
+    if not isinstance(raw, list):
+        raise RequestError(422, f"{where} must be a list of strings, got {type(raw).__name__}")
+    if not raw:
+        raise RequestError(422, f"{where} is empty")
+    if len(raw) > limit:
+        raise RequestError(413, f"{where} has {len(raw)} items, over the limit of {limit}")
+    return [check_text(t, f"{where}[{i}]", params) for i, t in enumerate(raw)]
+
+
 def parse_predict(payload: Any, params: Settings) -> PredictRequest:
     """``{"text": str}`` or ``{"texts": [str, ...]}`` (1 to ``max_batch_texts`` texts)."""
     payload = _check_keys(payload, {"text", "texts"}, "request body")
@@ -202,14 +213,9 @@ def parse_predict(payload: Any, params: Settings) -> PredictRequest:
         raise RequestError(422, 'send exactly one of "text" (a string) or "texts" (a list of strings)')
     if "text" in payload:
         return PredictRequest([check_text(payload["text"], "text", params)], single=True)
-    texts = payload["texts"]
-    if not isinstance(texts, list):
-        raise RequestError(422, f"texts must be a list of strings, got {type(texts).__name__}")
-    if not texts:
-        raise RequestError(422, "texts is empty")
-    if len(texts) > params.max_batch_texts:
-        raise RequestError(413, f"texts has {len(texts)} items, over the limit of {params.max_batch_texts}")
-    return PredictRequest([check_text(t, f"texts[{i}]", params) for i, t in enumerate(texts)], single=False)
+    return PredictRequest(
+        check_texts(payload["texts"], "texts", params.max_batch_texts, params), single=False
+    )
 
 
 def check_request_id(value: str | None) -> str | None:
@@ -259,15 +265,7 @@ class GenerateRequest:
 
 def parse_choices(raw: Any, params: Settings) -> list[str]:
     """``choices``: 1 to ``max_generate_prompts`` distinct non-blank strings within the text limit."""
-    if not isinstance(raw, list):
-        raise RequestError(422, f"choices must be a list of strings, got {type(raw).__name__}")
-    if not raw:
-        raise RequestError(422, "choices is empty")
-    if len(raw) > params.max_generate_prompts:
-        raise RequestError(
-            413, f"choices has {len(raw)} items, over the limit of {params.max_generate_prompts}"
-        )
-    choices = [check_text(c, f"choices[{i}]", params) for i, c in enumerate(raw)]
+    choices = check_texts(raw, "choices", params.max_generate_prompts, params)
     if len(set(choices)) != len(choices):
         raise RequestError(422, "choices has repeated items")
     return choices
@@ -283,16 +281,10 @@ def parse_generate(payload: Any, params: Settings) -> GenerateRequest:
     if "prompt" in payload:
         prompts, single = [check_text(payload["prompt"], "prompt", params)], True
     else:
-        raw = payload["prompts"]
-        if not isinstance(raw, list):
-            raise RequestError(422, f"prompts must be a list of strings, got {type(raw).__name__}")
-        if not raw:
-            raise RequestError(422, "prompts is empty")
-        if len(raw) > params.max_generate_prompts:
-            raise RequestError(
-                413, f"prompts has {len(raw)} items, over the limit of {params.max_generate_prompts}"
-            )
-        prompts, single = [check_text(t, f"prompts[{i}]", params) for i, t in enumerate(raw)], False
+        prompts, single = (
+            check_texts(payload["prompts"], "prompts", params.max_generate_prompts, params),
+            False,
+        )
     overrides = {k: payload[k] for k in GENERATE_FIELDS if k in payload}
     if "choices" in payload:
         if overrides:
