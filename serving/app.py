@@ -459,12 +459,22 @@ def create_app(
             headers={"x-model-version": generator_version},
         )
 
+    def prompt_token_counts(parsed, limit: int) -> list[int]:
+        """Each prompt's token count; 413 naming the first prompt over ``limit``."""
+        counts = generator.count_tokens(parsed.prompts)
+        for i, n in enumerate(counts):
+            if n > limit:
+                where = "prompt" if parsed.single else f"prompts[{i}]"
+                raise RequestError(413, f"{where} has {n} tokens, over the limit of {limit}")
+        return counts
+
     async def answer_by_choice(request_id, received, started, parsed) -> JSONResponse:
         """``choices``: each prompt answered with the choice the model finds most likely as its
         response (``Generator.choose``, what evaluate's ranked QA scores measure); nothing is
         decoded, so the time to first token is the latency and ms per token is the scoring time
         over the choices' tokens."""
-        longest = max(generator.count_tokens([generator.choice_text(c) for c in parsed.choices]))
+        choice_tokens = generator.count_tokens([generator.choice_text(c) for c in parsed.choices])
+        longest = max(choice_tokens)
         limit = min(params.max_prompt_tokens, generator.seq_length - longest)
         if limit <= 0:
             raise RequestError(
@@ -472,18 +482,13 @@ def create_app(
                 f"choices has a choice of {longest} tokens: no room left for a prompt in the "
                 f"generator's {generator.seq_length}-token context",
             )
-        prompt_tokens = generator.count_tokens(parsed.prompts)
-        for i, n in enumerate(prompt_tokens):
-            if n > limit:
-                where = "prompt" if parsed.single else f"prompts[{i}]"
-                raise RequestError(413, f"{where} has {n} tokens, over the limit of {limit}")
+        prompt_tokens = prompt_token_counts(parsed, limit)
 
         def choose_all() -> list[int]:
             return [generator.choose(p, parsed.choices)[0] for p in parsed.prompts]
 
         picked = await generation_batcher.run_exclusive(choose_all)
         latency_ms = (time.perf_counter() - started) * 1000.0
-        choice_tokens = generator.count_tokens([generator.choice_text(c) for c in parsed.choices])
         rows = [
             {
                 "text": parsed.choices[k],
@@ -520,10 +525,7 @@ def create_app(
                 f"max_new_tokens is {gen_params.max_new_tokens}: no room left for a prompt in the "
                 f"generator's {generator.seq_length}-token context",
             )
-        for i, n in enumerate(generator.count_tokens(parsed.prompts)):
-            if n > limit:
-                where = "prompt" if parsed.single else f"prompts[{i}]"
-                raise RequestError(413, f"{where} has {n} tokens, over the limit of {limit}")
+        prompt_token_counts(parsed, limit)
         out = await generation_batcher.submit(parsed.prompts, gen_params)
         done = time.perf_counter()
         latency_ms = (done - started) * 1000.0
