@@ -23,6 +23,10 @@ def causal_inputs(input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     device = input_ids.device
     key = (t, str(device))
     if key not in _MASKS:
-        _MASKS[key] = torch.triu(torch.ones(1, 1, t, t, dtype=torch.bool, device=device), diagonal=1)
+        # Made outside inference mode even when first asked for inside it (the classifier's
+        # inference_mode forward): an inference tensor in this cache would break a later training
+        # forward that saves the mask for backward (activation recomputation).
+        with torch.inference_mode(False):
+            _MASKS[key] = torch.triu(torch.ones(1, 1, t, t, dtype=torch.bool, device=device), diagonal=1)
     positions = torch.arange(t, device=device).unsqueeze(0).expand(b, t)
     return positions, _MASKS[key]

@@ -193,3 +193,16 @@ def test_bf16_weights_are_saved_as_fp32_and_load_into_an_fp32_model(runtime, tmp
     for key, value in _tensors(model).items():
         loaded = _tensors(other)[key]
         assert loaded.dtype == torch.float32 and torch.equal(loaded, value.float()), key
+
+
+def test_a_causal_mask_first_made_in_inference_mode_is_a_normal_tensor():
+    # The classifier serves under torch.inference_mode; a mask it caused to be cached must still
+    # be usable by a later training forward that saves it for backward (seen: test_finetune then
+    # test_pretrain's activation recomputation failed with "Inference tensors cannot be saved").
+    from llm.gpt.masks import causal_inputs
+
+    ids = torch.zeros(1, 37, dtype=torch.long)  # a length no other test asks for first
+    with torch.inference_mode():
+        _, mask = causal_inputs(ids)
+    assert not mask.is_inference()
+    assert causal_inputs(ids)[1] is mask  # still one cached mask per length and device
