@@ -42,13 +42,11 @@ class StageTimes:
     started: dict[str, float] = field(default_factory=dict)
     unchanged: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)
-    order: list[str] = field(default_factory=list)  # stages in the order they ran
     end: float = 0.0
 
     def see(self, line: str, now: float) -> None:
         if m := RUNNING.match(line):
             self.started[m.group(1)] = now
-            self.order.append(m.group(1))
         elif m := UNCHANGED.match(line):
             self.unchanged.add(m.group(1))
         elif m := FAILED.match(line):

@@ -9,10 +9,11 @@ Under load, requests pile up during each forward pass and the next pass takes th
 request waits only ``wait_s``.
 
 Admission: with a bound (``max_queued``: texts, or prompts, submitted and not yet answered), a
-request that would go over it is refused at once with ``Overloaded`` (the server answers 503 with
-Retry-After) instead of joining a queue whose wait would grow without end: past capacity, admitted
-requests keep their latency, memory stays bounded, and clients learn within milliseconds when to
-come back. ``retry_after_s`` is the time the current backlog takes at the last measured rate.
+request that would go over it is refused with ``Overloaded`` (the server answers 503 with
+Retry-After) before it reaches the model, instead of joining a queue whose wait would grow without
+end: the model's queue, its wait and its memory stay bounded. It does not bound the wait in front
+of the handler (HTTP parsing under many connections; see README's overload figures).
+``retry_after_s`` is the time the current backlog takes at the last measured rate.
 """
 
 from __future__ import annotations

@@ -45,7 +45,6 @@ BEAM_TYPEHINTS = "Beam's type-hint INFO lines"
 _BEAM_TYPEHINT_MESSAGE = re.compile(r"^Converting string literal type hint to Any")
 
 hidden: Counter[str] = Counter()
-_installed = False
 
 
 class _BeamTypehintFilter(logging.Filter):
@@ -59,10 +58,9 @@ class _BeamTypehintFilter(logging.Filter):
 def hide_library_noise() -> bool:
     """Hide the known messages in this process (idempotent); False when ``LLM_VERBOSE=1`` asks
     to see everything."""
-    global _installed
     if os.environ.get(VERBOSE_ENV) == "1":
         return False
-    if _installed and getattr(warnings.showwarning, "_hides_library_noise", False):
+    if getattr(warnings.showwarning, "_hides_library_noise", False):
         return True
     shown = warnings.showwarning
 
@@ -79,7 +77,6 @@ def hide_library_noise() -> bool:
     beam = logging.getLogger(BEAM_TYPEHINTS_LOGGER)
     if not any(isinstance(f, _BeamTypehintFilter) for f in beam.filters):
         beam.addFilter(_BeamTypehintFilter())
-    _installed = True
     return True
 
 

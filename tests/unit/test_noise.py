@@ -15,7 +15,6 @@ from components.common import noise
 def fresh(monkeypatch):
     monkeypatch.delenv(noise.VERBOSE_ENV, raising=False)
     monkeypatch.setattr(noise, "hidden", noise.Counter())
-    monkeypatch.setattr(noise, "_installed", False)
     beam = logging.getLogger(noise.BEAM_TYPEHINTS_LOGGER)
     saved = list(beam.filters)
     yield
