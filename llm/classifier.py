@@ -6,6 +6,9 @@ Saved as two files that rebuild it anywhere (evaluate, the model server):
 - ``model.safetensors``: the whole classifier's tensors (``backbone.*`` and ``head.*``);
 - ``tokenizer.json`` beside them (the pretraining tokenizer, copied by the finetune stage).
 
+That is a ``gpt-classifier`` model folder (``llm.formats``); ``llm.served.load_model`` loads it and
+the other kind, the TF-IDF baseline (``llm.baseline``), through one interface.
+
 ``load_classifier(directory)`` returns a ``TextClassifier`` with ``predict(texts)``.
 """
 
@@ -22,7 +25,7 @@ from typing import Any
 
 import torch
 
-from llm.formats import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE
+from llm.formats import CONFIG_FILE, GPT_CLASSIFIER, TOKENIZER_FILE, WEIGHTS_FILE, model_kind
 from llm.gpt import GPTShape, build_gpt, hidden_states
 from llm.task_data import encode_texts, pad_batch, sorted_batches
 
@@ -277,6 +280,11 @@ class TextClassifier:
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return encode_texts(self.tokenizer, texts, self.config.max_length, self.config.eod_id)
 
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens the model reads per text: the BPE ids after truncation to ``max_length``,
+        the closing <|endoftext|> included."""
+        return [len(ids) for ids in self.encode(texts)]
+
     # inference_mode, not no_grad: it also skips autograd's version counters and view tracking,
     # a fixed cost per op that is a visible share of one short review's latency on a CPU.
     @torch.inference_mode()
@@ -310,6 +318,11 @@ def load_classifier(directory: str | os.PathLike, trace: bool = True) -> TextCla
     from llm.tokenizer import load_tokenizer
 
     directory = Path(directory)
+    kind = model_kind(directory)
+    if kind != GPT_CLASSIFIER:
+        raise ValueError(
+            f"{directory}: a {kind} model folder, not a GPT classifier (llm.served.load_model loads both)"
+        )
     if not parallel_state.model_parallel_is_initialized():
         init_runtime()
     config = ClassifierConfig.from_json(directory / CONFIG_FILE)

@@ -76,6 +76,7 @@ CONFUSION = "confusion.csv"  # DVC plot: confusion matrix
 QA_TABLE = "qa_table.md"  # the generative (QA) table: baseline, pretrained, sft, sft-int8
 QA_RESULTS = "qa.json"  # the same rows as JSON, for the generative gate
 GENERATIONS = "generations.jsonl"  # the sft model's test generations (the monitor's reference, C3)
+BASELINE_DIR = "baseline"  # the TF-IDF + logistic regression baseline, a tfidf-logreg model folder
 
 # select
 MODEL_DIR = "model"  # the chosen model folder (select), the released one (deploy)
@@ -99,7 +100,16 @@ OUTPUTS: dict[str, dict[str, tuple[str, ...]]] = {
     "sft": {"outs": (GPT_SHAPE, CHECKPOINT, TOKENIZER_FILE, GENERATOR, SFT_REJECTED), "plots": (LOSS, STEPS)},
     "compress": {"outs": VARIANTS},
     "evaluate": {
-        "outs": (PREDICTIONS, PREDICTIONS_DIR, MODELS, TABLE, QA_RESULTS, QA_TABLE, GENERATIONS),
+        "outs": (
+            PREDICTIONS,
+            PREDICTIONS_DIR,
+            MODELS,
+            TABLE,
+            QA_RESULTS,
+            QA_TABLE,
+            GENERATIONS,
+            BASELINE_DIR,
+        ),
         "plots": (CONFUSION,),
     },
     "select": {

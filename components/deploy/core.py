@@ -8,9 +8,11 @@ that fails to load, or whose labels disagree with the evaluation's, is refused, 
 release never reaches the server.
 
 Outputs (one folder, written atomically):
-- ``model/``        classifier.json, model.safetensors, tokenizer.json
+- ``model/``        the model folder's files (``llm.formats.model_files``): classifier.json,
+                    model.safetensors and tokenizer.json (a GPT classifier) or vocabulary.json (the
+                    TF-IDF baseline); either kind loads through ``llm.served.load_model``
 - ``generator/``    the chosen generator folder (select's), when one is shipped
-- ``release.json``  {version, files: {name: sha256}, labels, smoke: {...}, dataset: {version, files},
+- ``release.json``  {version, kind, files: {name: sha256}, labels, smoke: {...}, dataset: {version, files},
   generator: {version, quantization, files, qa, smoke} | null}
 - ``inference_service.yaml``  the release as a KServe InferenceService (``components.deploy.kserve``):
   the project image running ``python -m serving`` on the bundle, downloaded from ``storage_uri``
@@ -69,7 +71,7 @@ def run(
     generations: str | None = None,
     decision: str | None = None,
 ) -> dict[str, Any]:
-    """Bundle ``model`` (a classifier folder) into ``output``, with its InferenceService.
+    """Bundle ``model`` (a model folder of either kind) into ``output``, with its InferenceService.
 
     ``image``: the project image the InferenceService runs (name:tag). ``storage_uri``: where this
     bundle lies in the data lake, for KServe's storage initializer (the KFP output artifact's URI;
@@ -89,7 +91,7 @@ def run(
     """
     from components.common.io import atomic_output_dir
     from components.deploy.kserve import inference_service, write_inference_service
-    from llm.formats import GENERATOR_FILE, MODEL_FILES
+    from llm.formats import GENERATOR_FILE, model_files, model_kind
     from llm.served import load_model, model_version
 
     missing = [
@@ -101,10 +103,11 @@ def run(
         raise InputError(f"deploy: {', '.join(missing)} required (the InferenceService needs them)")
     source = Path(model)
     version = model_version(source)
+    files = model_files(source)
     with atomic_output_dir(output) as tmp:
         bundle = tmp / MODEL_DIR
         bundle.mkdir()
-        for name in MODEL_FILES:
+        for name in files:
             shutil.copyfile(source / name, bundle / name)
         start = time.perf_counter()
         served = load_model(bundle)
@@ -128,7 +131,8 @@ def run(
                 )
         release = {
             "version": version,
-            "files": {name: _sha256(bundle / name) for name in MODEL_FILES},
+            "kind": model_kind(bundle),
+            "files": {name: _sha256(bundle / name) for name in files},
             "labels": served.labels,
             "smoke": smoke,
             "dataset": read_json(Path(dataset) / DATASET) if dataset else None,

@@ -12,13 +12,18 @@ Contract: ``run(pretrained, tokenizer, finetuned, task, output, params)`` writes
   the probability of the predicted label (the reference data of the monitor stage);
 - ``models.json`` / ``table.md``: one row per model: the fine-tuned classifier (``finetuned``),
   every variant folder under ``candidates`` (the compress stage's output, by folder name) and the
-  TF-IDF + logistic regression ``baseline`` (trained on the train split in this run; not a
-  deployable model folder): accuracy, macro-F1, per-class precision / recall, ECE, latency
-  p50 / p95 of single-review requests (ms), batch throughput (reviews/s), size on disk (bytes) and
-  parameter count. Latency and throughput are wall-clock measurements (noisy on a shared machine),
-  so they are kept out of ``metrics.json``, which stays deterministic;
-- ``predictions/<model>.jsonl``: the predictions.jsonl of every model folder (fine-tuned and
-  variants), for the smoke test of whichever model the select stage ships;
+  TF-IDF + logistic regression ``baseline`` (trained on the train split in this run): accuracy,
+  macro-F1, per-class precision / recall, ECE, latency p50 / p95 of single-review requests (ms),
+  batch throughput (reviews/s), size on disk (bytes) and parameter count. Latency and throughput
+  are wall-clock measurements (noisy on a shared machine), so they are kept out of
+  ``metrics.json``, which stays deterministic;
+- ``baseline/``: the fitted baseline as a ``tfidf-logreg`` model folder (``llm.baseline``: JSON and
+  safetensors, no pickle), so the select stage may ship it like any other model. Its row is
+  scored and timed through that saved folder as the server loads it, after checking that the
+  folder reproduces scikit-learn's labels and probabilities on the scored split (``BaselineMismatch``
+  otherwise). With ``params.baseline`` off it holds only ``NOT_SHIPPED.json`` (the reason);
+- ``predictions/<model>.jsonl``: the predictions.jsonl of every model folder (fine-tuned, variants
+  and the baseline), for the smoke test of whichever model the select stage ships;
 - with ``sft`` and ``qa`` (``params.qa.enabled``): ``qa.json`` / ``qa_table.md`` (the generative
   table: frequent-candidate baseline, pretrained, sft, sft-int8), ``generations.jsonl`` (the sft
   model's test generations, the monitor's reference) and ``metrics.json``'s ``qa`` section; see
@@ -33,6 +38,8 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -45,7 +52,7 @@ from components.common.io import atomic_output_dir, write_json, write_jsonl
 from components.common.metrics import write_csv, write_metrics
 from components.common.progress import Progress
 from components.evaluate.params import Params
-from llm.formats import CONFIG_FILE, MODEL_FILES, WEIGHTS_FILE
+from llm.formats import CONFIG_FILE, WEIGHTS_FILE, model_files
 from llm.scoring import (
     accuracy,
     confusion_counts,
@@ -199,8 +206,10 @@ def timing(predictors: dict[str, Any], texts: list[str], params: Params) -> dict
 
 
 def folder_size(directory: str | Path) -> int:
-    """Bytes of the model files in a model folder (classifier.json, weights, tokenizer)."""
-    return sum((Path(directory) / f).stat().st_size for f in MODEL_FILES if (Path(directory) / f).exists())
+    """Bytes of the model files in a model folder (``llm.formats.model_files``: classifier.json,
+    weights, and the tokenizer or the baseline's vocabulary)."""
+    directory = Path(directory)
+    return sum((directory / f).stat().st_size for f in model_files(directory) if (directory / f).exists())
 
 
 def stored_parameters(directory: str | Path) -> int:
@@ -226,9 +235,18 @@ def candidate_folders(candidates: str | None) -> list[tuple[str, Path]]:
     return sorted((p.name, p) for p in Path(candidates).iterdir() if (p / CONFIG_FILE).is_file())
 
 
+class BaselineMismatch(RuntimeError):
+    """The saved baseline folder does not reproduce the fitted scikit-learn pipeline."""
+
+
+# How far the saved baseline's probabilities may be from scikit-learn's: both are float64 over the
+# same terms; only the order of a few sums can differ (measured: 0 on the demo's test split).
+BASELINE_TOLERANCE = 1e-9  # (probability)
+
+
 def train_baseline(texts: list[str], labels: list[str], params: Params) -> Any:
     """TF-IDF (word 1..ngram_max-grams, sublinear tf) + L2 logistic regression (liblinear),
-    deterministic for given data."""
+    deterministic for given data (liblinear's primal solver draws nothing; seeded anyway)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -237,9 +255,32 @@ def train_baseline(texts: list[str], labels: list[str], params: Params) -> Any:
         TfidfVectorizer(
             ngram_range=(1, params.baseline_ngram_max), min_df=params.baseline_min_df, sublinear_tf=True
         ),
-        LogisticRegression(C=params.baseline_c, solver="liblinear", max_iter=1000),
+        LogisticRegression(C=params.baseline_c, solver="liblinear", max_iter=1000, random_state=0),
     )
     return model.fit(texts, labels)
+
+
+def save_checked_baseline(model: Any, directory: str | Path, texts: list[str]) -> Any:
+    """Save the fitted pipeline ``model`` as a tfidf-logreg folder in ``directory``
+    (``llm.baseline.save_baseline``), load it back as the server would and return it; raises
+    ``BaselineMismatch`` unless it gives scikit-learn's labels on ``texts`` exactly and its
+    probabilities to ``BASELINE_TOLERANCE``."""
+    from llm.baseline import load_baseline, save_baseline
+
+    save_baseline(model, directory)
+    loaded = load_baseline(directory)
+    if texts:
+        expected = model.predict_proba(texts)
+        got = loaded.predict_proba(texts)
+        worst = float(np.abs(got - expected).max())
+        labels = loaded.predict(texts)[0]
+        same = sum(a == str(b) for a, b in zip(labels, model.predict(texts), strict=True))
+        if worst > BASELINE_TOLERANCE or same != len(texts):
+            raise BaselineMismatch(
+                f"evaluate: the saved baseline labels {same}/{len(texts)} texts as scikit-learn does and its "
+                f"probabilities differ by up to {worst:.3g} (tolerance {BASELINE_TOLERANCE:g})"
+            )
+    return loaded
 
 
 def baseline_predictor(model: Any) -> Any:
@@ -287,6 +328,8 @@ def run(
     from llm.gpt import load_pretrained, megatron_runtime
 
     started = time.monotonic()
+    # Where the baseline folder is saved until the output folder is written (removed after).
+    staging = tempfile.TemporaryDirectory(prefix="evaluate-baseline-")
     if params.cpu_threads and not torch.cuda.is_available():
         torch.set_num_threads(params.cpu_threads)
     records = list(read_jsonl(task))
@@ -366,22 +409,24 @@ def run(
             rows.append(classifier_row(name, folder, variant, pred, conf))
 
         if params.baseline:
-            import pickle
+            from llm.baseline import parameters
 
             train = [r for r in records if r["split"] == "train"]
-            baseline = train_baseline([r["text"] for r in train], [r["label"] for r in train], params)
-            predictors[BASELINE] = baseline_predictor(baseline)
-            pred, conf = predictors[BASELINE](texts)
+            fitted = train_baseline([r["text"] for r in train], [r["label"] for r in train], params)
+            # Scored and timed as it is served: the saved folder, loaded back (checked against
+            # scikit-learn first); it is copied into the output with the other files below.
+            baseline = save_checked_baseline(fitted, staging.name, texts)
+            predictors[BASELINE] = lambda batch: baseline.predict(batch, params.eval_batch_size)
+            pred, conf = baseline.predict(texts, params.eval_batch_size)
+            outputs[BASELINE] = (pred, conf)
             rows.append(
                 {
                     "model": BASELINE,
                     "kind": "baseline",
                     "variant": "tfidf-logreg",
                     **score_row(actual, pred, conf, labels, params.calibration_bins),
-                    # What a pickle of the fitted pipeline would take (not written: pickles are
-                    # unsafe to load, and the baseline is a yardstick, not a model to ship).
-                    "size_bytes": len(pickle.dumps(baseline)),
-                    "parameters": int(baseline[-1].coef_.size + baseline[-1].intercept_.size),
+                    "size_bytes": folder_size(staging.name),
+                    "parameters": parameters(baseline.config),
                 }
             )
         speeds = timing(predictors, texts, params)
@@ -432,6 +477,14 @@ def run(
             {"task_split": params.task_split, "examples": len(examples), "labels": labels, "models": rows},
         )
         (Path(out) / a.TABLE).write_text(markdown_table(rows), encoding="utf-8")
+        if params.baseline:
+            shutil.copytree(staging.name, Path(out) / a.BASELINE_DIR)
+        else:
+            # What DVC tracks exists either way: the reason instead of a model folder.
+            write_json(
+                Path(out) / a.BASELINE_DIR / a.NOT_SHIPPED,
+                {"reason": "no baseline trained (evaluate.baseline is false)"},
+            )
         if qa_rows is not None:
             from components.evaluate.generative import qa_metrics, qa_table
 
@@ -441,6 +494,7 @@ def run(
             if qa_rows:
                 metrics["qa"] = qa_metrics(qa_rows, qa_info)
         metrics = write_metrics(out, metrics)
+    staging.cleanup()
     log.info("evaluate: models\n%s", markdown_table(rows))
     if qa_rows:
         from components.evaluate.generative import qa_table

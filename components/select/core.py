@@ -3,9 +3,11 @@
 Contract: ``run(evaluation, finetuned, candidates, output, params, promoted)``:
 
 1. reads ``evaluation/models.json`` (one row per model; see ``components.evaluate.core``);
-2. keeps the deployable rows (model folders: the fine-tuned model and the compress variants; the
-   TF-IDF baseline is a yardstick, never shipped) that meet the constraints: p95 single-request
-   latency <= ``max_p95_latency_ms`` and size on disk <= ``max_size_mb`` (0 = no limit);
+2. keeps the rows that meet the constraints: p95 single-request latency <= ``max_p95_latency_ms``
+   and size on disk <= ``max_size_mb`` (0 = no limit). Every row is a model folder
+   (``model_folder``): the fine-tuned model, the compress variants, and the TF-IDF baseline that
+   evaluate saved as ``evaluation/baseline/`` (a tfidf-logreg folder), all candidates under the
+   same rules;
 3. picks the one with the best ``metric``; among rows within ``prefer_smaller_within`` of the
    best, the smallest on disk (then the fastest, then the name);
 4. the gate: if the promotion record ``promoted`` (JSON) names an earlier model, the choice must
@@ -15,8 +17,9 @@ Contract: ``run(evaluation, finetuned, candidates, output, params, promoted)``:
    row with its verdict), ``decision.md`` (the same as Markdown with the whole table),
    ``MODEL_CARD.md``, ``metrics.json``, ``predictions.jsonl`` (the chosen model's test
    predictions from ``evaluation/predictions/<model>.jsonl``, when present: deploy's smoke-test
-   reference), and ``model/``: a copy of the chosen model folder (what
-   deploy bundles and the server loads, safetensors + JSON only); then updates ``promoted``;
+   reference), and ``model/``: a copy of the chosen model folder's files (``llm.formats.model_files``;
+   what deploy bundles and the server loads, safetensors + JSON only, of either kind); then
+   updates ``promoted``;
 6. with ``sft`` and evaluate's ``qa.json``: the generator's choice under ``select.generative``
    (``components.select.generative``): ``decision.json``'s ``generator``, a section of
    decision.md and the model card, ``generator/`` (the chosen generator folder, its
@@ -41,7 +44,7 @@ from components.common.entry import StageRefused
 from components.common.io import atomic_output_dir, is_remote, write_json
 from components.common.metrics import write_metrics
 from components.select.params import Params
-from llm.formats import CONFIG_FILE, MODEL_FILES
+from llm.formats import CONFIG_FILE, TFIDF_LOGREG, model_files, model_kind
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +60,19 @@ class NoCandidate(StageRefused):
     """No deployable model meets the constraints."""
 
 
+def model_folder(row: dict[str, Any], evaluation: str, finetuned: str, variants: str | None) -> Path:
+    """Where the model of ``row`` lies: the finetune output, evaluate's ``baseline/`` for the
+    baseline row, else the compress output's folder of that name."""
+    if row["model"] == FINETUNED:
+        return Path(finetuned)
+    if row.get("kind") == "baseline":
+        return Path(evaluation) / a.BASELINE_DIR
+    return Path(variants or "") / row["model"]
+
+
 def violations(row: dict[str, Any], params: Params) -> list[str]:
     """Why ``row`` may not be shipped (empty = eligible)."""
     reasons = []
-    if row.get("kind", "classifier") != "classifier":
-        reasons.append("not a deployable model folder (baseline)")
     if params.max_p95_latency_ms and row["latency_p95_ms"] > params.max_p95_latency_ms:
         reasons.append(f"p95 latency {row['latency_p95_ms']:.1f} ms > {params.max_p95_latency_ms:g} ms")
     if params.max_size_mb and row["size_bytes"] / 1e6 > params.max_size_mb:
@@ -137,12 +148,43 @@ def _constraints(params: Params) -> str:
     return ", ".join(parts)
 
 
+def _what_it_is(config: dict[str, Any]) -> list[str]:
+    """The model card's description of the model folder whose classifier.json is ``config``
+    (with its ``kind``)."""
+    labels = ", ".join(config.get("labels", []))
+    if config.get("kind") == TFIDF_LOGREG:
+        low, high = config.get("ngram_range", [1, 1])
+        trained = config.get("trained_with", {})
+        return [
+            f"A {labels} review classifier: TF-IDF of the lowercased text's word {low}- to {high}-grams "
+            f"({config.get('features'):,} terms seen in at least {trained.get('vectorizer', {}).get('min_df')} train "
+            f"reviews; sublinear tf, idf, {config.get('norm') or 'no'} norm) and a logistic regression "
+            f"(C = {trained.get('classifier', {}).get('C')}, {trained.get('classifier', {}).get('solver')}), "
+            "trained on the task's train split by the evaluate stage. It reads the whole text (no truncation); "
+            "its token count is the number of words.",
+            "",
+            "Files: `classifier.json` (settings, labels), `vocabulary.json` (the terms, in column order), "
+            "`model.safetensors` (idf, coefficients, intercept; safe to load: no pickle). "
+            "Load with `llm.served.load_model(folder)` (numpy only at serve time).",
+        ]
+    gpt = config.get("gpt", {})
+    return [
+        f"A {labels} review classifier: a megatron-core GPT backbone "
+        f"({gpt.get('num_layers')} layers, hidden size {gpt.get('hidden_size')}, vocabulary {gpt.get('vocab_size')}) "
+        f"pretrained on this project's news + review corpus, {config.get('pooling')} pooling and a linear head, "
+        f"fine-tuned on the task's train split. Inputs are cut to {config.get('max_length')} tokens. "
+        f"Quantization: {config.get('quantization') or 'none (float32)'}.",
+        "",
+        "Files: `classifier.json` (shape, labels), `model.safetensors` (weights; safe to load), "
+        "`tokenizer.json`. Load with `llm.served.load_model(folder)`.",
+    ]
+
+
 def model_card(
     choice: dict[str, Any], rows: list[dict[str, Any]], table: dict[str, Any], config: dict[str, Any]
 ) -> str:
     """A short model card: what the model is, how it was chosen, how it scores, its limits."""
-    gpt = config.get("gpt", {})
-    baseline = next((r for r in rows if r.get("kind") == "baseline"), None)
+    baseline = next((r for r in rows if r.get("kind") == "baseline" and r is not choice), None)
     per_class = "\n".join(
         f"| {label} | {s['precision']:.4f} | {s['recall']:.4f} | {s['f1']:.4f} | {s['support']} |"
         for label, s in choice["per_class"].items()
@@ -152,14 +194,7 @@ def model_card(
         "",
         "## What it is",
         "",
-        f"A {', '.join(config.get('labels', []))} review classifier: a megatron-core GPT backbone "
-        f"({gpt.get('num_layers')} layers, hidden size {gpt.get('hidden_size')}, vocabulary {gpt.get('vocab_size')}) "
-        f"pretrained on this project's news + review corpus, {config.get('pooling')} pooling and a linear head, "
-        f"fine-tuned on the task's train split. Inputs are cut to {config.get('max_length')} tokens. "
-        f"Quantization: {config.get('quantization') or 'none (float32)'}.",
-        "",
-        "Files: `classifier.json` (shape, labels), `model.safetensors` (weights; safe to load), "
-        "`tokenizer.json`. Load with `llm.classifier.load_classifier(folder)`.",
+        *_what_it_is(config),
         "",
         f"## Scores on the {table.get('task_split', 'test')} split ({table.get('examples')} reviews)",
         "",
@@ -238,10 +273,11 @@ def run(
         raise GateRefused(f"{exc} (details: {refusal})" if refusal else str(exc)) from None
     if refusal is not None and refusal.exists():
         refusal.unlink()
-    source = Path(finetuned) if choice["model"] == FINETUNED else Path(variants or "") / choice["model"]
+    source = model_folder(choice, evaluation, finetuned, variants)
     if not (source / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"select: the chosen model {choice['model']!r} has no folder at {source}")
-    config = json.loads((source / CONFIG_FILE).read_text(encoding="utf-8"))
+    files = model_files(source)
+    config = {"kind": model_kind(source), **json.loads((source / CONFIG_FILE).read_text(encoding="utf-8"))}
     decision = {
         "chosen": choice["model"],
         "variant": choice.get("variant", "float"),
@@ -250,6 +286,7 @@ def run(
         "objective": _constraints(params),
         "gate": gate_reason,
         "previous": previous,
+        "kind": config["kind"],
         "models": [{**r, "violations": violations(r, params)} for r in rows],
         "generator": generator,
     }
@@ -257,7 +294,7 @@ def run(
         out = Path(out)
         # Only the files the server needs: the weights are safetensors, nothing pickled.
         (out / MODEL_DIR).mkdir()
-        for name in MODEL_FILES:
+        for name in files:
             shutil.copyfile(source / name, out / MODEL_DIR / name)
         # The chosen model's own test predictions: deploy's smoke-test reference (if evaluate wrote them).
         reference = Path(evaluation) / a.PREDICTIONS_DIR / f"{choice['model']}.jsonl"

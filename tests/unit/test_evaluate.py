@@ -261,8 +261,25 @@ def test_evaluate_scores_candidates_and_the_baseline(stage_inputs, tmp_path):
     assert metrics["models"]["baseline"]["macro_f1"] == pytest.approx(rows["baseline"]["macro_f1"], abs=1e-6)
     assert len((out / "table.md").read_text().splitlines()) == 2 + 3
     # Each model folder's predictions, for the smoke test of whichever one is shipped.
-    assert sorted(p.name for p in (out / "predictions").iterdir()) == ["finetuned.jsonl", "int8.jsonl"]
+    assert sorted(p.name for p in (out / "predictions").iterdir()) == [
+        "baseline.jsonl",
+        "finetuned.jsonl",
+        "int8.jsonl",
+    ]
     assert (out / "predictions" / "finetuned.jsonl").read_text() == (out / "predictions.jsonl").read_text()
+    # The baseline is a model folder the server loads (JSON + safetensors, no pickle), and its
+    # saved predictions are what that folder predicts.
+    from llm.served import load_model
+
+    assert sorted(p.name for p in (out / "baseline").iterdir()) == [
+        "classifier.json",
+        "model.safetensors",
+        "vocabulary.json",
+    ]
+    served = load_model(out / "baseline")
+    logged = [json.loads(line) for line in (out / "predictions" / "baseline.jsonl").read_text().splitlines()]
+    got = served.predict([r["text"] for r in logged])
+    assert got.labels == [r["prediction"] for r in logged]
 
 
 # ---- the generative (QA) evaluation -------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""select: constraints, the choice, the no-regression gate, and the exported model folder."""
+"""select: constraints, the choice, the no-regression gate, and the exported model folder (of
+either kind: the TF-IDF baseline is a candidate like the others)."""
 
 from __future__ import annotations
 
@@ -29,16 +30,21 @@ def row(name, macro_f1, p95=10.0, size_mb=20.0, kind="classifier", variant="floa
     }
 
 
+# A table where the baseline loses on the objective (BASELINE_WINS: one where it wins).
 ROWS = [
     row("finetuned", 0.80, p95=40.0, size_mb=21.8),
     row("int8", 0.795, p95=12.0, size_mb=6.0, variant="int8"),
     row("distilled", 0.70, p95=8.0, size_mb=15.0, variant="distilled"),
-    row("baseline", 0.90, p95=1.0, size_mb=1.0, kind="baseline", variant="tfidf-logreg"),
+    row("baseline", 0.65, p95=6.0, size_mb=0.8, kind="baseline", variant="tfidf-logreg"),
+]
+BASELINE_WINS = [
+    *ROWS[:3],
+    row("baseline", 0.85, p95=6.0, size_mb=0.8, kind="baseline", variant="tfidf-logreg"),
 ]
 
 
 def test_selection_honours_the_constraints():
-    # The baseline scores best but is never shipped; within 0.005 of the best, the smallest wins.
+    # Within 0.005 of the best, the smallest wins.
     assert choose(ROWS, Params(max_p95_latency_ms=0, max_size_mb=0))["model"] == "int8"
     assert (
         choose(ROWS, Params(max_p95_latency_ms=0, max_size_mb=0, prefer_smaller_within=0))["model"]
@@ -48,7 +54,7 @@ def test_selection_honours_the_constraints():
     assert (
         choose(ROWS, Params(max_p95_latency_ms=30, max_size_mb=0, prefer_smaller_within=0))["model"] == "int8"
     )
-    # Caps of 10 ms and 20 MB leave only the distilled model.
+    # Caps of 10 ms and 20 MB leave the distilled model and the baseline, which scores lower.
     assert choose(ROWS, Params(max_p95_latency_ms=10, max_size_mb=20))["model"] == "distilled"
     assert violations(ROWS[0], Params(max_p95_latency_ms=30, max_size_mb=20)) == [
         "p95 latency 40.0 ms > 30 ms",
@@ -56,6 +62,22 @@ def test_selection_honours_the_constraints():
     ]
     with pytest.raises(NoCandidate, match="no model meets the constraints"):
         choose(ROWS, Params(max_p95_latency_ms=5, max_size_mb=0))
+
+
+def test_the_baseline_is_a_candidate_under_the_same_constraints():
+    # Best on the objective and within the limits: the baseline is chosen, whatever its kind.
+    assert choose(BASELINE_WINS, Params())["model"] == "baseline"
+    assert violations(BASELINE_WINS[3], Params()) == []
+    # The same limits apply to it as to the others: a 5 ms latency cap rules it out ...
+    assert violations(BASELINE_WINS[3], Params(max_p95_latency_ms=5)) == ["p95 latency 6.0 ms > 5 ms"]
+    # ... and a size cap rules out a baseline too big for it (then int8 wins, as without it).
+    heavy = {**BASELINE_WINS[3], "size_bytes": 30_000_000}
+    assert violations(heavy, Params(max_size_mb=25)) == ["size 30.00 MB > 25 MB"]
+    assert choose([*ROWS[:3], heavy], Params(max_size_mb=25))["model"] == "int8"
+    # ... and the gate compares it with the model promoted before like any other.
+    promoted = {"model": "finetuned", "scores": {"macro_f1": 0.90}}
+    with pytest.raises(GateRefused, match="refusing to promote 'baseline'"):
+        gate(choose(BASELINE_WINS, Params()), promoted, Params())
 
 
 def test_gate_refuses_a_worse_model():
@@ -152,6 +174,48 @@ def test_a_refusal_record_goes_once_the_gate_passes(stage):
     refusal.write_text("{}")
     run(str(stage / "evaluate"), str(stage / "finetune"), str(stage / "compress"), str(out), Params())
     assert out.exists() and not refusal.exists()
+
+
+def test_run_ships_the_baseline_folder_when_it_wins(stage):
+    """The baseline wins under the objective: its saved folder (evaluate's baseline/) becomes
+    model/, byte for byte, loadable by the server; every row keeps its verdict."""
+    from llm.formats import BASELINE_FILES
+    from llm.served import load_model, model_version
+    from tests.baseline_fixtures import make_baseline_dir
+
+    evaluation = stage / "evaluate"
+    (evaluation / "models.json").write_text(
+        json.dumps({"task_split": "test", "examples": 10, "models": BASELINE_WINS})
+    )
+    folder = make_baseline_dir(evaluation / "baseline")
+    (evaluation / "predictions" / "baseline.jsonl").write_text('{"id": "b1"}\n')
+    out, promoted = stage / "select", stage / "promoted.json"
+    params = Params(max_p95_latency_ms=30)
+    metrics = run(
+        str(evaluation), str(stage / "finetune"), str(stage / "compress"), str(out), params, str(promoted)
+    )
+
+    assert metrics["chosen"] == "baseline" and metrics["macro_f1"] == pytest.approx(0.85)
+    assert sorted(p.name for p in (out / "model").iterdir()) == sorted([*BASELINE_FILES, "MODEL_CARD.md"])
+    for name in BASELINE_FILES:
+        assert (out / "model" / name).read_bytes() == (folder / name).read_bytes()
+    served = load_model(out / "model")
+    assert served.version == model_version(folder) and served.labels == ["negative", "positive"]
+    assert (out / "predictions.jsonl").read_text() == '{"id": "b1"}\n'  # deploy's smoke reference
+    decision = json.loads((out / "decision.json").read_text())
+    assert decision["chosen"] == "baseline" and decision["kind"] == "tfidf-logreg"
+    verdicts = {r["model"]: r["violations"] for r in decision["models"]}
+    assert verdicts == {
+        "finetuned": ["p95 latency 40.0 ms > 30 ms"],
+        "int8": [],
+        "distilled": [],
+        "baseline": [],
+    }
+    assert "| baseline | tfidf-logreg |" in (out / "decision.md").read_text()
+    assert "p95 latency 40.0 ms > 30 ms" in (out / "decision.md").read_text()
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "TF-IDF" in card and "vocabulary.json" in card and "megatron" not in card
+    assert json.loads(promoted.read_text())["model"] == "baseline"
 
 
 def test_an_empty_record_is_nothing_promoted(tmp_path):

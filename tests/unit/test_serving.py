@@ -234,7 +234,7 @@ def test_served_requests_check_labels_and_stay_bounded():
 def test_model_version_is_a_content_hash(tmp_path):
     for name in MODEL_FILES:
         (tmp_path / "a" / name).parent.mkdir(exist_ok=True)
-        (tmp_path / "a" / name).write_text(f"content of {name}")
+        (tmp_path / "a" / name).write_text(json.dumps({"content of": name}))  # classifier.json is read
     version = model_version(tmp_path / "a")
     assert len(version) == 12 and version == model_version(tmp_path / "a")
     (tmp_path / "a").rename(tmp_path / "b")  # the folder's name does not matter
