@@ -26,6 +26,7 @@ from components.finetune import component as finetune_c
 from components.ingest import component as ingest_c
 from components.monitor import component as monitor_c
 from components.pretrain import component as pretrain_c
+from components.report import component as report_c
 from components.select import component as select_c
 from components.sft import component as sft_c
 from components.tokenize import component as tokenize_c
@@ -37,7 +38,7 @@ PIPELINE_NAME = "llm-production-line"
 PREDICTION_LOG_URI = "s3://llm-data-lake/prediction_log"
 DESCRIPTION = (
     "Raw text to a monitored sentiment model: ingest, Beam clean, tokenize, megatron-core pretrain, "
-    "finetune, compress, evaluate, select (gate), deploy (release bundle), Evidently monitor."
+    "finetune, compress, evaluate, select (gate), deploy (release bundle), Evidently monitor, run report."
 )
 
 
@@ -79,6 +80,7 @@ STAGE_COMPONENTS = (
     deploy_c.deploy,
     deploy_c.deploy_inference_service,
     monitor_c.monitor,
+    report_c.report,
 )
 
 
@@ -106,6 +108,7 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
         select: dict,
         deploy: dict,
         monitor: dict,
+        report: dict,
         promoted_record: str = "",
         checkpoint_dir: str = "",
         extra_inputs: list = [],  # noqa: B006 (a KFP list parameter's default; never mutated)
@@ -194,6 +197,22 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
         monitor_task = ops.monitor(
             evaluation=evaluate_task.outputs["evaluation"], data=ingest_task.outputs["data"], params=monitor
         )
+        # The last step: one page of the whole run (the UI shows its ``page`` artifact). Not cached:
+        # it shows the run records of this run's steps.
+        ops.report(
+            data=ingest_task.outputs["data"],
+            cleaned=clean_task.outputs["cleaned"],
+            tokenized=tokenize_task.outputs["tokenized"],
+            pretrained=pretrain_task.outputs["pretrained"],
+            finetuned=finetune_task.outputs["finetuned"],
+            generator=sft_task.outputs["generator"],
+            variants=compress_task.outputs["variants"],
+            evaluation=evaluate_task.outputs["evaluation"],
+            selection=select_task.outputs["selection"],
+            release=deploy_task.outputs["release"],
+            reports=monitor_task.outputs["reports"],
+            params=report,
+        ).set_caching_options(False)
         # Every other step is deterministic for its inputs and params (DESIGN rule 8): cache them, so
         # a rerun with one changed parameter reruns only the steps downstream of it.
         for task in (

@@ -28,6 +28,8 @@ from typing import Any
 
 import yaml
 
+from components.report.figures import duration, figures, number, verdict
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNNING = re.compile(r"^Running stage '([^']+)'")
 UNCHANGED = re.compile(r"^Stage '([^']+)' didn't change, skipping")
@@ -88,93 +90,6 @@ def run_command(
     return code, times
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = round(seconds)
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
-def _get(d: dict[str, Any], dotted: str, default: Any = None) -> Any:
-    for key in dotted.split("."):
-        if not isinstance(d, dict) or key not in d:
-            return default
-        d = d[key]
-    return d
-
-
-def _n(x: Any) -> str:
-    return f"{x:,}" if isinstance(x, int) else "?"
-
-
-def _f(x: Any, fmt: str = "{:.3f}") -> str:
-    return fmt.format(x) if isinstance(x, int | float) else "?"
-
-
-def figures(stage: str, m: dict[str, Any], prices: dict[str, Any]) -> str:
-    """One line of the stage's key figures, from its metrics.json ``m``."""
-    if stage == "ingest":
-        return (
-            f"{_n(_get(m, 'corpus.documents'))} documents, {_n(_get(m, 'qa.questions'))} QA questions, "
-            f"dataset {str(m.get('dataset_version', '?'))[:8]}"
-        )
-    if stage == "clean":
-        dropped = {k: v for k, v in (m.get("dropped") or {}).items() if isinstance(v, int) and v}
-        top = max(dropped.items(), key=lambda kv: kv[1], default=None)
-        most = f"most dropped: {top[0]} {top[1]:,}" if top else "none dropped"
-        return f"kept {_n(m.get('kept'))} of {_n(m.get('input'))} documents ({most})"
-    if stage == "tokenize":
-        return f"{_n(_get(m, 'tokens.train'))} train tokens, vocabulary {_n(m.get('vocab_size'))}"
-    if stage == "pretrain":
-        hours = m.get("accelerator_hours")
-        price = prices.get("train_usd_per_hour")
-        cost = (
-            f"${hours * price:.4f}"
-            if isinstance(hours, int | float) and isinstance(price, int | float)
-            else "?"
-        )
-        return (
-            f"valid loss {_f(m.get('initial_valid_loss'), '{:.2f}')} -> {_f(m.get('valid_loss'), '{:.2f}')}, "
-            f"MFU {_f(m.get('mfu'), '{:.0%}')}, {_f(hours, '{:.3f}')} accelerator-h ({cost})"
-        )
-    if stage == "finetune":
-        return f"valid macro-F1 {_f(m.get('valid_macro_f1'))}, {_n(m.get('epochs_run'))} epochs"
-    if stage == "sft":
-        return (
-            f"response loss valid {_f(m.get('valid_loss_first'), '{:.2f}')} -> "
-            f"{_f(m.get('valid_loss_last'), '{:.2f}')}, {_n(m.get('steps'))} steps"
-        )
-    if stage == "compress":
-        variants = m.get("variants") or {}
-        return "MB, agreement: " + ", ".join(
-            f"{name} {_f(v.get('size_bytes', 0) / 1e6, '{:.1f}')} {_f(v.get('agreement_with_float'), '{:.1%}')}"
-            for name, v in variants.items()
-        )
-    if stage == "evaluate":
-        return (
-            f"test macro-F1 {_f(m.get('macro_f1'))} (TF-IDF baseline {_f(_get(m, 'models.baseline.macro_f1'))}), "
-            f"perplexity {_f(m.get('perplexity'), '{:.0f}')}"
-        )
-    if stage == "select":
-        generator = (
-            f"generator {m.get('generator')}" if m.get("generator_shipped") else "no generator shipped"
-        )
-        return f"chose {m.get('chosen', '?')} (macro-F1 {_f(m.get('macro_f1'))}); {generator}"
-    if stage == "deploy":
-        smoke = f"smoke {_f(m.get('smoke_agreement'), '{:.0%}')} of {_n(m.get('smoke_examples'))}"
-        if m.get("generator_shipped"):
-            smoke += f", generator {m.get('generator_version')} smoke {'ok' if m.get('generator_smoke_agrees') else 'FAILED'}"
-        return smoke
-    if stage == "monitor":
-        batches = m.get("batches") or {}
-        verdicts = ", ".join(
-            f"{name} {'DRIFT' if b.get('drift_detected') else 'no drift'}"
-            for name, b in sorted(batches.items())
-        )
-        return f"{verdicts}; alerts: {_n(m.get('alerts'))}"
-    return ""
-
-
 def model_table(outputs: Path) -> list[str]:
     """select's candidates (decision.json), compact, with the verdict of each; nothing when select
     has not run."""
@@ -185,16 +100,11 @@ def model_table(outputs: Path) -> list[str]:
     metric = decision.get("metric", "macro_f1")
     lines = [f"  {'model':<12} {metric:>9} {'p95 ms':>7} {'size MB':>8}  verdict"]
     for row in decision.get("models", []):
-        if row.get("model") == decision.get("chosen"):
-            verdict = "CHOSEN"
-        elif row.get("violations"):
-            verdict = "; ".join(row["violations"])
-        else:
-            verdict = "eligible"
         size = row.get("size_bytes")
         lines.append(
-            f"  {row.get('model', '?'):<12} {_f(row.get(metric)):>9} {_f(row.get('latency_p95_ms'), '{:.1f}'):>7} "
-            f"{_f(size / 1e6 if isinstance(size, int | float) else None, '{:.1f}'):>8}  {verdict}"
+            f"  {row.get('model', '?'):<12} {number(row.get(metric)):>9} {number(row.get('latency_p95_ms'), '{:.1f}'):>7} "
+            f"{number(size / 1e6 if isinstance(size, int | float) else None, '{:.1f}'):>8}  "
+            f"{verdict(row, decision.get('chosen'))}"
         )
     return [line if len(line) <= WIDTH else line[: WIDTH - 3] + "..." for line in lines]
 
@@ -221,7 +131,8 @@ def summary(outputs: Path, stages: Sequence[str], times: StageTimes | None, pric
         lines += ["", "Models (outputs/select/decision.md):", *table]
     lines += [
         "",
-        "Look at: outputs/evaluate/table.md and qa_table.md, outputs/select/MODEL_CARD.md,",
+        "Look at: outputs/report/report.html (the whole run on one page, opens offline),",
+        "         outputs/evaluate/table.md and qa_table.md, outputs/select/MODEL_CARD.md,",
         "         outputs/clean/report.json, outputs/monitor/<batch>/report.html; plots: make plots",
         "All metrics: .venv/bin/dvc metrics show",
     ]
@@ -234,7 +145,7 @@ def dvc_stages(root: Path = ROOT) -> list[str]:
 
 def train_prices(params_file: Path) -> dict[str, Any]:
     raw = yaml.safe_load(params_file.read_text()) if params_file.exists() else {}
-    return _get(raw or {}, "monitoring.prices", {}) or {}
+    return ((raw or {}).get("monitoring") or {}).get("prices") or {}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -78,6 +78,9 @@ QA_RESULTS = "qa.json"  # the same rows as JSON, for the generative gate
 GENERATIONS = "generations.jsonl"  # the sft model's test generations (the monitor's reference, C3)
 BASELINE_DIR = "baseline"  # the TF-IDF + logistic regression baseline, a tfidf-logreg model folder
 
+# report
+REPORT_HTML = "report.html"  # the run report (components.report); also each monitor batch's Evidently page
+
 # select
 MODEL_DIR = "model"  # the chosen model folder (select), the released one (deploy)
 DECISION_JSON = "decision.json"
@@ -117,6 +120,7 @@ OUTPUTS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "deploy": {"outs": (MODEL_DIR, RELEASE, INFERENCE_SERVICE, GENERATOR_DIR)},
     "monitor": {"outs": MONITOR_BATCHES},
+    "report": {"outs": (REPORT_HTML,)},
 }
 
 

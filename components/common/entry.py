@@ -16,15 +16,21 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from components.common.io import is_remote
+from components.common.io import is_remote, write_json
 from components.common.noise import hidden_summary, hide_library_noise
 from components.common.params import from_dict, load_params, params_class
 
 log = logging.getLogger("stage")
+
+# Written into a stage's output folder once it has succeeded: when it ran, how long it took and what
+# it read (the run report draws the DAG from these). Not a DVC out: it changes every run.
+RUN_RECORD = "run.json"
 
 # Loggers that are chatty at INFO on every run; their warnings and errors still show.
 QUIET_LOGGERS: tuple[str, ...] = ("megatron",)
@@ -99,10 +105,43 @@ def run_stage(stage: str, params: str | os.PathLike | Mapping[str, Any], **argum
         prepare()
     arguments = {k: (None if v == "" else v) for k, v in arguments.items()}
     log.info("%s: %s", stage, ", ".join(f"{k}={v}" for k, v in arguments.items() if v is not None))
+    started, clock = datetime.now(UTC), time.monotonic()
     try:
         with stage_tmpdir(stage, arguments.get("output")):
-            return core.run(params=typed, **arguments)
+            metrics = core.run(params=typed, **arguments)
+        if arguments.get("output") is not None:
+            write_run_record(stage, arguments, started, time.monotonic() - clock)
+        return metrics
     finally:
         summary = hidden_summary()
         if summary:
             log.info("%s: %s", stage, summary)
+
+
+def write_run_record(stage: str, arguments: Mapping[str, Any], started: datetime, seconds: float) -> None:
+    """``<output>/run.json``: ``{stage, started_at, finished_at (UTC, ISO 8601), seconds (wall
+    clock), arguments: {name: path or URI, or a list of them}, output}``. ``arguments`` are those
+    that name existing files or folders, or URIs (the report tells by them which stage's output
+    each stage read)."""
+    output = str(arguments["output"])
+
+    def names_data(value: Any) -> bool:
+        return isinstance(value, str | os.PathLike) and (is_remote(value) or os.path.exists(value))
+
+    named: dict[str, Any] = {}
+    for name, value in arguments.items():
+        if name == "output":
+            continue
+        if names_data(value):
+            named[name] = str(value)
+        elif isinstance(value, list | tuple) and value and all(names_data(v) for v in value):
+            named[name] = [str(v) for v in value]
+    record = {
+        "stage": stage,
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(seconds, 3),
+        "arguments": named,
+        "output": output,
+    }
+    write_json(output.rstrip("/") + "/" + RUN_RECORD, record)

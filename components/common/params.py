@@ -33,6 +33,7 @@ STAGES: tuple[str, ...] = (
     "select",
     "deploy",
     "monitor",
+    "report",
 )
 # The long-running services beside the DAG own their settings (a ``Settings`` dataclass in the
 # module named here) and their section of the same file, so one loader validates the whole file.

@@ -56,6 +56,7 @@ def test_changing_a_finetune_param_reruns_only_finetune_and_downstream(dvc_proje
             "select",
             "deploy",
             "monitor",
+            "report",
         ]
     finally:
         params_file.write_text(original)

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from kfp import components
 
+from components.common.entry import RUN_RECORD
 from components.common.params import STAGES, load_all, to_dict
 from pipelines.cluster import load_cluster
 from pipelines.compile import DEFAULT_OUTPUT, compile_pipeline
@@ -45,11 +46,21 @@ def test_compiled_pipeline_loads_back_with_kfp(tmp_path: Path):
     )
     assert k8s["exec-ingest"]["secretAsEnv"][0]["secretName"] == "data-lake-credentials"
     tasks = {name: task for name, task in spec["root"]["dag"]["tasks"].items() if name in STAGES}
-    # Cached: every deterministic step; not the gate, which reads the promotion record as it is now
-    # (nor applying the InferenceService: an action on the cluster as it is now).
+    # Cached: every deterministic step; not the gate, which reads the promotion record as it is now,
+    # nor the run report, which shows this run's records (nor applying the InferenceService: an
+    # action on the cluster as it is now).
     assert {name for name, task in tasks.items() if not task["cachingOptions"].get("enableCache")} == {
-        "select"
+        "select",
+        "report",
     }
+    # The run report is the last step: it reads every stage's output, and the UI shows its page.
+    assert set(tasks["report"]["dependentTasks"]) == set(STAGES) - {"report"}
+    assert (
+        spec["components"]["comp-report"]["outputDefinitions"]["artifacts"]["page"]["artifactType"][
+            "schemaTitle"
+        ]
+        == "system.HTML"
+    )
     (apply,) = spec["components"]["comp-condition-1"]["dag"]["tasks"].values()
     assert not apply["cachingOptions"].get("enableCache")
     assert tasks["ingest"]["retryPolicy"]["maxRetryCount"] == 3
@@ -108,6 +119,7 @@ KFP_OUTPUT = {
     "select": "selection",
     "deploy": "release",
     "monitor": "reports",
+    "report": "run_report",
 }
 # Wall-clock figures: the only values allowed to differ between two runs of the same inputs.
 WALL_CLOCK = re.compile(
@@ -134,6 +146,22 @@ def _without_storage_uri(text: str) -> Any:
             if entry["name"] == "STORAGE_URI":
                 entry["value"] = "<storage-uri>"
     return document
+
+
+# What the run report shows that must not depend on the door: the DAG's stages and edges, the chosen
+# model and the drift verdicts (its times, links and timed figures are each door's own).
+REPORT_FACTS = re.compile(
+    r'data-(?:stage|edge)="[^"]+"|<tr class="chosen"><td>[^<]*|class="(?:drift|ok)">[^<]*'
+)
+
+
+def _same_run_record(a: Path, b: Path) -> bool:
+    """Two run.json files of the same stage: same stage and argument names; times and paths are
+    each door's own."""
+    x, y = json.loads(a.read_text()), json.loads(b.read_text())
+    return (x["stage"], sorted(x["arguments"])) == (y["stage"], sorted(y["arguments"])) and all(
+        isinstance(r["seconds"], float | int) for r in (x, y)
+    )
 
 
 def _files(folder: Path) -> list[str]:
@@ -192,6 +220,11 @@ def assert_same_outputs(stage: str, dvc_dir: Path, kfp_dir: Path) -> list[str]:
                 stage,
                 name,
             )
+        elif name == RUN_RECORD:
+            assert _same_run_record(a, b), (stage, name)
+        elif stage == "report" and name == "report.html":
+            facts = [REPORT_FACTS.findall(f.read_text()) for f in (a, b)]
+            assert facts[0] == facts[1] and any("data-edge" in f for f in facts[0]), (stage, name)
         elif name in STORAGE_URI_FILES.get(stage, ()):
             assert _without_storage_uri(a.read_text()) == _without_storage_uri(b.read_text()), (stage, name)
         elif name in TIMED_FILES.get(stage, ()) and name.endswith(".jsonl"):
