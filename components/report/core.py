@@ -225,7 +225,7 @@ def line_chart(
     title: str, xlabel: str, series: Mapping[str, Sequence[tuple[float, float]]], most: int
 ) -> str:
     """An SVG line chart of ``series`` (name -> points), with axes, four ticks each and a legend."""
-    w, h, left, right, top, bottom = 520, 260, 52, 12, 28, 40
+    w, h, left, right, top, bottom = 520, 270, 52, 12, 40, 40
     xs = [p[0] for s in series.values() for p in s]
     ys = [p[1] for s in series.values() for p in s]
     x0, x1 = min(xs), max(xs)
@@ -268,8 +268,8 @@ def line_chart(
             f'stroke="{colour}" stroke-width="1.6"/>'
         )
         lx = left + 10 + i * 130
-        parts.append(f'<rect x="{lx}" y="{top + 4}" width="10" height="3" fill="{colour}"/>')
-        parts.append(f'<text x="{lx + 14}" y="{top + 9}" font-size="11">{html.escape(name)}</text>')
+        parts.append(f'<rect x="{lx}" y="{top - 13}" width="10" height="3" fill="{colour}"/>')
+        parts.append(f'<text x="{lx + 14}" y="{top - 8}" font-size="11">{html.escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -358,8 +358,9 @@ def models_section(decision: Mapping[str, Any] | None) -> str:
         )
         classes.append("chosen" if row.get("model") == chosen else "")
     text = (
-        f"<p>Chosen: <b>{html.escape(str(chosen))}</b> by {html.escape(str(metric))} "
-        f"({html.escape(str(decision.get('objective', '')))}). Gate: {html.escape(str(decision.get('gate', '')))}</p>"
+        f"<p>Chosen: <b>{html.escape(str(chosen))}</b> by {html.escape(str(metric))}"
+        + (f" ({html.escape(str(decision['objective']))})" if decision.get("objective") else "")
+        + f". Gate: {html.escape(str(decision.get('gate', '')))}</p>"
     )
     header = ["model", "variant", metric, "accuracy", "p95 latency ms", "size MB", "verdict"]
     return text + _table(header, rows, classes)
