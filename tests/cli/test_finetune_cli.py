@@ -32,6 +32,7 @@ def test_main_writes_the_classifier(inputs, tmp_path):
         "tokenizer.json",
         "history.csv",
         "metrics.json",
+        "run.json",  # the entry's run record (components.common.entry.RUN_RECORD)
     }
     with open(out / "history.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -47,6 +47,7 @@ def test_main_writes_a_generator_folder(inputs, tmp_path):
         "loss.csv",
         "steps.csv",
         "metrics.json",
+        "run.json",  # the entry's run record (components.common.entry.RUN_RECORD)
     }
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["train_pairs"], metrics["valid_pairs"], metrics["steps"]) == (12, 4, 3)
