@@ -288,13 +288,15 @@ class TfidfLogreg:
         """The linear model's decisions: (N,) for two classes, else (N, C)."""
         rows, column, values = self.features(texts)
         weighted = self.coef[column] * values[:, None]  # (entries, C)
+        # float64 by hand: bincount of no entries at all (no known term in any text of the call)
+        # gives int64 zeros, which would make ``+= intercept`` fail.
         decisions = np.stack(
             [
                 np.bincount(rows, weights=weighted[:, k], minlength=len(texts))
                 for k in range(weighted.shape[1])
             ],
             axis=1,
-        )
+        ).astype(np.float64, copy=False)
         decisions += self.intercept
         return decisions[:, 0] if self.config.probability == "logistic" else decisions
 

@@ -68,8 +68,12 @@ def test_saved_baseline_labels_and_scores_as_scikit_learn(tmp_path, settings, cl
     assert predicted == [str(p) for p in model.predict(test)]
     index = [loaded.labels.index(p) for p in predicted]
     np.testing.assert_allclose(scores, expected[np.arange(len(test)), index], rtol=0, atol=ATOL)
-    # Texts with no vocabulary term (the empty text, punctuation) get the intercept's answer.
+    # Texts with no vocabulary term (the empty text, punctuation) get the intercept's answer, also
+    # when no text of the call has one (a served micro-batch of such texts alone).
     assert predicted[len(test) - len(EDGE_TEXTS)] == str(model.predict([""])[0])
+    unknown = ["", "!!! ???", "zzz qqq unknownword"]
+    np.testing.assert_allclose(loaded.predict_proba(unknown), model.predict_proba(unknown), rtol=0, atol=ATOL)
+    assert loaded.predict(unknown[2:])[0] == [str(p) for p in model.predict(unknown[2:])]
 
 
 def test_the_folder_is_json_and_safetensors_only(tmp_path):
