@@ -1,13 +1,17 @@
 """CLI: ``python -m serving --model DIR [--generator DIR] [--log URI] [--host H] [--port P] [--params params.yaml]``.
 
-Loads the model folder, validates the ``serving`` settings (the whole file, as every stage does:
-a bad key exits 2 with one line), and serves until SIGINT/SIGTERM. Prints
-``serving: listening on http://HOST:PORT (model VERSION)`` once the socket is bound (``--port 0``
-picks a free port; the line tells which). On SIGTERM uvicorn stops accepting, finishes the
-in-flight requests (up to ``serving.shutdown_timeout_s``), and the prediction log writes every
-buffered row before the process exits. ``--generator DIR`` (a generator folder, llm.generator:
-``make serve`` passes the release's ``outputs/deploy/generator`` when it exists) also serves
-POST /generate, on the same port and log; without it /generate answers 503.
+Validates the ``serving`` settings (the whole file, as every stage does: a bad key exits 2 with
+one line) and the model folder (not one: exit 2, one line), loads the model, and serves until
+SIGINT/SIGTERM. Prints ``serving: listening on http://HOST:PORT (model VERSION)`` once the model is
+loaded and the socket listens (``--port 0`` picks a free port; the line tells which). On SIGTERM
+uvicorn stops accepting, finishes the in-flight requests (up to ``serving.shutdown_timeout_s``),
+and the prediction log writes every buffered row before the process exits. With
+``serving.workers`` N > 1 the process is a parent that binds the port and starts N worker
+processes on it, one model each (serving.workers: what they share, how SIGTERM drains them all,
+what happens when one dies); the line is printed once all N are ready, and names them:
+``(model VERSION, N workers)``. ``--generator DIR`` (a generator folder, llm.generator: ``make
+serve`` passes the release's ``outputs/deploy/generator`` when it exists) also serves POST
+/generate, on the same port and log; without it /generate answers 503.
 
 On Kubernetes it runs as the release's KServe InferenceService (components/deploy/kserve.py writes
 it): ``--model /mnt/models/model`` (where KServe's storage initializer puts the release bundle),
@@ -21,7 +25,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import socket
 import sys
 from collections.abc import Sequence
 
@@ -39,7 +42,9 @@ def parser(prog: str = "python -m serving") -> argparse.ArgumentParser:
         description="Serve a classifier folder (and a generator folder) over HTTP; log every prediction.",
     )
     p.add_argument(
-        "--model", required=True, help="model folder (classifier.json, model.safetensors, tokenizer.json)"
+        "--model",
+        required=True,
+        help="model folder of either kind: a GPT classifier or the TF-IDF baseline (llm.served.load_model)",
     )
     p.add_argument(
         "--generator",
@@ -76,55 +81,31 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m serving") -> 
         print(f"error: {args.params}: {exc}", file=sys.stderr)
         return 2
 
-    import uvicorn
+    from llm.served import model_version
+    from serving.workers import ServeSpec, Supervisor, bind, serve_in_process
 
-    from llm.served import load_model
-    from serving.app import create_app
-    from serving.prediction_log import PredictionLog
-
-    generator = None
+    try:
+        model_version(args.model)  # a wrong folder exits 2 with one line, before any worker starts
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: --model: {exc}", file=sys.stderr)
+        return 2
     if args.generator is not None:
-        from llm.generator import generator_version, load_generator
+        from llm.generator import generator_version
 
         try:
             generator_version(args.generator)  # a wrong folder exits 2 with one line, before any loading
         except (FileNotFoundError, ValueError) as exc:
             print(f"error: --generator: {exc}", file=sys.stderr)
             return 2
-    model = load_model(args.model, batch_size=params.eval_batch_size, cpu_threads=params.cpu_threads)
-    prediction_log = PredictionLog(
-        args.log,
-        params.log_flush_rows,
-        params.log_flush_seconds,
-        feedback_window_requests=params.feedback_window_requests,
-    )
-    if args.generator is not None:
-        generator = load_generator(args.generator, cpu_threads=params.cpu_threads)
-    app = create_app(model, params, prediction_log, generator=generator)
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
-    host, port = sock.getsockname()[:2]
-    config = uvicorn.Config(
-        app,
-        log_level="info",
-        access_log=False,  # the prediction log and /metrics record every request already
-        timeout_graceful_shutdown=params.shutdown_timeout_s,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    shown = f"[{host}]" if family == socket.AF_INET6 else host
-    served = f"model {model.version}"
-    if generator is not None:
-        served += f", generator {generator.version}"
-    print(f"serving: listening on http://{shown}:{port} ({served})", flush=True)
+    spec = ServeSpec(model=args.model, generator=args.generator, log=args.log, params=params)
+    sock, host, port = bind(args.host, args.port)
     try:
-        server.run(sockets=[sock])
+        if params.workers == 1:
+            return serve_in_process(spec, sock, f"{host}:{port}")
+        return Supervisor(spec, sock, f"{host}:{port}").run()
     finally:
-        prediction_log.close()  # a no-op after a clean shutdown; a last chance after a failed one
+        sock.close()
         logging.shutdown()
-    return 0
 
 
 if __name__ == "__main__":

@@ -20,13 +20,15 @@ Endpoints:
   [str, ...]`` instead of decoding fields, each prompt is answered with the choice the model finds
   most likely as its response (``finish_reason`` "choice"; ``Generator.choose``, e.g. a cloze
   question's candidate entities), scored on the decode thread between decodes.
-- ``GET /healthz``: ``{"status": "ok", "model_version", "labels", "generator_version"}``.
+- ``GET /healthz``: ``{"status": "ok", "model_version", "labels", "generator_version", "worker",
+  "pid"}`` (the worker process that answered: its index among ``serving.workers``, its pid).
 - ``GET /metrics``: Prometheus text: requests by endpoint and status, latency histogram, errors,
   predictions by label, tokens, compute seconds, micro-batch sizes, log rows pending; for
   generation: requests, prompts, generated tokens, decodes and their sizes, time to first token,
   seconds per generated token, and the last decode's generated tokens per second.
 
-Every response, errors included, carries the model version (``X-Model-Version`` header, and
+Every response, errors included, carries the worker that answered (``X-Server-Worker``: its
+index, 0 with one worker), the model version (``X-Model-Version`` header, and
 ``model_version`` in JSON bodies) and a request id (``X-Request-ID`` header, and ``request_id`` in
 JSON bodies): the client's ``X-Request-ID`` when it is valid, else one the server makes (a POST
 with an invalid one is refused with 422, under the new id). Client mistakes get a 4xx with
@@ -41,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -77,11 +80,25 @@ NO_GENERATOR = "no generator is loaded: start the server with --generator DIR to
 
 
 class ServerMetrics:
-    """The Prometheus metrics of one app, in their own registry (two apps never share counters)."""
+    """The Prometheus metrics of one app, in their own registry (two apps never share counters).
 
-    def __init__(self, version: str, pending_rows: Callable[[], float]):
+    A server of several worker processes (``serving.workers``) runs prometheus_client's
+    multiprocess mode: its parent sets ``PROMETHEUS_MULTIPROC_DIR`` before a worker imports
+    prometheus_client, every worker's values live in files there, and whichever worker answers
+    ``GET /metrics`` renders all of them: counters and histograms summed over the workers (those
+    that died included, so a counter never goes back), ``serving_worker_info`` one series per live
+    worker, the queue and log gauges summed over the live workers (peaks: the largest). Gauges
+    read from live state are set by each worker when it answers a scrape and every
+    ``REFRESH_S`` seconds, so another worker's may be that much old.
+    """
+
+    REFRESH_S = 1.0  # how often a worker of a multi-process server writes its live gauges (seconds)
+
+    def __init__(self, version: str, pending_rows: Callable[[], float], worker: int = 0):
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+        self.shared_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+        self._live: list[tuple[Any, Callable[[], float]]] = []  # (gauge, its value) set by refresh()
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -108,11 +125,28 @@ class ServerMetrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
-        Gauge("serving_model_info", "The served model (value 1)", ["version"], registry=r).labels(
-            version
-        ).set(1)
-        Gauge("serving_log_pending_rows", "Prediction-log rows not yet on storage", registry=r).set_function(
-            pending_rows
+        Gauge(
+            "serving_model_info",
+            "The served model (value 1)",
+            ["version"],
+            registry=r,
+            multiprocess_mode="livemax",
+        ).labels(version).set(1)
+        Gauge(
+            "serving_worker_info",
+            "The server's worker processes (value 1 per live worker)",
+            ["worker", "pid"],
+            registry=r,
+            multiprocess_mode="livemax",
+        ).labels(str(worker), str(os.getpid())).set(1)
+        self.watch(
+            Gauge(
+                "serving_log_pending_rows",
+                "Prediction-log rows not yet on storage",
+                registry=r,
+                multiprocess_mode="livesum",
+            ),
+            pending_rows,
         )
         self.shed = Counter(
             "serving_requests_shed",
@@ -125,12 +159,14 @@ class ServerMetrics:
             "Texts (/predict) or prompts (/generate) admitted and not yet answered",
             ["endpoint"],
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.queued_peak = Gauge(
             "serving_queued_items_peak",
-            "Most texts or prompts admitted and not yet answered at once since the start",
+            "Most texts or prompts admitted and not yet answered at once in one worker since it started",
             ["endpoint"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.generation_requests = Counter(
             "serving_generation_requests", "POST /generate requests answered", registry=r
@@ -163,7 +199,21 @@ class ServerMetrics:
             "serving_generated_tokens_per_second",
             "Generated tokens per second of the last decode",
             registry=r,
+            multiprocess_mode="livemostrecent",
         )
+
+    def watch(self, gauge: Any, value: Callable[[], float]) -> None:
+        """``gauge`` shows ``value()``: read at each scrape (one process), or written by
+        ``refresh`` (several: another process renders this one's value from its file)."""
+        if self.shared_dir:
+            self._live.append((gauge, value))
+        else:
+            gauge.set_function(value)
+
+    def refresh(self) -> None:
+        """Write this worker's live gauges (a no-op in a one-process server)."""
+        for gauge, value in self._live:
+            gauge.set(value())
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, str(status)).inc()
@@ -186,9 +236,22 @@ class ServerMetrics:
             self.token_seconds.observe(result.per_token_latency_s)
 
     def render(self) -> tuple[bytes, str]:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if not self.shared_dir:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        self.refresh()
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self.shared_dir)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+async def _refresh(metrics: ServerMetrics) -> None:
+    while True:
+        metrics.refresh()
+        await asyncio.sleep(metrics.REFRESH_S)
 
 
 def _request_id(scope: dict) -> tuple[str, bool]:
@@ -203,12 +266,14 @@ def _request_id(scope: dict) -> tuple[str, bool]:
 
 class Observability:
     """ASGI middleware: a request id for every request (``request.state.request_id``; the
-    ``X-Request-ID`` header of every response), the model-version header, and request metrics."""
+    ``X-Request-ID`` header of every response), the model-version and worker headers, and
+    request metrics."""
 
-    def __init__(self, app: Any, version: str, metrics: ServerMetrics):
+    def __init__(self, app: Any, version: str, metrics: ServerMetrics, worker: int = 0):
         self.app = app
         self.version = version
         self.metrics = metrics
+        self.worker = str(worker)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -227,6 +292,7 @@ class Observability:
                 headers = MutableHeaders(scope=message)
                 headers.setdefault("x-model-version", self.version)
                 headers.setdefault("x-request-id", request_id)
+                headers.setdefault("x-server-worker", self.worker)
             await send(message)
 
         try:
@@ -262,16 +328,20 @@ def create_app(
     prediction_log: PredictionLog,
     clock: Callable[[], float] = time.time,
     generator: Any = None,
+    worker: int = 0,
 ):
     """The FastAPI app serving ``model`` (and ``generator``, an ``llm.generator.Generator``, on
     /generate when given), logging to ``prediction_log`` (closed at shutdown).
 
-    ``clock`` gives the request timestamps written to the log (epoch seconds).
+    ``clock`` gives the request timestamps written to the log (epoch seconds). ``worker``: this
+    process's index among the server's workers (0 when it is the only one), in every response's
+    ``X-Server-Worker`` header, /healthz and /metrics. ``app.state.drained`` turns True once the
+    shutdown has answered every queued request and written every buffered row.
     """
     version = model.version
     generator_version = generator.version if generator is not None else None
     metrics = ServerMetrics(
-        version, lambda: prediction_log.predictions.pending + prediction_log.generations.pending
+        version, lambda: prediction_log.predictions.pending + prediction_log.generations.pending, worker
     )
     generation_batcher = None
     if generator is not None:
@@ -291,8 +361,8 @@ def create_app(
     )
     for endpoint, which in (("/predict", batcher), ("/generate", generation_batcher)):
         if which is not None:
-            metrics.queued.labels(endpoint=endpoint).set_function(lambda w=which: w.admission.pending)
-            metrics.queued_peak.labels(endpoint=endpoint).set_function(lambda w=which: w.admission.peak)
+            metrics.watch(metrics.queued.labels(endpoint=endpoint), lambda w=which: w.admission.pending)
+            metrics.watch(metrics.queued_peak.labels(endpoint=endpoint), lambda w=which: w.admission.peak)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any):
@@ -301,13 +371,19 @@ def create_app(
             generation_batcher.start()
             log.info("serving: generator %s (%s) ready", generator_version, generator.quantization)
         log.info("serving: model %s (%s) ready", version, ", ".join(model.labels))
+        refresher = None
+        if metrics.shared_dir:  # several workers: keep this one's live gauges fresh for the others
+            refresher = asyncio.get_running_loop().create_task(_refresh(metrics), name="metrics-refresh")
         try:
             yield
         finally:
+            if refresher is not None:
+                refresher.cancel()
             await batcher.close()  # every queued request answered and logged ...
             if generation_batcher is not None:
                 await generation_batcher.close()
             await asyncio.to_thread(prediction_log.close)  # ... then every buffered row written
+            app.state.drained = True
             log.info(
                 "serving: stopped; prediction log %s has %d rows from this run",
                 prediction_log.uri,
@@ -320,7 +396,8 @@ def create_app(
     app.state.prediction_log = prediction_log
     app.state.generator = generator
     app.state.generation_batcher = generation_batcher
-    app.add_middleware(Observability, version=version, metrics=metrics)
+    app.state.drained = False
+    app.add_middleware(Observability, version=version, metrics=metrics, worker=worker)
 
     def error(request: Request, status: int, message: str) -> JSONResponse:
         # The headers are set here too: a 500 is answered outside the Observability middleware.
@@ -330,7 +407,7 @@ def create_app(
         return JSONResponse(
             {"error": message, "request_id": request_id, "model_version": shown},
             status_code=status,
-            headers={"x-request-id": request_id, "x-model-version": shown},
+            headers={"x-request-id": request_id, "x-model-version": shown, "x-server-worker": str(worker)},
         )
 
     def client_error(request: Request, status: int, message: str) -> JSONResponse:
@@ -573,6 +650,8 @@ def create_app(
                 "model_version": version,
                 "labels": model.labels,
                 "generator_version": generator_version,
+                "worker": worker,
+                "pid": os.getpid(),
             }
         )
 

@@ -2,9 +2,9 @@
 
 Layout under the log URI (a local folder, or s3://bucket/prefix in production)::
 
-    predictions/date=YYYY-MM-DD/part-<UTC time>-<random>.parquet   PREDICTION_SCHEMA
-    labels/date=YYYY-MM-DD/part-<UTC time>-<random>.parquet        LABEL_SCHEMA
-    generations/date=YYYY-MM-DD/part-<UTC time>-<random>.parquet   GENERATION_SCHEMA (POST /generate)
+    predictions/date=YYYY-MM-DD/part-<UTC time>-<pid>-<random>.parquet   PREDICTION_SCHEMA
+    labels/date=YYYY-MM-DD/part-<UTC time>-<pid>-<random>.parquet        LABEL_SCHEMA
+    generations/date=YYYY-MM-DD/part-<UTC time>-<pid>-<random>.parquet   GENERATION_SCHEMA (POST /generate)
 
 The ``date=`` folders are Hive partitions (pyarrow, Spark, DuckDB and Athena read them as a
 column), taken from each row's own UTC timestamp, so a reader of a time window opens only the
@@ -12,11 +12,16 @@ days it needs. Rows are buffered in memory and written in batches: when ``flush_
 waiting, every ``flush_seconds`` (a background thread), and on ``close()``. A local file is
 written under a dot-name and renamed into place, so readers (which skip dot files) never see a
 half-written part; an object store's put is atomic by itself. A failed write keeps the rows in
-the buffer for the next try: a row leaves memory only once it is on storage.
+the buffer for the next try: a row leaves memory only once it is on storage. Several writers
+(the worker processes of one server, replicas on one bucket) share a URI: each writes only its
+own rows, and a part's name carries its writer's process id beside a random suffix, so two
+writers' parts never take the same name.
 
 The Parquet files are for readers (the monitor); the server itself does not read them back. What
 it knows of the requests it answered, for ``/feedback``, is ``ServedRequests``: the ids of the
-newest ``serving.feedback_window_requests`` requests, held in memory (see its docstring).
+newest ``serving.feedback_window_requests`` requests, held in memory (see its docstring); the
+worker processes of one server share ``SharedServedRequests`` instead (the same checks, in a SQLite
+file of the server's run folder), so feedback finds an id whichever worker answered it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import contextlib
 import io
 import logging
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -208,7 +214,7 @@ class ParquetLog:
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        name = f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+        name = f"part-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
         folder = f"{self.root}/date={date}"
         if self.local:
             os.makedirs(folder, exist_ok=True)
@@ -274,7 +280,8 @@ class ServedRequests:
     memory only (about 250 bytes per id: some 25 MB at the default 100,000): when a new request
     pushes the count over, the oldest id is forgotten with its labels. Feedback for an id older than the newest ``capacity`` requests, like feedback for an
     id never served, or served by another replica or before a restart, gets 404: the server
-    cannot tell these apart, and the message says so. Any id answered by this process among its
+    cannot tell these apart, and the message says so (the worker processes of one server share
+    ``SharedServedRequests`` instead, so between them an id is found whichever answered it). Any id answered by this process among its
     newest ``capacity`` requests is always found. An id a client reuses (``X-Request-ID``) counts
     as its newest use, with the larger text count; the labels it had are kept. Thread-safe.
     """
@@ -351,6 +358,140 @@ class ServedRequests:
             return repeats
 
 
+class SharedServedRequests:
+    """``ServedRequests`` shared by the worker processes of one server: the same contract (add,
+    accept, label, len, in; the bound, the 404/409 checks, all-or-nothing batches), held in a SQLite
+    file (``path``, in the server's run folder, removed when the server stops) that every worker
+    opens, so feedback finds a request id whichever worker answered it and a label given through
+    one worker is a repeat, or a conflict, through another.
+
+    Each call is one SQLite transaction taken with ``BEGIN IMMEDIATE`` (the write lock): workers
+    never interleave a check and its write. ``accept`` calls ``write`` (the calling worker's labels
+    log) inside that transaction and commits only once it has returned, so a failed write leaves no
+    trace in any worker. The file is a cache of what this run answered, not a record: it is not
+    synced to disk (a crash loses it, as a restart loses ``ServedRequests``), and ``forgotten``
+    counts the ids this process dropped for the bound. About 20-60 us per ``add`` on local disk.
+    """
+
+    def __init__(self, path: str | os.PathLike, capacity: int):
+        if capacity <= 0:
+            raise ValueError(f"capacity must be > 0, got {capacity!r}")
+        self.capacity = capacity
+        self.path = str(path)
+        self.forgotten = 0
+        self._lock = threading.Lock()  # one connection per process, used from any thread under this lock
+        # isolation_level None: no implicit transactions; each method opens its own.
+        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=OFF")
+        with self._transaction() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS served (id TEXT PRIMARY KEY, texts INTEGER NOT NULL, "
+                "seq INTEGER NOT NULL)"
+            )
+            db.execute("CREATE INDEX IF NOT EXISTS served_seq ON served (seq)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS labels (id TEXT NOT NULL, item INTEGER NOT NULL, "
+                "label TEXT NOT NULL, PRIMARY KEY (id, item)) WITHOUT ROWID"
+            )
+            # One row: the last sequence number given and the ids held (COUNT(*) would scan).
+            db.execute("CREATE TABLE IF NOT EXISTS meta (seq INTEGER NOT NULL, held INTEGER NOT NULL)")
+            if db.execute("SELECT COUNT(*) FROM meta").fetchone()[0] == 0:
+                db.execute("INSERT INTO meta VALUES (0, 0)")
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT held FROM meta").fetchone()[0])
+
+    def __contains__(self, request_id: object) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM served WHERE id = ?", (request_id,)).fetchone() is not None
+
+    def add(self, request_id: str, texts: int) -> None:
+        """Remember an answered request of ``texts`` texts (items 0 to texts - 1)."""
+        with self._transaction() as db:
+            seq, held = db.execute("SELECT seq, held FROM meta").fetchone()
+            seq += 1
+            row = db.execute("SELECT texts FROM served WHERE id = ?", (request_id,)).fetchone()
+            if row is None:
+                db.execute("INSERT INTO served VALUES (?, ?, ?)", (request_id, texts, seq))
+                held += 1
+            else:  # a reused id: its newest use, the larger text count, its labels kept
+                db.execute(
+                    "UPDATE served SET texts = ?, seq = ? WHERE id = ?", (max(row[0], texts), seq, request_id)
+                )
+            while held > self.capacity:
+                (oldest,) = db.execute("SELECT id FROM served ORDER BY seq LIMIT 1").fetchone()
+                db.execute("DELETE FROM labels WHERE id = ?", (oldest,))
+                db.execute("DELETE FROM served WHERE id = ?", (oldest,))
+                held -= 1
+                self.forgotten += 1
+            db.execute("UPDATE meta SET seq = ?, held = ?", (seq, held))
+
+    def label(self, request_id: str, item: int = 0) -> str | None:
+        """The label given to that text, None if none was (or the id is not held)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT label FROM labels WHERE id = ? AND item = ?", (request_id, item)
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def accept(self, labels: Sequence[LabelItem], write: Callable[[list[LabelItem]], None]) -> int:
+        """As ``ServedRequests.accept``, across every worker of the server."""
+        with self._transaction() as db:
+            new: dict[tuple[str, int], LabelItem] = {}
+            repeats = 0
+            for f in labels:
+                row = db.execute("SELECT texts FROM served WHERE id = ?", (f.request_id,)).fetchone()
+                if row is None:
+                    raise UnknownRequest(
+                        f"unknown request id {f.request_id!r}: not among the newest {self.capacity} requests "
+                        "this server answered (never served here, or older)"
+                    )
+                if f.item >= row[0]:
+                    raise UnknownRequest(
+                        f"request {f.request_id!r} had {row[0]} text(s); there is no item {f.item}"
+                    )
+                key = (f.request_id, f.item)
+                if key in new:
+                    before = new[key].label
+                else:
+                    given = db.execute(
+                        "SELECT label FROM labels WHERE id = ? AND item = ?", (f.request_id, f.item)
+                    ).fetchone()
+                    before = None if given is None else given[0]
+                if before is None:
+                    new[key] = f
+                elif before == f.label:
+                    repeats += 1
+                else:
+                    when = "earlier in this batch" if key in new else "already"
+                    raise ConflictingLabel(
+                        f"request {f.request_id!r} item {f.item} is labelled {before!r} {when}, not {f.label!r}"
+                    )
+            if new:
+                write(list(new.values()))  # inside the transaction: committed only once written
+                db.executemany(
+                    "INSERT INTO labels VALUES (?, ?, ?)", [(r, i, f.label) for (r, i), f in new.items()]
+                )
+            return repeats
+
+
 class PredictionLog:
     """The three logs of one server: predictions, late labels and generations, under one URI; and
     the ids of the newest ``feedback_window_requests`` requests answered (``served``), for the
@@ -363,12 +504,16 @@ class PredictionLog:
         flush_seconds: float = 5.0,
         background: bool = True,
         feedback_window_requests: int = 100_000,
+        served: ServedRequests | SharedServedRequests | None = None,
     ):
+        """``served``: the ids /feedback checks against (default: this process's own
+        ``ServedRequests(feedback_window_requests)``; the worker processes of one server pass one
+        ``SharedServedRequests``)."""
         self.uri = str(uri).rstrip("/")
         self.predictions = ParquetLog(self.uri, PREDICTIONS, flush_rows, flush_seconds, background)
         self.labels = ParquetLog(self.uri, LABELS, flush_rows, flush_seconds, background)
         self.generations = ParquetLog(self.uri, GENERATIONS, flush_rows, flush_seconds, background)
-        self.served = ServedRequests(feedback_window_requests)
+        self.served = served if served is not None else ServedRequests(feedback_window_requests)
 
     def flush(self) -> None:
         self.predictions.flush()
@@ -383,6 +528,8 @@ class PredictionLog:
                 part.close()
             except Exception as exc:
                 errors.append(exc)
+        if isinstance(self.served, SharedServedRequests):
+            self.served.close()
         if errors:
             raise errors[0]
 

@@ -27,7 +27,10 @@ class Settings:
     # Retry-After at once, so admitted ones keep their latency (256 ~ 1 s of the demo's backlog).
     max_queued_texts: int = 256  # 0 = no bound (texts)
     eval_batch_size: int = 64  # texts per forward pass inside one group (examples)
-    cpu_threads: int = 2  # torch intra-op threads for inference; 0 = torch default (threads)
+    # Several workers (serving.workers) split cpu_threads; with 0, one keeps torch's default and
+    # several split the cores (Settings.worker_threads).
+    cpu_threads: int = 2  # torch intra-op threads for inference, all workers together (threads)
+    workers: int = 1  # server processes on one port, one model copy each; 1 = no parent (processes)
     log_flush_rows: int = 2000  # buffered prediction-log rows that trigger a Parquet write (rows)
     log_flush_seconds: float = 5.0  # longest a logged row waits in memory before it is written (seconds)
     shutdown_timeout_s: float = 30.0  # on SIGTERM, longest wait for in-flight requests before exit (seconds)
@@ -59,7 +62,13 @@ class Settings:
             max_new_tokens_cap=self.max_new_tokens_cap,
             max_prompt_tokens=self.max_prompt_tokens,
             generate_batch_prompts=self.generate_batch_prompts,
+            workers=self.workers,
         )
+        # Each worker needs a thread of its own: fewer threads than workers cannot be split.
+        if 0 < self.cpu_threads < self.workers:
+            raise ValueError(
+                f"{SECTION}.cpu_threads: must be 0 or >= workers ({self.workers}), got {self.cpu_threads!r}"
+            )
         # Our bodies nest 2 deep ({"texts": [...]}, [{feedback}, ...]); Python's JSON parser recurses
         # once per level, so a bound near the interpreter's recursion limit (1000) would not protect it.
         if not MIN_JSON_DEPTH <= self.max_json_depth <= MAX_JSON_DEPTH:
@@ -86,3 +95,13 @@ class Settings:
                     f"{SECTION}.{bound}: must be 0 or >= {largest} ({getattr(self, largest)}), "
                     f"got {getattr(self, bound)!r}"
                 )
+
+    def worker_threads(self, worker: int, cores: int) -> int:
+        """torch threads of worker ``worker`` (0-based) out of ``workers``: ``cpu_threads`` split
+        evenly (the first ones take the remainder); with ``cpu_threads`` 0, one worker keeps torch's
+        default (0) and several split ``cores`` (the CPUs this process may use), at least 1 each."""
+        total = self.cpu_threads if self.cpu_threads > 0 else (0 if self.workers == 1 else cores)
+        if total == 0:
+            return 0
+        share, rest = divmod(total, self.workers)
+        return max(1, share + (1 if worker < rest else 0))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ from serving.prediction_log import (
     ParquetLog,
     PredictionLog,
     ServedRequests,
+    SharedServedRequests,
     UnknownRequest,
 )
 from serving.settings import Settings
@@ -190,8 +192,15 @@ def test_serving_settings_are_checked():
         from_dict(Settings, {"feedback_window_requests": 0}, "serving")
 
 
-def test_served_requests_check_labels_and_stay_bounded():
-    served = ServedRequests(capacity=3)
+def _shared(path: Path, capacity: int) -> SharedServedRequests:
+    return SharedServedRequests(path / "served.sqlite", capacity)
+
+
+@pytest.mark.parametrize(
+    "make", [lambda path, capacity: ServedRequests(capacity), _shared], ids=["in-memory", "shared"]
+)
+def test_served_requests_check_labels_and_stay_bounded(make, tmp_path):
+    served = make(tmp_path, 3)
     written: list[list[Feedback]] = []
     for i in range(3):
         served.add(f"r{i}", texts=2)
@@ -226,6 +235,26 @@ def test_served_requests_check_labels_and_stay_bounded():
     served.add("r1", texts=1)  # a reused id is its newest use and keeps its text count and labels
     served.add("r4", texts=1)
     assert "r2" not in served and served.label("r1", 0) == "negative"
+
+
+def test_shared_served_requests_are_one_store_for_every_worker(tmp_path):
+    # Two handles on one file, as two worker processes of one server open it.
+    first, second = _shared(tmp_path, 3), _shared(tmp_path, 3)
+    written: list[list[Feedback]] = []
+    first.add("a", texts=2)
+    second.add("b", texts=1)
+    assert "a" in second and "b" in first and len(first) == len(second) == 2
+    assert second.accept([Feedback("a", 1, "positive")], written.append) == 0  # answered by the first
+    assert first.label("a", 1) == "positive"
+    assert first.accept([Feedback("a", 1, "positive")], written.append) == 1  # a repeat, not written
+    with pytest.raises(ConflictingLabel, match="already"):
+        first.accept([Feedback("a", 1, "negative")], written.append)
+    for request_id in ("c", "d"):  # the bound holds across the workers: "a" goes first
+        second.add(request_id, texts=1)
+    assert "a" not in first and len(first) == 3 and first.label("a", 1) is None
+    assert [[(f.request_id, f.item) for f in batch] for batch in written] == [[("a", 1)]]
+    first.close()
+    second.close()
 
 
 # --- model version, batcher, log ----------------------------------------------------------------
@@ -443,7 +472,10 @@ def test_every_response_names_the_model_version(model, tmp_path):
         "model_version": model.version,
         "labels": model.labels,
         "generator_version": None,  # no --generator
+        "worker": 0,  # the only worker (serving.workers 1) ...
+        "pid": os.getpid(),  # ... is the process that made the app
     }
+    assert {r.headers["x-server-worker"] for r in responses.values()} == {"0"}
     assert responses["unknown path"].status_code == 404
     assert responses["wrong method"].status_code == 405
     assert responses["bad request id"].status_code == 422
@@ -930,3 +962,14 @@ def test_a_queue_bound_below_the_largest_request_is_refused():
     with pytest.raises(ValueError, match="serving.max_queued_prompts: must be 0 or >= max_generate_prompts"):
         Settings(max_queued_prompts=4)
     assert Settings(max_queued_texts=0).max_queued_texts == 0  # no bound
+
+
+def test_every_worker_needs_a_thread_of_its_own():
+    with pytest.raises(ParamsError, match=r"^serving\.cpu_threads: must be 0 or >= workers \(3\), got 2"):
+        from_dict(Settings, {"workers": 3, "cpu_threads": 2}, "serving")
+    with pytest.raises(ParamsError, match=r"^serving\.workers: must be > 0"):
+        from_dict(Settings, {"workers": 0}, "serving")
+    # cpu_threads is split between the workers (the first take the remainder); 0 splits the cores.
+    assert [Settings(workers=2, cpu_threads=5).worker_threads(w, cores=8) for w in (0, 1)] == [3, 2]
+    assert [Settings(workers=3, cpu_threads=0).worker_threads(w, cores=2) for w in (0, 1, 2)] == [1, 1, 1]
+    assert Settings(workers=1, cpu_threads=0).worker_threads(0, cores=8) == 0  # torch's default
