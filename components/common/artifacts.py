@@ -93,7 +93,8 @@ NOT_SHIPPED = "NOT_SHIPPED.json"  # in generator/ instead of a generator when no
 RELEASE = "release.json"  # version, file hashes, dataset version, smoke test
 INFERENCE_SERVICE = "inference_service.yaml"  # the release as a KServe InferenceService
 
-# Every stage's output folder: the names DVC tracks (outs), its metrics, and its plots files.
+# Every stage's output folder: the names DVC tracks (outs), its metrics, and its plots files (CSV
+# data of dvc.yaml's top-level plots; dvc.yaml lists them after the outs, as outs, cache: false).
 OUTPUTS: dict[str, dict[str, tuple[str, ...]]] = {
     "ingest": {"outs": (DATASET, CORPUS, TASK, QA, BATCHES)},
     "clean": {"outs": (DOCUMENTS, DROPPED, REJECTED, REPORT_JSON, REPORT_MD)},

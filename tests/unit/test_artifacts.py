@@ -18,7 +18,7 @@ def _dvc() -> dict:
 
 
 def _names(entries: list, stage: str) -> list[str]:
-    """``${out.<stage>}/<name>`` entries of a DVC outs/metrics/plots list -> their names."""
+    """``${out.<stage>}/<name>`` entries of a DVC outs/metrics list -> their names."""
     names = []
     for entry in entries:
         path = next(iter(entry)) if isinstance(entry, dict) else entry
@@ -33,14 +33,17 @@ def test_every_stage_output_is_declared_as_artifacts_names_it():
     assert list(dvc["stages"]) == list(STAGES)
     assert dvc["vars"][0]["out"] == {stage: f"outputs/{stage}" for stage in STAGES}
     for stage, spec in dvc["stages"].items():
+        # Plots files are plain outs: a stage `plots:` entry would be one more default chart in
+        # `dvc plots show` beside the top-level plots.
+        assert "plots" not in spec, (
+            f"{stage}: plots files belong in outs (dvc.yaml's top-level plots draw them)"
+        )
         declared = {
             "outs": _names(spec.get("outs", []), stage),
-            "plots": _names(spec.get("plots", []), stage),
             "metrics": _names(spec.get("metrics", []), stage),
         }
         expected = artifacts.OUTPUTS[stage]
-        assert declared["outs"] == list(expected["outs"]), stage
-        assert declared["plots"] == list(expected.get("plots", ())), stage
+        assert declared["outs"] == [*expected["outs"], *expected.get("plots", ())], stage
         assert declared["metrics"] == [artifacts.METRICS], stage
         assert set(artifacts.files_of(stage)) == {n for names in declared.values() for n in names}
 
@@ -74,3 +77,18 @@ def test_every_stage_depends_on_the_code_it_runs():
     for stage, spec in _dvc()["stages"].items():
         code = [d for d in spec["deps"] if not d.startswith(("$", "models/"))]
         assert sorted(code) == sorted([f"components/{stage}", "components/common", "llm"]), stage
+
+
+def test_the_top_level_plots_draw_plots_files_that_artifacts_names():
+    plots = _dvc()["plots"]
+    assert [next(iter(p)) for p in plots] == [
+        "Pretraining loss",
+        "Fine-tuning",
+        "Supervised fine-tuning (response loss)",
+        "Sentiment confusion matrix (test split)",
+    ]
+    for plot in plots:
+        (definition,) = plot.values()
+        for path in definition["y"]:
+            stage, name = re.fullmatch(r"outputs/(\w+)/([^/]+)", path).groups()
+            assert name in artifacts.OUTPUTS[stage].get("plots", ()), path
