@@ -172,12 +172,27 @@ def run_ops_report(current: Any, timestamp=None, tags=(), metadata=None):
     """Row count, ms-per-token quantiles, token and cost sums, empty share and repetition of a
     window's generations (``ops_frame``): what the generator's dashboard plots over time."""
     evidently = _evidently()
-    from evidently.metrics import MeanValue, QuantileValue, RowCount, SumValue
+    from evidently.metrics import RowCount
 
-    metrics: list[Any] = [RowCount(), MeanValue(column=MS_PER_TOKEN)]
-    metrics += [QuantileValue(column=MS_PER_TOKEN, quantile=q) for q in QUANTILES]
-    metrics += [SumValue(column=c) for c in ("tokens_in", "tokens_out", "usd")]
-    metrics += [MeanValue(column=c) for c in ("output_empty", "output_repetition", "usd_per_1m_tokens")]
+    from monitoring.figures import MEAN, SUM, Figures
+
+    # Each group as one widget with at most one histogram (monitoring.figures), not one per statistic.
+    latency = [("mean", MEAN, MS_PER_TOKEN)] + [
+        (f"p{round(q * 100)}", str(q), MS_PER_TOKEN) for q in QUANTILES
+    ]
+    outputs = [
+        ("tokens in", SUM, "tokens_in"),
+        ("tokens out", SUM, "tokens_out"),
+        ("share empty", MEAN, "output_empty"),
+        ("mean repeated n-gram share", MEAN, "output_repetition"),
+    ]
+    cost = [("USD in the window", SUM, "usd"), ("USD per 1M generated tokens", MEAN, "usd_per_1m_tokens")]
+    metrics: list[Any] = [
+        RowCount(),
+        Figures(title="Latency per generated token (ms)", figures=latency, histogram=MS_PER_TOKEN),
+        Figures(title="Generated outputs", figures=outputs),
+        Figures(title="Cost", figures=cost),
+    ]
     definition = evidently.DataDefinition(numerical_columns=list(GENERATION_OPS_COLUMNS))
     return evidently.Report(metrics).run(
         current_data=evidently.Dataset.from_pandas(current, data_definition=definition),

@@ -212,7 +212,7 @@ def ops_frame(rows: Any, usd_per_hour: float) -> Any:
     """The per-row operational columns (``OPS_COLUMNS``) of window rows."""
     frame = rows[[LATENCY, "compute_ms", "tokens"]].astype(float).copy()
     frame["usd"] = frame["compute_ms"] / 3.6e6 * usd_per_hour
-    frame["usd_per_1k"] = frame["usd"] * 1000.0
+    frame["micro_usd"] = frame["usd"] * 1e6
     return frame[list(OPS_COLUMNS)].reset_index(drop=True)
 
 

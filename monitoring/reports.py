@@ -49,9 +49,10 @@ PREDICTION = "prediction"
 SCORE = "score"
 LABEL = "label"
 LATENCY = "latency_ms"
-# Per-row operational columns of the ops report (usd_per_1k: the row's cost x 1000, so its mean
-# is the cost per 1,000 predictions).
-OPS_COLUMNS: tuple[str, ...] = (LATENCY, "compute_ms", "tokens", "usd", "usd_per_1k")
+# Per-row operational columns of the ops report (micro_usd: the row's cost in millionths of a USD,
+# so its mean is USD per 1M predictions and its sum the window's cost in µUSD: numbers a dashboard
+# axis can print, where USD per row is around 1e-7).
+OPS_COLUMNS: tuple[str, ...] = (LATENCY, "compute_ms", "tokens", "usd", "micro_usd")
 LATENCY_QUANTILES = (0.5, 0.95, 0.99)
 
 
@@ -165,12 +166,25 @@ def run_ops_report(
     ``OPS_COLUMNS``); with ``previous`` (the window before), also latency drift
     (``settings.latency_method`` / ``latency_threshold``)."""
     evidently = _evidently()
-    from evidently.metrics import MeanValue, QuantileValue, RowCount, SumValue, ValueDrift
+    from evidently.metrics import RowCount, ValueDrift
 
-    metrics: list[Any] = [RowCount(), MeanValue(column=LATENCY)]
-    metrics += [QuantileValue(column=LATENCY, quantile=q) for q in LATENCY_QUANTILES]
-    metrics += [SumValue(column=c) for c in ("compute_ms", "tokens", "usd")]
-    metrics.append(MeanValue(column="usd_per_1k"))
+    from monitoring.figures import MEAN, SUM, Figures
+
+    # The latency and cost figures, each group as one widget with one histogram (monitoring.figures):
+    # Evidently alone draws a latency histogram per statistic and prints costs at 3 decimals (0.000).
+    latency = [("mean", MEAN, LATENCY)] + [(f"p{round(q * 100)}", str(q), LATENCY) for q in LATENCY_QUANTILES]
+    cost = [
+        ("USD in the window", SUM, "usd"),
+        ("the same in µUSD (millionths)", SUM, "micro_usd"),
+        ("USD per 1M predictions", MEAN, "micro_usd"),
+        ("model compute (ms)", SUM, "compute_ms"),
+        ("tokens", SUM, "tokens"),
+    ]
+    metrics: list[Any] = [
+        RowCount(),
+        Figures(title="Server latency (ms)", figures=latency, histogram=LATENCY),
+        Figures(title="Cost and usage", figures=cost),
+    ]
     if previous is not None:
         metrics.append(
             ValueDrift(column=LATENCY, method=settings.latency_method, threshold=settings.latency_threshold)

@@ -5,12 +5,16 @@ adds its reports as snapshots, tagged by report (``drift``, ``ops``, ``quality``
 the window's end, so the project's dashboard plots them over time. The dashboard is created with
 the project:
 
-- Predictions per window (counter) and Share of drifted text columns (counter, last run);
+- Predictions per window (counter, the last run);
 - Text drift: share of drifted text columns, per run;
 - Prediction drift: the predicted-label distance to the reference, per run;
 - Latency: p50 / p95 / p99 server latency, per run;
-- Cost: USD per 1,000 predictions and USD per window;
-- Quality: accuracy on labelled predictions (when labels arrived).
+- Cost: USD per 1M predictions and the window's cost in µUSD;
+- Quality: accuracy on labelled predictions, or "No labels yet" until a window had labels.
+
+Per-run figures are bar plots (see ``dashboard_panels`` for why). ``add_snapshots`` keeps the
+stored dashboard equal to the declared one (``declare_dashboard``), so the quality panel turns into
+accuracy bars once labels arrive, and a workspace made by older code gets these panels.
 
 A served generator (POST /generate) gets its own project, ``generator model <version>``, with the
 generation panels (``generation_panels``; snapshots tagged ``generation_prompts``,
@@ -42,106 +46,118 @@ def _metric(name: str) -> str:
     return f"evidently:metric_v2:{name}"
 
 
-def dashboard_panels() -> list[Any]:
-    """The panels of a model's dashboard (evidently.sdk.panels), declared once."""
+def _series(metric: str, legend: str, tag: str, **labels: str) -> Any:
     from evidently.sdk.models import PanelMetric
-    from evidently.sdk.panels import counter_panel, line_plot_panel
 
-    def series(metric: str, legend: str, tag: str, **labels: str) -> Any:
-        return PanelMetric(legend=legend, metric=_metric(metric), metric_labels=labels, tags=[tag])
+    return PanelMetric(legend=legend, metric=_metric(metric), metric_labels=labels, tags=[tag])
+
+
+QUALITY_TITLE = "Quality: accuracy on labelled predictions"
+NO_LABELS = (
+    "No labels yet. Accuracy is drawn here once labels for served predictions arrive "
+    "(POST /feedback; a window needs monitoring.alerts.min_labels of them)."
+)
+
+
+def quality_panel(labelled: bool) -> Any:
+    """Accuracy per window once a quality snapshot exists; before that a text panel saying so."""
+    from evidently.sdk.panels import bar_plot_panel, text_panel
+
+    if not labelled:
+        return text_panel(title=QUALITY_TITLE, description=NO_LABELS, size="half")
+    return bar_plot_panel(
+        title=QUALITY_TITLE, values=[_series("Accuracy", "accuracy", TAG_QUALITY)], size="half"
+    )
+
+
+def dashboard_panels(labelled: bool = False) -> list[Any]:
+    """The panels of a model's dashboard (evidently.sdk.panels), declared once; ``labelled``: the
+    project has a quality snapshot (else the quality panel says there are no labels yet).
+
+    Per-window figures are bars: the UI's line plot of one point (or of equal points) labels its
+    axis with that value rounded to an integer (0.134 read "0"), and its counters round to two
+    decimals and print 0 as "no value" (USD 8e-5 read "0"); a bar's axis starts at 0 and is
+    labelled at the data's own scale. Its labels are cut after about five characters, so costs are
+    in units that print short (USD per 1M predictions, µUSD per window). Only the row count, never
+    0 in a run, is a counter."""
+    from evidently.sdk.panels import bar_plot_panel, counter_panel, line_plot_panel
 
     return [
         counter_panel(
             title="Predictions per window",
-            values=[series("RowCount", "predictions", TAG_OPS)],
+            values=[_series("RowCount", "predictions", TAG_OPS)],
             size="half",
             aggregation="last",
         ),
-        counter_panel(
-            title="Share of drifted text columns (last run)",
-            values=[series("DriftedColumnsCount", "share", TAG_DRIFT, value_type="share")],
-            size="half",
-            aggregation="last",
-        ),
-        line_plot_panel(
+        bar_plot_panel(
             title="Text drift: share of drifted text columns",
-            values=[series("DriftedColumnsCount", "share", TAG_DRIFT, value_type="share")],
+            values=[_series("DriftedColumnsCount", "share", TAG_DRIFT, value_type="share")],
+            description="Per window: text, its features and descriptors (0-1; the alert: monitor.drift_share)",
             size="half",
         ),
-        line_plot_panel(
+        bar_plot_panel(
             title="Prediction drift: distance of the predicted-label distribution to the reference",
-            values=[series("ValueDrift", "prediction", TAG_DRIFT, column=PREDICTION)],
+            values=[_series("ValueDrift", "prediction", TAG_DRIFT, column=PREDICTION)],
+            description="Per window (0 = the reference's distribution; the alert: monitoring.prediction_threshold)",
             size="half",
         ),
         line_plot_panel(
             title="Latency in the server (ms)",
             values=[
-                series("QuantileValue", f"p{round(q * 100)}", TAG_OPS, column=LATENCY, quantile=str(q))
+                _series("QuantileValue", f"p{round(q * 100)}", TAG_OPS, column=LATENCY, quantile=str(q))
                 for q in LATENCY_QUANTILES
             ],
             size="half",
         ),
-        line_plot_panel(
-            title="Cost: USD per 1,000 predictions",
-            values=[series("MeanValue", "USD per 1k predictions", TAG_OPS, column="usd_per_1k")],
+        bar_plot_panel(
+            title="Cost: USD per 1M predictions",
+            values=[_series("MeanValue", "USD per 1M predictions", TAG_OPS, column="micro_usd")],
+            description="Per window: the model's compute time at monitoring.prices.serve_usd_per_hour",
             size="half",
         ),
-        line_plot_panel(
-            title="Cost: USD per window",
-            values=[series("SumValue", "USD", TAG_OPS, column="usd")],
+        bar_plot_panel(
+            title="Cost per window (µUSD: millionths of a US dollar)",
+            values=[_series("SumValue", "µUSD", TAG_OPS, column="micro_usd")],
             size="half",
         ),
-        line_plot_panel(
-            title="Quality: accuracy on labelled predictions",
-            values=[series("Accuracy", "accuracy", TAG_QUALITY)],
-            size="half",
-        ),
+        quality_panel(labelled),
     ]
 
 
 def generation_panels() -> list[Any]:
-    """The panels of a generator's dashboard (evidently.sdk.panels), declared once."""
-    from evidently.sdk.models import PanelMetric
-    from evidently.sdk.panels import counter_panel, line_plot_panel
+    """The panels of a generator's dashboard (evidently.sdk.panels), declared once; per-window
+    figures are bars, as in ``dashboard_panels``."""
+    from evidently.sdk.panels import bar_plot_panel, counter_panel, line_plot_panel
 
     from monitoring.generations import MS_PER_TOKEN, QUANTILES, TAG_GENERATION_OPS, TAG_OUTPUTS, TAG_PROMPTS
 
-    def series(metric: str, legend: str, tag: str, **labels: str) -> Any:
-        return PanelMetric(legend=legend, metric=_metric(metric), metric_labels=labels, tags=[tag])
-
     def share(tag: str, legend: str) -> Any:
-        return series("DriftedColumnsCount", legend, tag, value_type="share")
+        return _series("DriftedColumnsCount", legend, tag, value_type="share")
 
     return [
         counter_panel(
             title="Generations per window",
-            values=[series("RowCount", "generations", TAG_GENERATION_OPS)],
+            values=[_series("RowCount", "generations", TAG_GENERATION_OPS)],
             size="half",
             aggregation="last",
         ),
-        counter_panel(
-            title="Generation drift: share of drifted prompt columns (last run)",
-            values=[share(TAG_PROMPTS, "prompts")],
-            size="half",
-            aggregation="last",
-        ),
-        line_plot_panel(
+        bar_plot_panel(
             title="Generation drift: share of drifted prompt and output columns",
             values=[share(TAG_PROMPTS, "prompts"), share(TAG_OUTPUTS, "outputs")],
             size="half",
         ),
-        line_plot_panel(
+        bar_plot_panel(
             title="Generated outputs: share empty and mean repeated n-gram share",
             values=[
-                series("MeanValue", "empty", TAG_GENERATION_OPS, column="output_empty"),
-                series("MeanValue", "repetition", TAG_GENERATION_OPS, column="output_repetition"),
+                _series("MeanValue", "empty", TAG_GENERATION_OPS, column="output_empty"),
+                _series("MeanValue", "repetition", TAG_GENERATION_OPS, column="output_repetition"),
             ],
             size="half",
         ),
         line_plot_panel(
             title="Latency per generated token (ms)",
             values=[
-                series(
+                _series(
                     "QuantileValue",
                     f"p{round(q * 100)}",
                     TAG_GENERATION_OPS,
@@ -152,14 +168,16 @@ def generation_panels() -> list[Any]:
             ],
             size="half",
         ),
-        line_plot_panel(
+        bar_plot_panel(
             title="Generated tokens per window",
-            values=[series("SumValue", "tokens out", TAG_GENERATION_OPS, column="tokens_out")],
+            values=[_series("SumValue", "tokens out", TAG_GENERATION_OPS, column="tokens_out")],
             size="half",
         ),
-        line_plot_panel(
+        bar_plot_panel(
             title="Cost: USD per 1M generated tokens",
-            values=[series("MeanValue", "USD per 1M tokens", TAG_GENERATION_OPS, column="usd_per_1m_tokens")],
+            values=[
+                _series("MeanValue", "USD per 1M tokens", TAG_GENERATION_OPS, column="usd_per_1m_tokens")
+            ],
             size="half",
         ),
     ]
@@ -174,6 +192,32 @@ def open_workspace(path: str | os.PathLike) -> Any:
     return Workspace.create(str(path))
 
 
+def _signature(panels: Any) -> list[tuple]:
+    return [
+        (p.title, p.subtitle, p.plot_params.get("plot_type"), [v.dict() for v in p.values]) for p in panels
+    ]
+
+
+def declare_dashboard(workspace: Any, project_id: Any, panels: list[Any]) -> bool:
+    """Make the project's dashboard exactly ``panels`` (one tab); True when it had to be rewritten
+    (a new project, labels that arrived, or a workspace made by an older version of this code)."""
+    from evidently.sdk.models import DashboardModel, DashboardTabModel
+
+    if _signature(workspace.get_dashboard(project_id).panels) == _signature(panels):
+        return False
+    tab = DashboardTabModel(title="General", panels=[p.id for p in panels])
+    workspace.save_dashboard(project_id, DashboardModel(tabs=[tab], panels=panels))
+    return True
+
+
+def _labelled(workspace: Any, project_id: Any) -> bool:
+    """Whether the dashboard already draws accuracy (a quality snapshot came in an earlier run)."""
+    return any(
+        p.title == QUALITY_TITLE and p.plot_params.get("plot_type") != "text"
+        for p in workspace.get_dashboard(project_id).panels
+    )
+
+
 def model_project(workspace: Any, version: str, kind: str = CLASSIFIER) -> Any:
     """The project of model ``version`` (``kind``: classifier or generator), created with its
     dashboard the first time."""
@@ -185,18 +229,23 @@ def model_project(workspace: Any, version: str, kind: str = CLASSIFIER) -> Any:
     project = workspace.create_project(
         name, description=f"Continuous monitoring of the served {served} {version}"
     )
-    for panel in generation_panels() if kind == GENERATOR else dashboard_panels():
-        project.dashboard.add_panel(panel)
+    declare_dashboard(workspace, project.id, generation_panels() if kind == GENERATOR else dashboard_panels())
     return project
 
 
 def add_snapshots(
     workspace: Any, version: str, snapshots: Mapping[str, Any], run_name: str, kind: str = CLASSIFIER
 ) -> dict[str, str]:
-    """Add each ``{tag: snapshot}`` to the model's project; return ``{tag: snapshot id}``."""
+    """Add each ``{tag: snapshot}`` to the model's project; return ``{tag: snapshot id}``. The
+    dashboard is then the declared one: with the accuracy panel once a quality snapshot came."""
     project = model_project(workspace, version, kind)
     ids = {}
     for tag, snapshot in snapshots.items():
         ref = workspace.add_run(project.id, snapshot, name=f"{run_name} {tag}")
         ids[tag] = str(ref.id)
+    if kind == GENERATOR:
+        declare_dashboard(workspace, project.id, generation_panels())
+    else:
+        labelled = TAG_QUALITY in snapshots or _labelled(workspace, project.id)
+        declare_dashboard(workspace, project.id, dashboard_panels(labelled=labelled))
     return ids

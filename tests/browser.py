@@ -56,6 +56,9 @@ _FLAGS = (
     "--no-pings",
     "--hide-scrollbars",
     "--mute-audio",
+    # Charts draw their final state at once (no grow-in animation), so the DOM holds what a person
+    # sees once a page has settled.
+    "--force-prefers-reduced-motion",
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
 )
 
