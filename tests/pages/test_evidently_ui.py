@@ -45,6 +45,7 @@ def _descriptors(texts):
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> dict:
     """The workspace folder, its project id and what its snapshots hold per window."""
+    browser.require_browser()  # before the work: without Chromium the test skips at once
     from monitoring import reports
     from monitoring.loop import ops_frame
     from monitoring.settings import Settings
