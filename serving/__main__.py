@@ -6,7 +6,7 @@ SIGINT/SIGTERM. Prints ``serving: listening on http://HOST:PORT (model VERSION)`
 loaded and the socket listens (``--port 0`` picks a free port; the line tells which). On SIGTERM
 uvicorn stops accepting, finishes the in-flight requests (up to ``serving.shutdown_timeout_s``),
 and the prediction log writes every buffered row before the process exits. With
-``serving.workers`` N > 1 the process is a parent that binds the port and starts N worker
+``serving.workers`` N > 1 the process is a parent that holds the port and starts N worker
 processes on it, one model each (serving.workers: what they share, how SIGTERM drains them all,
 what happens when one dies); the line is printed once all N are ready, and names them:
 ``(model VERSION, N workers)``. ``--generator DIR`` (a generator folder, llm.generator: ``make
@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m serving") -> 
             print(f"error: --generator: {exc}", file=sys.stderr)
             return 2
     spec = ServeSpec(model=args.model, generator=args.generator, log=args.log, params=params)
-    sock, host, port = bind(args.host, args.port)
+    sock, host, port = bind(args.host, args.port, reuse_port=params.workers > 1)
     try:
         if params.workers == 1:
             return serve_in_process(spec, sock, f"{host}:{port}")

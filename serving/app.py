@@ -248,6 +248,42 @@ class ServerMetrics:
         return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
+class AddedTogether:
+    """``await add(request_id, texts)``: the ids of the requests answered in one event-loop turn
+    (a micro-batch's requests are answered together) go to ``store.add_many`` in one call, made
+    before any of them is answered, so /feedback finds each id as soon as its response is sent.
+    For the workers' shared store that is one SQLite transaction per micro-batch instead of one per
+    request (about 0.2 ms of CPU saved per request, measured here)."""
+
+    def __init__(self, store: Any):
+        self.store = store
+        self._pending: list[tuple[str, int]] = []
+        self._waiters: list[asyncio.Future] = []
+
+    async def add(self, request_id: str, texts: int) -> None:
+        loop = asyncio.get_running_loop()
+        if not self._pending:  # runs after the handlers woken in this turn have queued theirs
+            loop.call_soon(self._flush)
+        waiter = loop.create_future()
+        self._pending.append((request_id, texts))
+        self._waiters.append(waiter)
+        await waiter
+
+    def _flush(self) -> None:
+        requests, waiters = self._pending, self._waiters
+        self._pending, self._waiters = [], []
+        try:
+            self.store.add_many(requests)
+        except Exception as exc:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        for waiter in waiters:
+            if not waiter.done():  # the client may have gone away
+                waiter.set_result(None)
+
+
 async def _refresh(metrics: ServerMetrics) -> None:
     while True:
         metrics.refresh()
@@ -359,6 +395,7 @@ def create_app(
         max_queued=params.max_queued_texts,
         on_batch=metrics.observe_batch,
     )
+    served_together = AddedTogether(prediction_log.served)
     for endpoint, which in (("/predict", batcher), ("/generate", generation_batcher)):
         if which is not None:
             metrics.watch(metrics.queued.labels(endpoint=endpoint), lambda w=which: w.admission.pending)
@@ -486,7 +523,7 @@ def create_app(
                 zip(parsed.texts, out.labels, out.scores, out.tokens, strict=True)
             )
         )
-        prediction_log.served.add(request_id, len(parsed.texts))
+        await served_together.add(request_id, len(parsed.texts))
         for label in out.labels:
             metrics.predictions.labels(label).inc()
         metrics.tokens.inc(sum(out.tokens))

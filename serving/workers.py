@@ -1,16 +1,20 @@
 """Running the server: one process (``serving.workers`` 1), or a parent and its worker processes.
 
 ``build_app`` loads the model folder (and the generator folder) through the floor's loaders and
-makes the app; ``bind`` makes the listening socket; ``serve_in_process`` runs uvicorn on it in this
-process (the default, and what a KServe pod of one worker runs).
+makes the app; ``bind`` makes the socket; ``serve_in_process`` runs uvicorn on it in this process
+(the default, and what a KServe pod of one worker runs).
 
-With ``serving.workers`` N > 1, ``Supervisor`` (the parent) binds and listens on the port itself,
-then starts N worker processes (multiprocessing's spawn: fresh interpreters; the parent never
-imports torch) that each load their own copy of the model, with ``Settings.worker_threads`` torch
-threads, and run uvicorn on the shared socket: the kernel hands each new connection to one of
-them, as under gunicorn or ``uvicorn --workers``. The parent prints the ``serving: listening on``
-line once every worker is ready (its app started), so a client that waits for it finds all of
-them serving.
+With ``serving.workers`` N > 1, ``Supervisor`` (the parent) binds the port (``SO_REUSEPORT``, not
+listening: it holds the port and learns it when ``--port 0``), then starts N worker processes
+(multiprocessing's spawn: fresh interpreters; the parent never imports torch) that each load their
+own copy of the model, with ``Settings.worker_threads`` torch threads, then bind a socket of their
+own to the same port (``SO_REUSEPORT``) and run uvicorn on it: the kernel spreads new connections
+evenly over the workers' sockets (by a hash of the client's address and port), as gunicorn's
+``--reuse-port`` and nginx's ``reuseport`` do. One socket shared by all (``uvicorn --workers``)
+gave the connections to whichever worker woke first: 26 of 32 keep-alive connections to one worker
+here, the other nearly idle. A worker listens only once its model is loaded. The parent prints the
+``serving: listening on`` line once every worker is ready (its app started), so a client that waits
+for it finds all of them serving.
 
 What the workers share, and how (``run_dir``, a temporary folder the parent makes and removes):
 
@@ -27,10 +31,10 @@ hold per worker), and the model (one copy per worker: N times its memory).
 
 Signals and exits, as users of gunicorn and ``uvicorn --workers`` expect:
 
-- SIGTERM or SIGINT to the parent: it sends SIGTERM to every worker and closes its copy of the
-  socket; each worker stops accepting, answers its in-flight and queued requests (up to
-  ``serving.shutdown_timeout_s``) and writes its buffered log rows, then exits 0 (a connection no
-  worker had accepted yet is refused, as by one process); the parent exits 0 once all have, 1 if
+- SIGTERM or SIGINT to the parent: it sends SIGTERM to every worker; each stops accepting,
+  answers its in-flight and queued requests (up to ``serving.shutdown_timeout_s``) and writes its
+  buffered log rows, then exits 0 (a connection it had not accepted yet is refused, as by one
+  process); the parent exits 0 once all have, 1 if
   any failed to drain or outlived ``shutdown_timeout_s + DRAIN_MARGIN_S`` (then it is killed).
 - A worker that dies after it was ready (killed, out of memory, a crash) is reported on the
   parent's log with its exit code or signal, and a new one takes its index; its rows still in
@@ -110,15 +114,16 @@ def served_line(app: Any) -> str:
     return text
 
 
-def bind(host: str, port: int) -> tuple[socket.socket, str, int]:
-    """A TCP socket listening on ``host:port`` (0 = a free port); its shown host (IPv6 in brackets)
-    and port. It listens at once: a client that connects while the model loads waits in the backlog
-    instead of being refused."""
+def bind(host: str, port: int, reuse_port: bool = False) -> tuple[socket.socket, str, int]:
+    """A TCP socket bound to ``host:port`` (0 = a free port), not yet listening (uvicorn listens on
+    it, with ``BACKLOG``); its shown host (IPv6 in brackets) and port. ``reuse_port``: several
+    sockets of this user may bind the same port (SO_REUSEPORT), as the workers do."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(BACKLOG)
     bound_host, bound_port = sock.getsockname()[:2]
     return sock, (f"[{bound_host}]" if family == socket.AF_INET6 else bound_host), bound_port
 
@@ -145,7 +150,10 @@ def uvicorn_server(app: Any, params: Settings, on_started: Any = None):
 
 
 def serve_in_process(spec: ServeSpec, sock: socket.socket, shown: str) -> int:
-    """One process: load, print the listening line, serve until SIGTERM/SIGINT (then drain)."""
+    """One process: listen at once (a client that connects while the model loads waits in the
+    backlog instead of being refused), load, print the listening line, serve until SIGTERM/SIGINT
+    (then drain)."""
+    sock.listen(BACKLOG)
     app = build_app(spec)
     server = uvicorn_server(app, spec.params)
     print(f"serving: listening on http://{shown} ({served_line(app)})", flush=True)
@@ -160,9 +168,10 @@ def serve_in_process(spec: ServeSpec, sock: socket.socket, shown: str) -> int:
 
 
 def _worker_main(
-    spec: ServeSpec, worker: int, threads: int, sock: socket.socket, ready: Connection, run_dir: str
+    spec: ServeSpec, worker: int, threads: int, address: tuple[str, int], ready: Connection, run_dir: str
 ) -> None:
-    """A worker process: load, serve ``sock`` until SIGTERM, drain, exit 0 (1 if the drain failed)."""
+    """A worker process: load, bind ``address`` (SO_REUSEPORT), serve until SIGTERM, drain, exit 0
+    (1 if the drain failed)."""
     from components.common.entry import setup_logging
     from serving.prediction_log import SharedServedRequests
 
@@ -186,10 +195,12 @@ def _worker_main(
     if stopping:  # told to stop while loading: nothing was served
         app.state.prediction_log.close()
         sys.exit(0)
+    sock = bind(*address, reuse_port=True)[0]
     try:
         server.run(sockets=[sock])
     finally:
         app.state.prediction_log.close()
+        sock.close()
     sys.exit(0 if app.state.drained else 1)
 
 
@@ -208,12 +219,14 @@ class _Worker:
 
 
 class Supervisor:
-    """The parent of ``params.workers`` worker processes serving ``sock``; ``run()`` -> exit status."""
+    """The parent of ``params.workers`` worker processes serving the port of ``sock`` (bound with
+    ``reuse_port``, never listening); ``run()`` -> exit status."""
 
     def __init__(self, spec: ServeSpec, sock: socket.socket, shown: str):
         self.spec = spec
         self.params = spec.params
         self.sock = sock
+        self.address = sock.getsockname()[:2]
         self.shown = shown
         self.workers: dict[int, _Worker] = {}
         self.stopping = False
@@ -229,7 +242,7 @@ class Supervisor:
         threads = self.params.worker_threads(index, self.cores)
         process = self.context.Process(
             target=_worker_main,
-            args=(self.spec, index, threads, self.sock, child_end, str(self.run_dir)),
+            args=(self.spec, index, threads, self.address, child_end, str(self.run_dir)),
             name=f"serving-worker-{index}",
         )
         process.start()
@@ -248,9 +261,6 @@ class Supervisor:
         for w in self.workers.values():
             if w.process.is_alive():
                 os.kill(w.process.pid, signal.SIGTERM)
-        # The workers close their copies as they stop accepting; once ours is closed too, a
-        # connection no worker took is refused at once rather than held until the drain ends.
-        self.sock.close()
 
     def _reap(self, w: _Worker) -> None:
         from prometheus_client import multiprocess

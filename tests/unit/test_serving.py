@@ -237,6 +237,25 @@ def test_served_requests_check_labels_and_stay_bounded(make, tmp_path):
     assert "r2" not in served and served.label("r1", 0) == "negative"
 
 
+@pytest.mark.parametrize(
+    "make", [lambda path, capacity: ServedRequests(capacity), _shared], ids=["in-memory", "shared"]
+)
+def test_adding_many_at_once_is_adding_them_in_turn(make, tmp_path):
+    batch = [("a", 1), ("b", 2), ("a", 3), ("c", 1), ("d", 1)]  # a reused id, one over the bound
+    (tmp_path / "one").mkdir()
+    (tmp_path / "each").mkdir()
+    together, in_turn = make(tmp_path / "one", 3), make(tmp_path / "each", 3)
+    together.add_many(batch)
+    for request_id, texts in batch:
+        in_turn.add(request_id, texts)
+    for served in (together, in_turn):
+        assert len(served) == 3 and served.forgotten == 1
+        assert [r for r in "abcd" if r in served] == ["a", "c", "d"]  # "b" is the oldest use
+        with pytest.raises(UnknownRequest, match="no item 3"):
+            served.accept([Feedback("a", 3, "positive")], lambda new: None)  # "a" had 3 texts
+        served.accept([Feedback("a", 2, "positive")], lambda new: None)
+
+
 def test_shared_served_requests_are_one_store_for_every_worker(tmp_path):
     # Two handles on one file, as two worker processes of one server open it.
     first, second = _shared(tmp_path, 3), _shared(tmp_path, 3)
