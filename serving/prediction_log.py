@@ -265,6 +265,42 @@ class LabelItem(Protocol):
     label: str
 
 
+def sort_labels(
+    labels: Sequence[LabelItem],
+    texts_of: Callable[[str], int | None],
+    label_of: Callable[[str, int], str | None],
+    newest: str,
+) -> tuple[dict[tuple[str, int], LabelItem], int]:
+    """The checks of /feedback, for either store of served ids: ``(new labels by (id, item), how
+    many repeat a label already given)``. ``texts_of(id)``: the texts of a held request (None =
+    not held); ``label_of(id, item)``: the label it was given (None = none); ``newest`` names the
+    window in the 404 message. Raises UnknownRequest (an id not held, an item past its texts) or
+    ConflictingLabel (a different label, already or earlier in this batch)."""
+    new: dict[tuple[str, int], LabelItem] = {}
+    repeats = 0
+    for f in labels:
+        texts = texts_of(f.request_id)
+        if texts is None:
+            raise UnknownRequest(
+                f"unknown request id {f.request_id!r}: not among the newest {newest} answered "
+                "(never served here, or older)"
+            )
+        if f.item >= texts:
+            raise UnknownRequest(f"request {f.request_id!r} had {texts} text(s); there is no item {f.item}")
+        key = (f.request_id, f.item)
+        before = new[key].label if key in new else label_of(f.request_id, f.item)
+        if before is None:
+            new[key] = f
+        elif before == f.label:
+            repeats += 1
+        else:
+            when = "earlier in this batch" if key in new else "already"
+            raise ConflictingLabel(
+                f"request {f.request_id!r} item {f.item} is labelled {before!r} {when}, not {f.label!r}"
+            )
+    return new, repeats
+
+
 class ServedRequests:
     """The ids of the newest ``capacity`` requests this process answered, and the labels given to them.
 
@@ -330,30 +366,17 @@ class ServedRequests:
         """Check ``labels`` (see the class docstring), ``write`` the new ones, remember them;
         return how many were repeats (accepted, not written)."""
         with self._lock:
-            new: dict[tuple[str, int], LabelItem] = {}
-            repeats = 0
-            for f in labels:
-                entry = self._held.get(f.request_id)
-                if entry is None:
-                    raise UnknownRequest(
-                        f"unknown request id {f.request_id!r}: not among the newest {self.capacity} requests "
-                        "this server process answered (never served here, or older)"
-                    )
-                if f.item >= entry[0]:
-                    raise UnknownRequest(
-                        f"request {f.request_id!r} had {entry[0]} text(s); there is no item {f.item}"
-                    )
-                key = (f.request_id, f.item)
-                before = new[key].label if key in new else (entry[1] or {}).get(f.item)
-                if before is None:
-                    new[key] = f
-                elif before == f.label:
-                    repeats += 1
-                else:
-                    when = "earlier in this batch" if key in new else "already"
-                    raise ConflictingLabel(
-                        f"request {f.request_id!r} item {f.item} is labelled {before!r} {when}, not {f.label!r}"
-                    )
+
+            def texts_of(request_id: str) -> int | None:
+                entry = self._held.get(request_id)
+                return None if entry is None else entry[0]
+
+            def label_of(request_id: str, item: int) -> str | None:
+                return (self._held[request_id][1] or {}).get(item)
+
+            new, repeats = sort_labels(
+                labels, texts_of, label_of, f"{self.capacity} requests this server process"
+            )
             if new:
                 write(list(new.values()))
             for (request_id, item), f in new.items():
@@ -486,36 +509,18 @@ class SharedServedRequests:
     def accept(self, labels: Sequence[LabelItem], write: Callable[[list[LabelItem]], None]) -> int:
         """As ``ServedRequests.accept``, across every worker of the server."""
         with self._transaction() as db:
-            new: dict[tuple[str, int], LabelItem] = {}
-            repeats = 0
-            for f in labels:
-                row = db.execute("SELECT texts FROM served WHERE id = ?", (f.request_id,)).fetchone()
-                if row is None:
-                    raise UnknownRequest(
-                        f"unknown request id {f.request_id!r}: not among the newest {self.capacity} requests "
-                        "this server answered (never served here, or older)"
-                    )
-                if f.item >= row[0]:
-                    raise UnknownRequest(
-                        f"request {f.request_id!r} had {row[0]} text(s); there is no item {f.item}"
-                    )
-                key = (f.request_id, f.item)
-                if key in new:
-                    before = new[key].label
-                else:
-                    given = db.execute(
-                        "SELECT label FROM labels WHERE id = ? AND item = ?", (f.request_id, f.item)
-                    ).fetchone()
-                    before = None if given is None else given[0]
-                if before is None:
-                    new[key] = f
-                elif before == f.label:
-                    repeats += 1
-                else:
-                    when = "earlier in this batch" if key in new else "already"
-                    raise ConflictingLabel(
-                        f"request {f.request_id!r} item {f.item} is labelled {before!r} {when}, not {f.label!r}"
-                    )
+
+            def texts_of(request_id: str) -> int | None:
+                row = db.execute("SELECT texts FROM served WHERE id = ?", (request_id,)).fetchone()
+                return None if row is None else row[0]
+
+            def label_of(request_id: str, item: int) -> str | None:
+                row = db.execute(
+                    "SELECT label FROM labels WHERE id = ? AND item = ?", (request_id, item)
+                ).fetchone()
+                return None if row is None else row[0]
+
+            new, repeats = sort_labels(labels, texts_of, label_of, f"{self.capacity} requests this server")
             if new:
                 write(list(new.values()))  # inside the transaction: committed only once written
                 db.executemany(
