@@ -10,6 +10,9 @@ the window's end, plus ``alerts.json`` of the latest run), ``--workspace
 outputs/live_monitoring/workspace`` (``--no-workspace`` to skip), ``--pretrain outputs/pretrain`` and
 ``--finetune outputs/finetune`` (training cost), ``--webhook URL`` (or ``$MONITOR_WEBHOOK_URL``),
 ``--aligned`` (end windows on a multiple of ``monitoring.window_minutes`` since midnight UTC),
+``--on-alert retrain`` (off by default: an alert of ``monitoring.retrain.on_alerts`` harvests the
+labelled predictions into the project's feedback folder and retrains with ``dvc repro`` in
+``--project``, inside ``monitoring.training_window`` unless ``--force``; monitoring.retrain),
 ``--params params.yaml`` (the ``monitor`` section: drift thresholds, shared with the DAG's monitor
 stage; the ``monitoring`` section: window, tests, alerts, prices; the whole file is validated).
 
@@ -80,6 +83,24 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get(WEBHOOK_ENV),
         help=f"POST alert JSON here (default: ${WEBHOOK_ENV})",
     )
+    p.add_argument(
+        "--on-alert",
+        choices=("off", "retrain"),
+        default="off",
+        help="retrain: an alert of monitoring.retrain.on_alerts harvests the labelled predictions into "
+        "the feedback folder and runs dvc repro in --project (the gate decides, deploy follows a "
+        "promotion); default: %(default)s",
+    )
+    p.add_argument(
+        "--project",
+        default=".",
+        help="with --on-alert retrain: the DVC project to retrain (default: %(default)s)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="with --on-alert retrain: start the retraining outside monitoring.training_window (on-peak price)",
+    )
     p.add_argument("--params", default=DEFAULT_PARAMS, help="params file (default: %(default)s)")
     return p
 
@@ -98,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from monitoring.alerts import EXIT_ALERT
     from monitoring.loop import run_forever, run_scheduled
+    from monitoring.retrain import LocalTarget
+
+    target = LocalTarget.from_project(args.project) if args.on_alert == "retrain" else None
 
     def once(end: datetime | str | None) -> dict:
         summary, folder = run_scheduled(
@@ -112,7 +136,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             webhook=args.webhook,
             training={"pretrain": args.pretrain, "finetune": args.finetune},
             generations_reference=args.generations_reference,
+            on_alert=args.on_alert,
+            retrain_target=target,
+            force=args.force,
         )
+        if "retrain" in summary:
+            print(
+                f"monitoring: retrain: {summary['retrain']['action']}: {summary['retrain']['reason']}",
+                flush=True,
+            )
         print(
             f"monitoring: {folder}: {summary['rows']} predictions, {summary['generation_rows']} generations, "
             f"{summary['alerts']} alerts",

@@ -27,6 +27,12 @@ def monitor_window(
     webhook_url: str = "",
     window_end: str = "",
     fail_on_alert: bool = True,
+    on_alert: str = "off",
+    kfp_host: str = "",
+    training_package: str = "pipelines/llm_pipeline.yaml",
+    feedback_uri: str = "",
+    ingest_uri: str = "",
+    force_retrain: bool = False,
 ):
     """Judge the window of ``monitoring.window_minutes`` ending at ``window_end`` (ISO-8601; empty =
     the run's start; rounded down to a whole window) of the prediction log at ``log_uri``
@@ -36,12 +42,31 @@ def monitor_window(
     ``finetune_uri``: those stages' output folders (their metrics.json give the training cost;
     empty = unknown). ``workspace``: an Evidently workspace path on shared storage (empty = none).
     ``alerts`` holds the alert JSON; with ``fail_on_alert`` the task fails when an alert fired, so
-    the run shows red in the UI."""
+    the run shows red in the UI.
+
+    ``on_alert`` ``retrain``: an alert of ``monitoring.retrain.on_alerts`` harvests the labelled
+    predictions into ``feedback_uri`` (the lake's flywheel folder) and starts a run of the training
+    pipeline ``training_package`` (compiled, in the image) on the Kubeflow Pipelines API at
+    ``kfp_host`` with that folder as its ``feedback_uri`` (``monitoring.retrain``), inside
+    ``monitoring.training_window`` unless ``force_retrain``; ``ingest_uri``: the ingest output of
+    the trained data version (its dataset.json tells which harvest files are new)."""
     from components.common import artifacts as a
     from components.common.entry import stage_params
     from components.common.kfp import log_metrics
     from monitoring.alerts import raise_on_alert
     from monitoring.loop import ALERTS_FILE, REPORT_HTML, copy_file, headline_metrics, run_scheduled
+    from monitoring.retrain import KubeflowTarget
+
+    target = None
+    if on_alert == "retrain":
+        target = KubeflowTarget(
+            host=kfp_host,
+            package=training_package,
+            feedback=feedback_uri,
+            ingest=ingest_uri,
+            pretrain=pretrain_uri,
+            finetune=finetune_uri,
+        )
 
     summary, folder = run_scheduled(
         log_uri,
@@ -54,6 +79,9 @@ def monitor_window(
         webhook=webhook_url,
         training={"pretrain": pretrain_uri, "finetune": finetune_uri},
         generations_reference=a.path(evaluation, a.GENERATIONS),
+        on_alert=on_alert,
+        retrain_target=target,
+        force=force_retrain,
     )
     copy_file(folder / REPORT_HTML, report.path)
     copy_file(folder / ALERTS_FILE, alerts.path)

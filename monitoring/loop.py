@@ -551,6 +551,10 @@ def run_scheduled(
     training: Mapping[str, str | os.PathLike | None] | None = None,
     now: datetime | None = None,
     generations_reference: str | os.PathLike | None = None,
+    on_alert: str = "off",
+    retrain_target: Any = None,
+    force: bool = False,
+    clock: Callable[[], datetime] | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """One monitor run, as ``python -m monitoring`` and the Kubeflow component make it.
 
@@ -563,6 +567,12 @@ def run_scheduled(
     (default: the current time). ``generations_reference``: evaluate's generations.jsonl (empty =
     not given). Returns (summary, run folder); ``summary["alerts"]`` counts the
     alerts (``monitoring.alerts.raise_on_alert`` turns them into an error).
+
+    ``on_alert``: ``off`` (default) or ``retrain``: then ``monitoring.retrain.on_alert`` acts on the
+    alerts with ``retrain_target`` (a ``LocalTarget`` or ``KubeflowTarget``), ``force`` (start a
+    retraining outside the off-peak window) and ``clock`` (the time the window is checked at;
+    default the current time); its decision is ``summary["retrain"]`` and the run folder's
+    retrain.json.
     """
     end = window_end_of(window_end, settings.window_minutes, aligned, now)
     summary, folder = run_once(
@@ -579,6 +589,17 @@ def run_scheduled(
         generations_reference=generations_reference or None,
     )
     combined_html(run_pages(folder), folder / REPORT_HTML)
+    if on_alert not in ("off", "retrain"):
+        raise ValueError(f"on_alert: expected 'off' or 'retrain', got {on_alert!r}")
+    if on_alert == "retrain":
+        from monitoring.retrain import on_alert as act
+
+        if retrain_target is None:
+            raise ValueError("on_alert 'retrain' needs a retrain_target (the project or the Kubeflow host)")
+        extra = {"clock": clock} if clock is not None else {}
+        summary["retrain"] = act(
+            summary, settings, retrain_target, log_uri, folder, force=force, now=now, **extra
+        )
     return summary, folder
 
 

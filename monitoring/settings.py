@@ -74,14 +74,87 @@ class Prices:
     it into USD with these."""
 
     serve_usd_per_hour: float = 0.10  # price of one hour of model compute while serving (USD per hour)
-    train_usd_per_hour: float = (
-        0.10  # price of one accelerator-hour of training: one GPU, or one CPU machine (USD per hour)
-    )
+    train_usd_per_hour: float = 0.10  # price of one accelerator-hour of training: one GPU, or one CPU machine; on-peak when a training_window is set (USD per hour)
+    train_off_peak_usd_per_hour: float = 0.06  # the same inside monitoring.training_window (spot / night rate); unused while it is off (USD per hour)
 
     def __post_init__(self) -> None:
-        for key in ("serve_usd_per_hour", "train_usd_per_hour"):
+        for key in ("serve_usd_per_hour", "train_usd_per_hour", "train_off_peak_usd_per_hour"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{SECTION}.prices.{key}: must be >= 0, got {getattr(self, key)!r}")
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    """When the training runs the line starts may run (``monitoring.training_window``): the
+    monitor's retraining on an alert and ``make kfp-submit``. ``llm.costs`` holds the rules."""
+
+    enabled: bool = False  # confine training runs to the off-peak window below (flag)
+    time_zone: str = "UTC"  # IANA time zone of start and end, e.g. Europe/Berlin (name)
+    start: str = "22:00"  # the off-peak window opens, local time (HH:MM)
+    end: str = "06:00"  # it closes; earlier than start = it crosses midnight (HH:MM)
+    outside: Literal["refuse", "wait"] = (
+        "refuse"  # a run started outside it: refused, or it waits for the opening; --force starts it anyway (name)
+    )
+    max_wait_hours: float = 24.0  # with outside: wait, the longest wait before the run is refused (hours)
+
+    def __post_init__(self) -> None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        from llm.costs import parse_hhmm
+
+        section = f"{SECTION}.training_window"
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{section}.time_zone: unknown time zone {self.time_zone!r} (IANA name, e.g. Europe/Berlin)"
+            ) from None
+        for key in ("start", "end"):
+            try:
+                parse_hhmm(getattr(self, key))
+            except ValueError as exc:
+                raise ValueError(f"{section}.{key}: {exc}") from None
+        if self.start == self.end:
+            raise ValueError(
+                f"{section}.end: equal to start ({self.start}); the window would be empty or the whole day"
+            )
+        check_positive(section, max_wait_hours=self.max_wait_hours)
+
+
+# The alert kinds (monitoring.alerts) a retraining may be started by.
+RETRAIN_KINDS = (
+    "data_drift",
+    "prediction_drift",
+    "quality",
+    "latency",
+    "latency_drift",
+    "cost",
+    "generation_drift",
+    "generation_empty",
+    "generation_repetition",
+    "generation_latency",
+    "generation_cost",
+)
+
+
+@dataclass(frozen=True)
+class Retrain:
+    """What an alert does with ``--on-alert retrain`` (``monitoring.retrain``, monitoring.retrain):
+    which alerts start a retraining on the new data version, and how much new data it needs."""
+
+    on_alerts: list[str] = field(
+        default_factory=lambda: ["data_drift", "prediction_drift", "quality"]
+    )  # alert kinds that start a retraining (names: monitoring.alerts kinds)
+    min_new_examples: int = 30  # fewest harvested labelled predictions not yet in the trained data version; fewer: no retraining, the reason recorded (examples)
+    experiment: str = "llm-production-line"  # Kubeflow experiment of the retraining runs (name)
+
+    def __post_init__(self) -> None:
+        unknown = [k for k in self.on_alerts if k not in RETRAIN_KINDS]
+        if unknown:
+            raise ValueError(
+                f"{SECTION}.retrain.on_alerts: unknown alert kind {unknown[0]!r} (kinds: {', '.join(RETRAIN_KINDS)})"
+            )
+        check_positive(f"{SECTION}.retrain", min_new_examples=self.min_new_examples)
 
 
 @dataclass(frozen=True)
@@ -104,6 +177,10 @@ class Settings:
     repetition_ngram: int = 2  # word n-gram size of the repetition share of generated outputs (words)
     alerts: Alerts = field(default_factory=Alerts)  # alert thresholds (see Alerts)
     prices: Prices = field(default_factory=Prices)  # unit prices for cost (see Prices)
+    training_window: TrainingWindow = field(
+        default_factory=TrainingWindow
+    )  # off-peak training (see TrainingWindow)
+    retrain: Retrain = field(default_factory=Retrain)  # retraining on an alert (see Retrain)
 
     def __post_init__(self) -> None:
         check_positive(

@@ -30,7 +30,12 @@ DEFAULT_URIS = {
     "evaluation_uri": "s3://llm-data-lake/outputs/evaluate",
     "pretrain_uri": "s3://llm-data-lake/outputs/pretrain",
     "finetune_uri": "s3://llm-data-lake/outputs/finetune",
+    # The data flywheel (on_alert = retrain): the harvest folder, and the trained data version.
+    "feedback_uri": "s3://llm-data-lake/feedback",
+    "ingest_uri": "s3://llm-data-lake/outputs/ingest",
 }
+# The Kubeflow Pipelines API inside the cluster (the ml-pipeline service of a standard install).
+IN_CLUSTER_KFP_HOST = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
 
 
 def build_pipeline(image: str) -> Callable:
@@ -48,9 +53,14 @@ def build_pipeline(image: str) -> Callable:
         finetune_uri: str,
         monitor: dict,
         monitoring: dict,
+        feedback_uri: str,
+        ingest_uri: str,
         workspace: str = "",
         webhook_url: str = "",
         window_end: str = "",
+        on_alert: str = "off",
+        kfp_host: str = IN_CLUSTER_KFP_HOST,
+        force_retrain: bool = False,
     ):
         evaluation = dsl.importer(artifact_uri=evaluation_uri, artifact_class=dsl.Dataset, reimport=False)
         task = window_op(
@@ -63,6 +73,11 @@ def build_pipeline(image: str) -> Callable:
             workspace=workspace,
             webhook_url=webhook_url,
             window_end=window_end,
+            on_alert=on_alert,
+            kfp_host=kfp_host,
+            feedback_uri=feedback_uri,
+            ingest_uri=ingest_uri,
+            force_retrain=force_retrain,
         )
         task.set_caching_options(False)  # every scheduled run must look at the log anew
 

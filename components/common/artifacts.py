@@ -32,6 +32,7 @@ DATASET = "dataset.json"  # the raw data's content hashes (lineage)
 CORPUS = "corpus.jsonl"  # pretraining documents {id, text, source}
 TASK = "task.jsonl"  # labelled task examples {id, text, label, split}
 QA = "qa.jsonl"  # cloze QA rows {id, article_id, split, prompt, response, question, answer, passage, candidates}
+FEEDBACK = "feedback.jsonl"  # the data flywheel's audit: every harvested feedback row with its outcome
 BATCHES = "batches"  # monitoring batches, one JSONL file per batch
 MONITOR_BATCHES: tuple[str, ...] = ("reviews", "plots")  # held-out reviews (no drift), plot summaries (drift)
 
@@ -92,11 +93,12 @@ NOT_SHIPPED = "NOT_SHIPPED.json"  # in generator/ instead of a generator when no
 # deploy
 RELEASE = "release.json"  # version, file hashes, dataset version, smoke test
 INFERENCE_SERVICE = "inference_service.yaml"  # the release as a KServe InferenceService
+ROI = "roi.json"  # the release's return on investment (select's decision.json roi block), for the monitor
 
 # Every stage's output folder: the names DVC tracks (outs), its metrics, and its plots files (CSV
 # data of dvc.yaml's top-level plots; dvc.yaml lists them after the outs, as outs, cache: false).
 OUTPUTS: dict[str, dict[str, tuple[str, ...]]] = {
-    "ingest": {"outs": (DATASET, CORPUS, TASK, QA, BATCHES)},
+    "ingest": {"outs": (DATASET, CORPUS, TASK, QA, FEEDBACK, BATCHES)},
     "clean": {"outs": (DOCUMENTS, DROPPED, REJECTED, REPORT_JSON, REPORT_MD)},
     "tokenize": {"outs": (TOKENIZER_FILE, *TOKENIZED_DATASETS)},
     "pretrain": {"outs": (GPT_SHAPE, CHECKPOINT), "plots": (LOSS, STEPS)},
@@ -119,7 +121,7 @@ OUTPUTS: dict[str, dict[str, tuple[str, ...]]] = {
     "select": {
         "outs": (MODEL_DIR, DECISION_JSON, DECISION_MD, MODEL_CARD, PREDICTIONS, GENERATOR_DIR, GENERATIONS)
     },
-    "deploy": {"outs": (MODEL_DIR, RELEASE, INFERENCE_SERVICE, GENERATOR_DIR)},
+    "deploy": {"outs": (MODEL_DIR, RELEASE, INFERENCE_SERVICE, GENERATOR_DIR, ROI)},
     "monitor": {"outs": MONITOR_BATCHES},
     "report": {"outs": (REPORT_HTML,)},
 }

@@ -29,6 +29,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="URI",
         help="more documents: a file or folder (local, s3://, gs://) of JSONL/CSV/Parquet/TXT[.gz]",
     )
+    parser.add_argument(
+        "--feedback",
+        default=None,
+        metavar="URI",
+        help="the data flywheel's folder of harvest files (feedback-*.jsonl): labelled served predictions",
+    )
     parser.add_argument("--output", required=True, help="output folder (replaced atomically)")
     return stage_main(STAGE, parser, argv)
 

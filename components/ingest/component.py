@@ -13,9 +13,11 @@ def ingest(
     data: Output[Dataset],
     metrics: Output[Metrics],
     inputs: list = [],  # noqa: B006 (a KFP list parameter's default; never mutated)
+    feedback: str = "",
 ):
     """Raw URIs (local, s3://, gs://) -> corpus.jsonl, task.jsonl, qa.jsonl and batches/ in ``data``;
-    ``inputs``: more document URIs (files or folders), as ``--input`` on the command line.
+    ``inputs``: more document URIs (files or folders), as ``--input`` on the command line;
+    ``feedback``: the data flywheel's harvest folder in the data lake ('' = none), as ``--feedback``.
     ``data.metadata["dataset_version"]``: the raw data's content hash."""
     from components.common.kfp import enter
 
@@ -27,5 +29,6 @@ def ingest(
         news=news,
         reviews=reviews,
         inputs=list(inputs),
+        feedback=feedback,
         output=data.path,
     )

@@ -17,6 +17,8 @@ Inputs
 - ``inputs``: any number of URIs (local, s3://, gs:// via fsspec), each a file or a folder of
   JSONL / CSV / Parquet / TXT files, optionally .gz or .bz2 (see ``readers``). Each row becomes
   ``{id: "<source>:<row>", text, source, meta: <the other columns>}``.
+- ``feedback``: a folder (local or in the data lake) of the flywheel's harvest files, labelled
+  served predictions (``components.ingest.feedback``): new train/valid task examples.
 
 Outputs (one folder, written atomically; every JSONL sorted by id, keys sorted, so reruns are
 byte-identical):
@@ -29,6 +31,11 @@ byte-identical):
                               the valid/test passages, so those articles never reach pretraining.
 - ``batches/reviews.jsonl``   {id, text, label}
 - ``batches/plots.jsonl``     {id, text}
+- ``feedback.jsonl``          the data flywheel's audit: every row of the ``feedback`` folder's
+                              harvest files with its ``outcome`` (``train``, ``valid``, or why it
+                              was set aside; ``components.ingest.feedback``); the kept ones are
+                              task examples ``feedback:<request_id>:<item>`` with their
+                              ``request_id``, never in the test split
 - ``dataset.json``            the raw inputs' content hashes (MD5, as DVC records them) and their
                               combined ``version``
 - ``metrics.json``            counts per source, split and label, QA questions and articles per
@@ -51,6 +58,7 @@ from components.common.io import atomic_output_dir, write_json, write_jsonl
 from components.common.lineage import dataset_version
 from components.common.metrics import write_metrics
 from components.common.seed import stable_fraction
+from components.ingest import feedback as flywheel
 from components.ingest import readers
 from components.ingest.params import Params, Qa
 from llm import qa as qa_lib
@@ -203,11 +211,13 @@ def run(
     output: str | os.PathLike,
     params: Params,
     inputs: Sequence[str] = (),
+    feedback: str | None = None,
 ) -> dict[str, Any]:
     """Ingest the given sources into ``output`` (see the module docstring); return the metrics.
 
     ``news`` / ``reviews``: the sample CSV paths or URIs (None to leave one out); ``inputs``: more
-    document URIs (files or folders). At least one source must be given.
+    document URIs (files or folders); ``feedback``: the flywheel's folder of harvest files (None
+    or an empty folder: no feedback). At least one source must be given.
     """
     if not (news or reviews or inputs):
         raise InputError("ingest: nothing to read (give news, reviews or inputs)")
@@ -243,6 +253,36 @@ def run(
             else:
                 task.append({**ex, "split": split})
         log.info("%s: %d task examples, %d held out, %d plots", reviews, len(task), len(heldout), len(plots))
+    audit: list[dict[str, Any]] = []
+    feedback_counts: dict[str, Any] = {
+        "files": 0,
+        "rows": 0,
+        "added": {"train": 0, "valid": 0},
+        "set_aside": {},
+    }
+    if feedback:
+        existing: dict[str, list[str]] = defaultdict(list)
+        for ex in task:
+            existing[ex["split"]].append(ex["text"])
+        existing[HELDOUT] = [ex["text"] for ex in heldout]
+        added, audit, feedback_counts = flywheel.merge(
+            flywheel.read_rows(feedback),
+            existing,
+            sorted(LABELS.values()),
+            params.train_fraction,
+            params.valid_fraction,
+            params.seed,
+        )
+        feedback_counts = {"files": len(flywheel.feedback_files(feedback)), **feedback_counts}
+        task += added
+        log.info(
+            "%s: %d feedback rows, %d new train and %d new valid examples, set aside: %s",
+            feedback,
+            feedback_counts["rows"],
+            feedback_counts["added"]["train"],
+            feedback_counts["added"]["valid"],
+            feedback_counts["set_aside"] or "none",
+        )
     task.sort(key=lambda r: r["id"])
     heldout.sort(key=lambda r: r["id"])
     plots.sort(key=lambda r: r["id"])
@@ -258,6 +298,7 @@ def run(
             "by_label": _counts(r["label"] for r in task),
             "by_split_label": {s: _counts(r["label"] for r in task if r["split"] == s) for s in SPLITS},
         },
+        "feedback": feedback_counts,
         "batches": {
             "reviews": {"examples": len(heldout), "by_label": _counts(r["label"] for r in heldout)},
             "plots": {"examples": len(plots)},
@@ -266,7 +307,11 @@ def run(
         "skipped_total": sum(sum(c.values()) for c in skipped.values()),
     }
     # The raw data's content hashes travel with every later artifact (release bundle, KFP metadata).
-    dataset = dataset_version([uri for uri in (news, reviews, *inputs) if uri])
+    feedback_paths = flywheel.feedback_files(feedback) if feedback else []
+    dataset = dataset_version([uri for uri in (news, reviews, *inputs) if uri] + feedback_paths)
+    if feedback:
+        # The harvest files' own version: the monitor compares it with the folder's to tell new data.
+        dataset["feedback_version"] = dataset_version(feedback_paths)["version"]
     metrics["dataset_version"] = dataset["version"]
     with atomic_output_dir(output) as out:
         reviews_batch, plots_batch = a.MONITOR_BATCHES
@@ -274,6 +319,7 @@ def run(
         write_jsonl(Path(out) / a.CORPUS, corpus)
         write_jsonl(Path(out) / a.TASK, task)
         write_jsonl(Path(out) / a.QA, qa_rows["rows"])
+        write_jsonl(Path(out) / a.FEEDBACK, audit)
         write_jsonl(Path(out) / a.BATCHES / f"{reviews_batch}.jsonl", heldout)
         write_jsonl(Path(out) / a.BATCHES / f"{plots_batch}.jsonl", plots)
         metrics = write_metrics(out, metrics)

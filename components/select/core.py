@@ -40,9 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from components.common import artifacts as a
-from components.common.entry import StageRefused
+from components.common.entry import RUN_RECORD, Costs, StageRefused
 from components.common.io import atomic_output_dir, is_remote, write_json
 from components.common.metrics import write_metrics
+from components.select import roi
 from components.select.params import Params
 from llm.formats import CONFIG_FILE, TFIDF_LOGREG, model_files, model_kind
 
@@ -122,6 +123,68 @@ def gate(choice: dict[str, Any], promoted: dict[str, Any] | None, params: Params
             f"{promoted.get('promoted_at', 'earlier')}) by more than the tolerance {params.tolerance:g}"
         )
     return f"{params.metric} {now:.4f} >= {before:.4f} - {params.tolerance:g} of the model promoted before"
+
+
+def test_split(evaluation: str, model: str, split: str | None) -> dict[str, Any] | None:
+    """What the scores were measured on: ``{split, examples, fingerprint}``, the fingerprint a SHA-1
+    of the sorted (id, text, label) of the model's scored examples (evaluate's
+    ``predictions/<model>.jsonl``); None when evaluate wrote no predictions."""
+    import hashlib
+
+    path = Path(evaluation) / a.PREDICTIONS_DIR / f"{model}.jsonl"
+    if not path.is_file():
+        return None
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    digest = hashlib.sha1()
+    for rid, text, label in sorted(
+        (str(r.get("id")), str(r.get("text")), str(r.get("label"))) for r in records
+    ):
+        digest.update(json.dumps([rid, text, label], ensure_ascii=False).encode("utf-8") + b"\n")
+    return {"split": split, "examples": len(records), "fingerprint": digest.hexdigest()}
+
+
+def same_test_split(current: dict[str, Any] | None, promoted: dict[str, Any] | None) -> str:
+    """Refuse (``GateRefused``) to compare scores measured on different test examples; return what
+    was compared otherwise. A record without a fingerprint (older ones) is compared as it is."""
+    before = (promoted or {}).get("test_split")
+    if not before or not current:
+        return "test split not recorded for both; scores compared as they are"
+    if before.get("fingerprint") != current.get("fingerprint"):
+        raise GateRefused(
+            f"select: refusing to compare with the model promoted before ({promoted.get('model')!r}): it was scored "
+            f"on another test split ({before.get('examples')} examples, fingerprint {str(before.get('fingerprint'))[:12]}) "
+            f"than this run ({current.get('examples')} examples, {str(current.get('fingerprint'))[:12]}), so the scores "
+            "are not comparable. The flywheel never changes the test split; if you changed it on purpose, "
+            "clear the promotion record (write {} to it) to promote without a comparison"
+        )
+    return f"the same {current.get('examples')} test examples (fingerprint {str(current.get('fingerprint'))[:12]})"
+
+
+def stage_json(folder: str | None, name: str) -> dict[str, Any] | None:
+    """``folder/name`` as JSON (a stage's metrics.json or run.json), None when absent."""
+    if not folder or not (Path(folder) / name).is_file():
+        return None
+    return json.loads((Path(folder) / name).read_text(encoding="utf-8"))
+
+
+def candidate_rois(
+    rows: list[dict[str, Any]],
+    previous: dict[str, Any] | None,
+    evaluation: str,
+    finetuned: str,
+    variants: str | None,
+    pretrained: str | None,
+    costs: Costs | None,
+) -> dict[str, dict[str, Any]]:
+    """``{model: roi block}`` of every row (``components.select.roi``): training hours from the
+    training stages' metrics.json, priced at the pretrain run's start (its run.json)."""
+    metrics = {
+        "pretrain": stage_json(pretrained, a.METRICS),
+        "finetune": stage_json(finetuned, a.METRICS),
+        "compress": stage_json(variants, a.METRICS),
+    }
+    started = roi.parse_started(stage_json(pretrained, RUN_RECORD))
+    return {r["model"]: roi.return_on_investment(r, rows, previous, metrics, started, costs) for r in rows}
 
 
 def _table(rows: list[dict[str, Any]], params: Params, chosen: str) -> str:
@@ -235,11 +298,16 @@ def run(
     promoted: str | None = None,
     now: str | None = None,
     sft: str | None = None,
+    pretrained: str | None = None,
+    costs: Costs | None = None,
 ) -> dict[str, Any]:
     """Choose, gate, and export the model to ship; see the module doc. ``now``: the timestamp
     recorded on promotion (ISO 8601; default the current UTC time). ``sft``: the sft output folder
     (the generator), chosen under ``params.generative`` from evaluate's qa.json
-    (``components.select.generative``)."""
+    (``components.select.generative``). ``pretrained``: the pretrain output folder (its
+    metrics.json and run.json: training hours and start) and ``costs``: the prices and training
+    window (``components.common.entry.stage_costs``), for the ``roi`` block
+    (``components.select.roi``); without them its figures say what is unknown."""
     import datetime
 
     from components.select.generative import (
@@ -261,8 +329,12 @@ def run(
     choice = choose(rows, params)
     previous = read_promoted(promoted)
     refusal = refusal_path(output)
+    split = test_split(evaluation, choice["model"], table.get("task_split"))
     try:
+        compared = same_test_split(split, previous) if previous is not None else None
         gate_reason = gate(choice, previous, params)  # raises before the output is touched
+        if compared is not None:
+            gate_reason = f"{gate_reason}, on {compared}"
     except GateRefused as exc:
         # The previous outputs stay as they were; the reasons go beside them.
         if refusal is not None:
@@ -277,6 +349,7 @@ def run(
     if not (source / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"select: the chosen model {choice['model']!r} has no folder at {source}")
     files = model_files(source)
+    rois = candidate_rois(rows, previous, evaluation, finetuned, variants, pretrained, costs)
     config = {"kind": model_kind(source), **json.loads((source / CONFIG_FILE).read_text(encoding="utf-8"))}
     decision = {
         "chosen": choice["model"],
@@ -286,9 +359,11 @@ def run(
         "objective": _constraints(params),
         "gate": gate_reason,
         "previous": previous,
+        "test_split": split,
         "kind": config["kind"],
-        "models": [{**r, "violations": violations(r, params)} for r in rows],
+        "models": [{**r, "violations": violations(r, params), "roi": rois[r["model"]]} for r in rows],
         "generator": generator,
+        "roi": rois[choice["model"]],
     }
     with atomic_output_dir(output) as out:
         out = Path(out)
@@ -321,10 +396,20 @@ def run(
             f"Chosen: **{choice['model']}** ({params.metric} {choice[params.metric]:.4f}). Gate: {gate_reason}.\n\n"
             + _table(rows, params, choice["model"])
             + "\n"
+            + roi.markdown(rois[choice["model"]])
+            + "\nEvery candidate (training USD beyond the baseline's own for USD per point vs baseline):\n\n"
+            + roi.candidates_markdown([rois[r["model"]] for r in rows])
+            + "\n"
             + generator_markdown(generator),
             encoding="utf-8",
         )
-        card = model_card(choice, rows, table, config) + "\n" + generator_markdown(generator)
+        card = (
+            model_card(choice, rows, table, config)
+            + "\n"
+            + roi.markdown(rois[choice["model"]])
+            + "\n"
+            + generator_markdown(generator)
+        )
         (out / a.MODEL_CARD).write_text(card, encoding="utf-8")
         (out / MODEL_DIR / a.MODEL_CARD).write_text(card, encoding="utf-8")
         metrics = write_metrics(
@@ -335,6 +420,7 @@ def run(
                 "accuracy": choice["accuracy"],
                 "size_bytes": choice["size_bytes"],
                 "eligible_models": sum(not violations(r, params) for r in rows),
+                **roi.headline(rois[choice["model"]]),
                 **(
                     {
                         "generator_shipped": generator["shipped"],
@@ -357,6 +443,7 @@ def run(
                 "promoted_at": stamp,
                 "scores": {"accuracy": choice["accuracy"], "macro_f1": choice["macro_f1"]},
                 "size_bytes": choice["size_bytes"],
+                "test_split": split,
             },
         )
     log.info(
