@@ -300,9 +300,8 @@ def on_alert(
             )
             return _record(decision, folder)
         log.info("retrain: %s", check["message"])
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            sleep(min(60.0, max(0.0, deadline - time.monotonic())))
+        while (remaining := (opens - clock()).total_seconds()) > 0:
+            sleep(min(60.0, remaining))
         check = {**check, "waited_seconds": round(wait), "allowed": True}
     decision["window_check"] = check
     if local:

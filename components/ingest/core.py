@@ -309,9 +309,8 @@ def run(
     # The raw data's content hashes travel with every later artifact (release bundle, KFP metadata).
     feedback_paths = flywheel.feedback_files(feedback) if feedback else []
     dataset = dataset_version([uri for uri in (news, reviews, *inputs) if uri] + feedback_paths)
-    if feedback:
-        # The harvest files' own version: the monitor compares it with the folder's to tell new data.
-        dataset["feedback_version"] = dataset_version(feedback_paths)["version"]
+    # The harvest files' own version (of none: the same on a run without a feedback folder).
+    dataset["feedback_version"] = dataset_version(feedback_paths)["version"]
     metrics["dataset_version"] = dataset["version"]
     with atomic_output_dir(output) as out:
         reviews_batch, plots_batch = a.MONITOR_BATCHES

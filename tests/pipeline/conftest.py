@@ -40,6 +40,7 @@ def dvc_project(tmp_path_factory) -> Path:
         shutil.copy(ROOT / name, project / name)
     shutil.copy(TINY_PARAMS, project / "params.yaml")
     shutil.copytree(ROOT / "data" / "raw", project / "data" / "raw")
+    shutil.copytree(ROOT / "data" / "feedback", project / "data" / "feedback")  # the flywheel's folder
     dvc(project, "init", "--no-scm", "-q")
     dvc(project, "config", "core.analytics", "false")
     result = dvc(project, "repro", check=False)
