@@ -8,7 +8,8 @@ outputs/evaluate/predictions.jsonl``, ``--generations-reference outputs/evaluate
 (the generations' reference; absent = generations judged without drift), ``--output outputs/live_monitoring/runs`` (one folder per run, named by
 the window's end, plus ``alerts.json`` of the latest run), ``--workspace
 outputs/live_monitoring/workspace`` (``--no-workspace`` to skip), ``--pretrain outputs/pretrain`` and
-``--finetune outputs/finetune`` (training cost), ``--webhook URL`` (or ``$MONITOR_WEBHOOK_URL``),
+``--finetune outputs/finetune`` (training cost), ``--release outputs/deploy`` (roi.json: the
+release's return on investment beside the live cost), ``--webhook URL`` (or ``$MONITOR_WEBHOOK_URL``),
 ``--aligned`` (end windows on a multiple of ``monitoring.window_minutes`` since midnight UTC),
 ``--on-alert retrain`` (off by default: an alert of ``monitoring.retrain.on_alerts`` harvests the
 labelled predictions into the project's feedback folder and retrains with ``dvc repro`` in
@@ -79,6 +80,11 @@ def parser() -> argparse.ArgumentParser:
         "--finetune", default="outputs/finetune", help="finetune output (metrics.json: training cost)"
     )
     p.add_argument(
+        "--release",
+        default="outputs/deploy",
+        help="deploy output (roi.json: the release's training cost and USD per macro-F1 point; default: %(default)s)",
+    )
+    p.add_argument(
         "--webhook",
         default=os.environ.get(WEBHOOK_ENV),
         help=f"POST alert JSON here (default: ${WEBHOOK_ENV})",
@@ -136,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             webhook=args.webhook,
             training={"pretrain": args.pretrain, "finetune": args.finetune},
             generations_reference=args.generations_reference,
+            release=args.release,
             on_alert=args.on_alert,
             retrain_target=target,
             force=args.force,

@@ -23,6 +23,7 @@ def monitor_window(
     alerts: Output[Artifact],
     pretrain_uri: str = "",
     finetune_uri: str = "",
+    release_uri: str = "",
     workspace: str = "",
     webhook_url: str = "",
     window_end: str = "",
@@ -40,7 +41,9 @@ def monitor_window(
     generations and the evaluation has generations.jsonl), with the drift thresholds of
     ``monitor`` and the settings of ``monitoring`` (params.yaml sections). ``pretrain_uri`` /
     ``finetune_uri``: those stages' output folders (their metrics.json give the training cost;
-    empty = unknown). ``workspace``: an Evidently workspace path on shared storage (empty = none).
+    empty = unknown). ``release_uri``: deploy's output folder (its roi.json: the release's training
+    cost and USD per macro-F1 point beside the live cost; empty = none). ``workspace``: an
+    Evidently workspace path on shared storage (empty = none).
     ``alerts`` holds the alert JSON; with ``fail_on_alert`` the task fails when an alert fired, so
     the run shows red in the UI.
 
@@ -79,6 +82,7 @@ def monitor_window(
         webhook=webhook_url,
         training={"pretrain": pretrain_uri, "finetune": finetune_uri},
         generations_reference=a.path(evaluation, a.GENERATIONS),
+        release=release_uri,
         on_alert=on_alert,
         retrain_target=target,
         force=force_retrain,

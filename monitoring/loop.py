@@ -80,6 +80,7 @@ from monitoring.reports import (
     run_quality_report,
     text_frame,
 )
+from monitoring.roi import TAG_ROI, read_release, roi_report, version_roi
 from monitoring.settings import Settings
 from monitoring.window import (
     parse_time,
@@ -95,7 +96,7 @@ ALERTS_FILE = "alerts.json"
 METRICS_FILE = "metrics.json"
 REPORT_HTML = "report.html"  # a run's reports on one page (run_scheduled)
 # The summary figures a Kubeflow run shows as metrics (their numeric leaves).
-HEADLINE_KEYS = ("rows", "requests", "alerts", "versions", "training_cost", "generation_rows")
+HEADLINE_KEYS = ("rows", "requests", "alerts", "versions", "training_cost", "generation_rows", "release_roi")
 # The stages whose time is the training cost; one missing is reported, never priced at 0.
 TRAINING_STAGES = ("pretrain", "finetune")
 SKIPPED_TOO_FEW_ROWS = "too_few_rows"
@@ -244,8 +245,11 @@ def judge_version(
     out: Path,
     window: Mapping[str, Any],
     end: datetime,
+    release: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Summary and Evidently snapshots ({tag: snapshot}) of one model version's window rows."""
+    """Summary and Evidently snapshots ({tag: snapshot}) of one model version's window rows.
+    ``release``: the released version's ROI figures (``monitoring.roi.read_release``), shown
+    beside this window's serving cost when ``version`` is the release."""
     meta = {"model_version": version, "window_start": window["start"], "window_end": window["end"]}
     snapshots: dict[str, Any] = {}
     requests = int(rows["request_id"].nunique())
@@ -321,6 +325,12 @@ def judge_version(
         compute_seconds=float(rows["compute_ms"].sum()) / 1000.0,
         usd_per_hour=settings.prices.serve_usd_per_hour,
     )
+    # Return on investment: the live cost per unit beside the release's training cost and gain.
+    summary["roi"] = version_roi(version, summary["cost"], release)
+    snapshot = roi_report(summary["roi"], timestamp=end, metadata=meta)
+    if snapshot is not None:
+        write_report(snapshot, out / version / TAG_ROI)
+        snapshots[TAG_ROI] = snapshot
     return summary, snapshots
 
 
@@ -336,8 +346,11 @@ def monitor_window(
     training: Mapping[str, str | os.PathLike | None] | None = None,
     now: datetime | None = None,
     generations_reference: str | os.PathLike | None = None,
+    release: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Judge the window ending at ``end``; write ``output``; return the run summary.
+    ``release``: deploy's output folder (its roi.json: the release's training cost, gain and USD
+    per macro-F1 point, ``monitoring.roi``; None = not given, ``release_roi.skipped`` says so).
 
     ``training``: ``{"pretrain": dir, "finetune": dir}`` whose metrics.json give the training
     cost (a stage not given is listed in ``training_cost.stages_missing``). ``now``: the time up
@@ -352,6 +365,7 @@ def monitor_window(
     span = end - start
     previous_frame = read_window(log_uri, start - span, start).frame
     ref = load_reference(reference, drift_params)
+    release_roi = read_release(release)
     generated = read_generations(log_uri, start, end)
     generation_frame = generated.frame
     gen_ref = (
@@ -368,7 +382,7 @@ def monitor_window(
             rows = frame[frame["model_version"] == version].reset_index(drop=True)
             previous = previous_frame[previous_frame["model_version"] == version]
             summary, snapshots[version] = judge_version(
-                version, rows, previous, ref, drift_params, settings, out, window, end
+                version, rows, previous, ref, drift_params, settings, out, window, end, release=release_roi
             )
             versions[version] = summary
             alerts += check_alerts(summary, settings.alerts)
@@ -398,6 +412,7 @@ def monitor_window(
             "training_cost": training_cost(
                 training_metrics(training or {}), settings.prices.train_usd_per_hour
             ),
+            "release_roi": release_roi,
             "alerts": len(alerts),
             "alert_kinds": sorted({a.kind for a in alerts}),
             "reference_rows": len(ref.frame),
@@ -493,11 +508,13 @@ def run_once(
     webhook: str | None = None,
     now: datetime | None = None,
     generations_reference: str | os.PathLike | None = None,
+    release: str | os.PathLike | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """One run into ``output_root/<window end>``, its alert JSON also copied to
     ``output_root/alerts.json`` (the latest run's), and POSTed to ``webhook`` when it alerts.
     ``now``: the time up to which labels are read (default: the current time).
-    ``generations_reference``: evaluate's generations.jsonl (``monitor_window``).
+    ``generations_reference``: evaluate's generations.jsonl; ``release``: deploy's output
+    (``monitor_window``).
     Returns (summary, run folder)."""
     from monitoring.alerts import post_webhook
 
@@ -513,6 +530,7 @@ def run_once(
         training=training,
         now=now,
         generations_reference=generations_reference,
+        release=release,
     )
     payload = read_json(folder / ALERTS_FILE)
     payload["report"] = str(folder)
@@ -555,8 +573,11 @@ def run_scheduled(
     retrain_target: Any = None,
     force: bool = False,
     clock: Callable[[], datetime] | None = None,
+    release: str | os.PathLike | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """One monitor run, as ``python -m monitoring`` and the Kubeflow component make it.
+    ``release``: deploy's output folder, whose roi.json gives the release's ROI figures (empty =
+    not given).
 
     Chooses the window end (``window_end_of``: ``window_end`` or the run's time, rounded down to
     a whole window when ``aligned``), judges that window (``run_once``: reports, metrics.json and
@@ -587,6 +608,7 @@ def run_scheduled(
         webhook=webhook or None,
         now=now,
         generations_reference=generations_reference or None,
+        release=release or None,
     )
     combined_html(run_pages(folder), folder / REPORT_HTML)
     if on_alert not in ("off", "retrain"):

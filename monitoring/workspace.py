@@ -10,7 +10,11 @@ the project:
 - Prediction drift: the predicted-label distance to the reference, per run;
 - Latency: p50 / p95 / p99 server latency, per run;
 - Cost: USD per 1M predictions and the window's cost in µUSD;
-- Quality: accuracy on labelled predictions, or "No labels yet" until a window had labels.
+- Quality: accuracy on labelled predictions, or "No labels yet" until a window had labels;
+- Return on investment (``roi_panels``; snapshots tagged ``roi`` by monitoring.roi): the live
+  serving cost per 1k requests and per 1M tokens per window (mUSD), and the release's training
+  cost and USD per macro-F1 point gained (over the previous version and the baseline), from the
+  release's roi.json (select's figures) while this version is the release.
 
 Per-run figures are bar plots (see ``dashboard_panels`` for why). ``add_snapshots`` keeps the
 stored dashboard equal to the declared one (``declare_dashboard``), so the quality panel turns into
@@ -31,6 +35,14 @@ from typing import Any
 
 from llm.drift import _evidently
 from monitoring.reports import LATENCY, LATENCY_QUANTILES, PREDICTION
+from monitoring.roi import (
+    MUSD_PER_1K_REQUESTS,
+    MUSD_PER_1M_TOKENS,
+    TAG_ROI,
+    TRAINING_USD,
+    USD_PER_POINT_VS_BASELINE,
+    USD_PER_POINT_VS_PREVIOUS,
+)
 
 PROJECT_PREFIX = "sentiment model "  # + model version
 GENERATOR_PROJECT_PREFIX = "generator model "  # + generator version
@@ -68,6 +80,38 @@ def quality_panel(labelled: bool) -> Any:
     return bar_plot_panel(
         title=QUALITY_TITLE, values=[_series("Accuracy", "accuracy", TAG_QUALITY)], size="half"
     )
+
+
+def roi_panels() -> list[Any]:
+    """The return-on-investment panels of a model's dashboard: bars per window, as the others."""
+    from evidently.sdk.panels import bar_plot_panel
+
+    def mean(legend: str, column: str) -> Any:
+        return _series("MeanValue", legend, TAG_ROI, column=column)
+
+    return [
+        bar_plot_panel(
+            title="Serving cost (mUSD: thousandths of a US dollar) per 1k requests and per 1M tokens",
+            values=[mean("per 1k requests", MUSD_PER_1K_REQUESTS), mean("per 1M tokens", MUSD_PER_1M_TOKENS)],
+            description="Per window, live: the model's compute time at monitoring.prices.serve_usd_per_hour",
+            size="half",
+        ),
+        bar_plot_panel(
+            title="Release: training cost (USD)",
+            values=[mean("training USD", TRAINING_USD)],
+            description="The released version's recorded accelerator-hours at monitoring.prices (select's roi)",
+            size="half",
+        ),
+        bar_plot_panel(
+            title="Release: USD per macro-F1 point gained",
+            values=[
+                mean("vs previous version", USD_PER_POINT_VS_PREVIOUS),
+                mean("vs baseline", USD_PER_POINT_VS_BASELINE),
+            ],
+            description="Training USD over the macro-F1 points gained (select's roi); no bar: no gain or unknown",
+            size="half",
+        ),
+    ]
 
 
 def dashboard_panels(labelled: bool = False) -> list[Any]:
@@ -121,6 +165,7 @@ def dashboard_panels(labelled: bool = False) -> list[Any]:
             size="half",
         ),
         quality_panel(labelled),
+        *roi_panels(),
     ]
 
 

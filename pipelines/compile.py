@@ -29,7 +29,8 @@ DEFAULT_URIS = {
 
 
 def pipeline_arguments(params_path: str | Path, **uris: str) -> dict[str, Any]:
-    """Pipeline parameters: one dict per stage from params.yaml (validated), plus the input URIs."""
+    """Pipeline parameters: one dict per stage from params.yaml (validated), the input URIs, and
+    ``costs`` (``costs_argument``)."""
     from pipelines.cluster import load_cluster
 
     every = load_all(params_path)
@@ -39,7 +40,13 @@ def pipeline_arguments(params_path: str | Path, **uris: str) -> dict[str, Any]:
     # killed pod) and the model-selection gate's record of the last promotion.
     mount = load_cluster().checkpoint_mount
     state = {"checkpoint_dir": f"{mount}/pretrain", "promoted_record": f"{mount}/promoted.json"}
-    return {**DEFAULT_URIS, **state, **uris, **sections}
+    return {**DEFAULT_URIS, **state, **uris, **sections, "costs": costs_argument(every["monitoring"])}
+
+
+def costs_argument(settings: Any) -> dict[str, Any]:
+    """The pipeline's ``costs`` parameter: the ``monitoring`` section's prices and training window
+    (``settings``: its typed Settings), what select prices training hours with on Kubeflow."""
+    return {"prices": to_dict(settings.prices), "training_window": to_dict(settings.training_window)}
 
 
 _HEADER_DEFAULT = re.compile(r"^(#\s+)(\w+): (\w+) \[Default: .*\]$")

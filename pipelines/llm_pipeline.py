@@ -3,9 +3,11 @@ reads the pipeline signature's annotations as types).
 
 Each pipeline parameter named like a stage (``ingest``, ``clean`` ...) carries that stage's
 params.yaml section as a dict; its default is filled from params.yaml through the same strict
-loader, and each component validates its dict again with it at run time. Cluster settings (image,
-secret, PVC, shared memory, retries) come from pipelines/cluster.yaml; accelerators from the
-``pretrain``, ``finetune`` and ``sft`` sections.
+loader, and each component validates its dict again with it at run time. ``costs`` carries the
+``monitoring`` section's ``prices`` and ``training_window`` for select's return-on-investment
+figures (the same dict ``components.common.entry.stage_costs`` reads from the file under DVC).
+Cluster settings (image, secret, PVC, shared memory, retries) come from pipelines/cluster.yaml;
+accelerators from the ``pretrain``, ``finetune`` and ``sft`` sections.
 
 deploy writes the release's KServe InferenceService into its output artifact (storage URI: that
 artifact's own URI); ``apply_inference_service=True`` adds a step that applies it to the cluster
@@ -109,6 +111,7 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
         deploy: dict,
         monitor: dict,
         report: dict,
+        costs: dict,
         promoted_record: str = "",
         checkpoint_dir: str = "",
         extra_inputs: list = [],  # noqa: B006 (a KFP list parameter's default; never mutated)
@@ -175,7 +178,9 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
             finetuned=finetune_task.outputs["finetuned"],
             variants=compress_task.outputs["variants"],
             sft=sft_task.outputs["generator"],
+            pretrained=pretrain_task.outputs["pretrained"],
             params=select,
+            costs=costs,
             promoted=promoted_record,
         )
         # The promotion record outlives runs: it sits on the shared volume.

@@ -30,6 +30,8 @@ DEFAULT_URIS = {
     "evaluation_uri": "s3://llm-data-lake/outputs/evaluate",
     "pretrain_uri": "s3://llm-data-lake/outputs/pretrain",
     "finetune_uri": "s3://llm-data-lake/outputs/finetune",
+    # The release bundle (its roi.json: training cost and USD per macro-F1 point of the release).
+    "release_uri": "s3://llm-data-lake/outputs/deploy",
     # The data flywheel (on_alert = retrain): the harvest folder, and the trained data version.
     "feedback_uri": "s3://llm-data-lake/feedback",
     "ingest_uri": "s3://llm-data-lake/outputs/ingest",
@@ -51,6 +53,7 @@ def build_pipeline(image: str) -> Callable:
         evaluation_uri: str,
         pretrain_uri: str,
         finetune_uri: str,
+        release_uri: str,
         monitor: dict,
         monitoring: dict,
         feedback_uri: str,
@@ -70,6 +73,7 @@ def build_pipeline(image: str) -> Callable:
             monitoring=monitoring,
             pretrain_uri=pretrain_uri,
             finetune_uri=finetune_uri,
+            release_uri=release_uri,
             workspace=workspace,
             webhook_url=webhook_url,
             window_end=window_end,

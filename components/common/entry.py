@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import logging
 import os
 import shutil
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -88,11 +90,50 @@ def stage_tmpdir(stage: str, output: str | os.PathLike | None) -> Iterator[Path]
         shutil.rmtree(folder, ignore_errors=True)
 
 
+# A core whose ``run`` takes this keyword gets the ``monitoring`` section's prices and training
+# window (``Costs``): the one place prices live, read for the stage on both doors (``stage_costs``).
+COSTS = "costs"
+
+
+@dataclass(frozen=True)
+class Costs:
+    """``monitoring.prices`` (``monitoring.settings.Prices``) and ``monitoring.training_window``
+    (``TrainingWindow``), what ``llm.costs`` prices training with, for a stage that turns
+    recorded time into dollars (select's return on investment)."""
+
+    prices: Any
+    training_window: Any
+
+
+def stage_costs(params: str | os.PathLike | Mapping[str, Any], given: Any = None) -> Costs:
+    """The prices and training window for a stage whose core takes ``costs``: from ``given`` (the
+    Kubeflow door: a dict ``{prices: {...}, training_window: {...}}``, the pipeline's ``costs``
+    parameter, validated by the same loader) or, when none is given, from the params file's
+    ``monitoring`` section (the command line: ``params`` is the file). A params mapping without
+    ``given`` is an InputError: the prices are never guessed."""
+    if isinstance(given, Costs):
+        return given
+    if isinstance(given, Mapping):
+        unknown = sorted(set(given) - {"prices", "training_window"})
+        if unknown:
+            raise InputError(f"costs: unknown key {unknown[0]!r} (keys: prices, training_window)")
+        settings = from_dict(params_class("monitoring"), dict(given), "monitoring", struct_numbers=True)
+    elif given is None and not isinstance(params, Mapping):
+        settings = load_params(params, "monitoring")
+    else:
+        raise InputError(
+            "costs: the stage needs monitoring.prices and monitoring.training_window: pass the "
+            "pipeline's costs parameter (a dict) with a params dict"
+        )
+    return Costs(prices=settings.prices, training_window=settings.training_window)
+
+
 def run_stage(stage: str, params: str | os.PathLike | Mapping[str, Any], **arguments: Any) -> dict[str, Any]:
     """Validate ``params``, set up the process, run ``components.<stage>.core.run``; return its metrics.
 
     ``arguments`` are the core's keyword arguments (paths or URIs). An empty string means "not
-    given" (None): Kubeflow passes optional string inputs as "".
+    given" (None): Kubeflow passes optional string inputs as "". A core whose ``run`` takes
+    ``costs`` gets ``stage_costs(params, arguments.get("costs"))``.
     Raises ParamsError (bad params), InputError (bad arguments) or StageRefused (the gate).
     """
     setup_logging()
@@ -104,7 +145,11 @@ def run_stage(stage: str, params: str | os.PathLike | Mapping[str, Any], **argum
     if prepare is not None:
         prepare()
     arguments = {k: (None if v == "" else v) for k, v in arguments.items()}
-    log.info("%s: %s", stage, ", ".join(f"{k}={v}" for k, v in arguments.items() if v is not None))
+    log.info(
+        "%s: %s", stage, ", ".join(f"{k}={v}" for k, v in arguments.items() if v is not None and k != COSTS)
+    )
+    if COSTS in inspect.signature(core.run).parameters:
+        arguments[COSTS] = stage_costs(params, arguments.get(COSTS))
     started, clock = datetime.now(UTC), time.monotonic()
     try:
         with stage_tmpdir(stage, arguments.get("output")):

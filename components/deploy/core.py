@@ -14,6 +14,11 @@ Outputs (one folder, written atomically):
 - ``generator/``    the chosen generator folder (select's), when one is shipped
 - ``release.json``  {version, kind, files: {name: sha256}, labels, smoke: {...}, dataset: {version, files},
   generator: {version, quantization, files, qa, smoke} | null}
+- ``roi.json``      {version, model, variant, roi}: the return on investment of the released model
+  (select's decision.json ``roi`` block: training cost, serving estimate, quality against the
+  previous version and the baseline, USD per macro-F1 point; None without a decision), what the
+  continuous monitor shows beside its live cost. Apart from release.json, which stays the same
+  bytes for the same release: its figures are wall-clock ones.
 - ``inference_service.yaml``  the release as a KServe InferenceService (``components.deploy.kserve``):
   the project image running ``python -m serving`` on the bundle, downloaded from ``storage_uri``
 - ``metrics.json``  version agreement and load time
@@ -35,6 +40,7 @@ from components.common.artifacts import (
     MODEL_DIR,
     NOT_SHIPPED,
     RELEASE,
+    ROI,
 )
 from components.common.entry import InputError
 from components.common.io import read_json, read_jsonl, write_json
@@ -54,6 +60,20 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def release_roi(version: str, decision: str | None) -> dict[str, Any]:
+    """``roi.json``: the released ``version`` with select's ``roi`` block from ``decision`` (its
+    decision.json; None or no block: ``roi`` is None and ``note`` says why)."""
+    chosen = read_json(decision) if decision and Path(decision).is_file() else {}
+    block = chosen.get("roi")
+    return {
+        "version": version,
+        "model": chosen.get("chosen"),
+        "variant": chosen.get("variant"),
+        "roi": block,
+        "note": "select's decision.json roi block" if block else "no roi block in select's decision.json",
+    }
 
 
 def run(
@@ -156,6 +176,7 @@ def run(
         # Lineage: the release carries the dataset version (KFP copies it into the artifact's
         # metadata). No path of this machine is recorded: the same release gives the same bytes.
         write_json(tmp / RELEASE, release)
+        write_json(tmp / ROI, release_roi(version, decision))
         manifest = inference_service(
             params,
             version=version,

@@ -14,9 +14,11 @@ Contract: ``run(pretrained, tokenizer, finetuned, task, output, params)`` writes
   every variant folder under ``candidates`` (the compress stage's output, by folder name) and the
   TF-IDF + logistic regression ``baseline`` (trained on the train split in this run): accuracy,
   macro-F1, per-class precision / recall, ECE, latency p50 / p95 of single-review requests (ms),
-  batch throughput (reviews/s), size on disk (bytes) and parameter count. Latency and throughput
-  are wall-clock measurements (noisy on a shared machine), so they are kept out of
-  ``metrics.json``, which stays deterministic;
+  batch throughput (reviews/s), size on disk (bytes), parameter count and ``tokens_per_review``
+  (mean tokens the model reads per test review, as the server counts them); the baseline row
+  also ``fit_seconds`` (wall seconds of its fit on one CPU machine: its training cost). Latency,
+  throughput and fit time are wall-clock measurements (noisy on a shared machine), so they are
+  kept out of ``metrics.json``, which stays deterministic;
 - ``baseline/``: the fitted baseline as a ``tfidf-logreg`` model folder (``llm.baseline``: JSON and
   safetensors, no pickle), so the select stage may ship it like any other model. Its row is
   scored and timed through that saved folder as the server loads it, after checking that the
@@ -203,6 +205,13 @@ def timing(predictors: dict[str, Any], texts: list[str], params: Params) -> dict
         }
         for name in names
     }
+
+
+def mean_tokens(model: Any, texts: list[str]) -> float:
+    """Mean tokens ``model`` reads per text (its ``token_counts``: what the server logs as a
+    request's tokens), over ``texts``; 0.0 for none. The per-1M-token serving estimate divides by it."""
+    counts = model.token_counts(texts)
+    return float(sum(counts)) / len(counts) if counts else 0.0
 
 
 def folder_size(directory: str | Path) -> int:
@@ -396,6 +405,7 @@ def run(
                 **score_row(actual, pred, conf, labels, params.calibration_bins),
                 "size_bytes": folder_size(folder),
                 "parameters": stored_parameters(folder),
+                "tokens_per_review": mean_tokens(model, texts),
             }
 
         rows.append(classifier_row(FINETUNED, finetuned, classifier, predicted, scores))
@@ -412,7 +422,10 @@ def run(
             from llm.baseline import parameters
 
             train = [r for r in records if r["split"] == "train"]
+            fit_start = time.perf_counter()
             fitted = train_baseline([r["text"] for r in train], [r["label"] for r in train], params)
+            # Its training cost (select's return on investment): one CPU machine for the fit.
+            fit_seconds = time.perf_counter() - fit_start
             # Scored and timed as it is served: the saved folder, loaded back (checked against
             # scikit-learn first); it is copied into the output with the other files below.
             baseline = save_checked_baseline(fitted, staging.name, texts)
@@ -427,6 +440,8 @@ def run(
                     **score_row(actual, pred, conf, labels, params.calibration_bins),
                     "size_bytes": folder_size(staging.name),
                     "parameters": parameters(baseline.config),
+                    "tokens_per_review": mean_tokens(baseline, texts),
+                    "fit_seconds": fit_seconds,
                 }
             )
         speeds = timing(predictors, texts, params)

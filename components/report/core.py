@@ -1,6 +1,7 @@
 """report core: one HTML page a person reads after a run: the DAG with each stage's status and
-time, the loss curves, the confusion matrix, the model table with the chosen model, the drift
-verdicts, and links to the Evidently reports and the model card.
+time, the loss curves, the confusion matrix, the model table with the chosen model, its return on
+investment (select's decision.json ``roi`` block), the drift verdicts, and links to the Evidently
+reports and the model card.
 
 Contract: ``run(params, output, ingest=..., clean=..., ..., monitor=...)``: each stage argument is
 that stage's output folder (a path or URI; None or missing = not part of this run). Writes into
@@ -366,6 +367,90 @@ def models_section(decision: Mapping[str, Any] | None) -> str:
     return text + _table(header, rows, classes)
 
 
+def _usd(value: Any) -> str:
+    """``$0.00123`` (4 significant digits: demo costs are fractions of a cent), wrapped as a timed
+    figure (it comes from wall-clock time); ``-`` when unknown."""
+    return _t(f"${value:.4g}") if isinstance(value, int | float) else "-"
+
+
+def roi_section(decision: Mapping[str, Any] | None) -> str:
+    """The chosen model's return on investment from decision.json's ``roi`` block (select): the
+    training cost, the serving estimate, macro-F1 against the previous version and the baseline,
+    and USD per macro-F1 point gained. Costs are timed figures (``_t``)."""
+    roi = (decision or {}).get("roi")
+    if not roi:
+        return '<p class="muted">No return-on-investment figures (select wrote no roi block).</p>'
+    t, s = roi.get("training_cost") or {}, roi.get("serving_cost") or {}
+    q, p = roi.get("quality") or {}, roi.get("usd_per_macro_f1_point") or {}
+    hours = t.get("accelerator_hours")
+    price = (
+        f"{t.get('period')} at ${t['usd_per_hour']:g}/h, priced at the pretrain run's start "
+        f"({t.get('priced_at') or 'unknown: on-peak'})"
+        if isinstance(t.get("usd_per_hour"), int | float)
+        else "no prices"
+    )
+    serve = (
+        f"estimated from evaluate's measurements at ${s['usd_per_hour']:g}/h; the live figures come from the monitor"
+        if isinstance(s.get("usd_per_hour"), int | float)
+        else "no prices"
+    )
+    costs = [
+        [
+            html.escape(f"training ({t.get('note', '')})"),
+            _t(f"{hours:.4g}") if isinstance(hours, int | float) else "-",
+            _usd(t.get("usd")),
+            _t(price),
+        ],
+        [
+            "serving per 1k requests (one review each)",
+            "",
+            _usd(s.get("usd_per_1k_requests")),
+            html.escape(serve),
+        ],
+        [
+            "serving per 1k reviews in batches",
+            "",
+            _usd(s.get("usd_per_1k_requests_batched")),
+            html.escape(serve),
+        ],
+        ["serving per 1M tokens (one review each)", "", _usd(s.get("usd_per_1m_tokens")), html.escape(serve)],
+        [
+            "serving per 1M tokens in batches",
+            "",
+            _usd(s.get("usd_per_1m_tokens_batched")),
+            html.escape(serve),
+        ],
+    ]
+    compared = []
+    for name, key in (("previous version", "previous"), ("baseline", "baseline")):
+        other = q.get(key)
+        if not other:
+            reason = html.escape(str(q.get(f"{key}_reason", "")))
+            compared.append([name, "-", "-", "-", f'<span class="muted">{reason}</span>'])
+            continue
+        label = str(other.get("model")) + (f" ({other['promoted_at']})" if other.get("promoted_at") else "")
+        per = p.get(f"vs_{key}")
+        compared.append(
+            [
+                name,
+                html.escape(label),
+                number(other.get("macro_f1"), "{:.4f}"),
+                number(other.get("delta_points"), "{:+.2f}"),
+                _usd(per)
+                if per is not None
+                else f'<span class="muted">{html.escape(str(p.get(f"vs_{key}_reason", "")))}</span>',
+            ]
+        )
+    return (
+        f"<p>Return on investment of <b>{html.escape(str(roi.get('model')))}</b> "
+        f"(macro-F1 {number(q.get('macro_f1'), '{:.4f}')}).</p>"
+        + _table(["cost", "accelerator-hours", "USD", "basis"], costs)
+        + _table(
+            ["compared with", "model", "macro-F1", "Δ macro-F1 (points)", "USD per point gained"], compared
+        )
+    )
+
+
 def drift_section(monitor: str | None, metrics: Mapping[str, Any] | None, output: str) -> str:
     if not metrics:
         return '<p class="muted">No drift verdicts (the monitor stage has not run).</p>'
@@ -448,6 +533,8 @@ def render(stages: Mapping[str, str | None], params: Params, output: str, now: d
         confusion_section(metrics.get("evaluate")),
         '<h2 id="models">Models</h2>',
         models_section(decision),
+        '<h2 id="roi">Return on investment</h2>',
+        roi_section(decision),
         '<h2 id="drift">Drift</h2>',
         drift_section(stages.get("monitor"), metrics.get("monitor"), output),
         '<h2 id="card">Model card</h2>',

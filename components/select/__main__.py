@@ -1,4 +1,7 @@
-"""CLI: ``python -m components.select --evaluation outputs/evaluate --finetuned outputs/finetune --variants outputs/compress --output outputs/select [--promoted models/promoted.json]``
+"""CLI: ``python -m components.select --evaluation outputs/evaluate --finetuned outputs/finetune --variants outputs/compress --output outputs/select [--promoted models/promoted.json] [--pretrained outputs/pretrain]``
+
+The return-on-investment figures price the recorded training hours with the params file's
+``monitoring.prices`` and ``monitoring.training_window`` (``components.common.entry.stage_costs``).
 
 Exit 1 with the gate's message when the chosen model is worse than the one promoted before.
 
@@ -27,6 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--sft", default=None, help="sft output folder (the generator; chosen from evaluation/qa.json)"
+    )
+    parser.add_argument(
+        "--pretrained",
+        default=None,
+        help="pretrain output folder (metrics.json, run.json: training hours and start, for the ROI figures)",
     )
     parser.add_argument("--output", required=True, help="output folder (replaced atomically)")
     parser.add_argument(

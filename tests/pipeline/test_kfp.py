@@ -131,7 +131,7 @@ TIMED_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 TIMED_FILES = {
     "evaluate": {"models.json", "table.md", "qa.json", "qa_table.md", "generations.jsonl"},
     "select": {"decision.json", "decision.md", "MODEL_CARD.md", "model/MODEL_CARD.md", "generations.jsonl"},
-    "deploy": {"generations.jsonl"},
+    "deploy": {"generations.jsonl", "roi.json"},
 }
 # The one field that differs between the doors by design: where the release lies for KServe (the KFP
 # output artifact's URI; under DVC, dvc.yaml's kserve.storage_uri). Compared with it blanked out.

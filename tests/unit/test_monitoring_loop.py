@@ -502,10 +502,10 @@ def test_held_out_reviews_raise_no_alert_and_plot_summaries_do(scenario, tmp_pat
     assert metrics["training_cost"]["usd"] is None and metrics["training_cost"]["seconds"] is None
     assert metrics["training_cost"]["pretrain_usd"] == pytest.approx(0.05 * 0.10)
     assert json.loads((run / "alerts.json").read_text())["alerting"] is False
-    for report in ("drift", "ops", "quality"):
+    for report in ("drift", "ops", "quality", "roi"):
         assert (run / VERSION / report / "report.json").exists()
         assert "<html" in (run / VERSION / report / "report.html").read_text()[:2000].lower()
-    assert (run / REPORT_HTML).read_text().count("<iframe") == 3  # the three, on one page
+    assert (run / REPORT_HTML).read_text().count("<iframe") == 4  # the four, on one page
 
     assert _cli(scenario, "2026-05-01T12:00:00Z", out, params) == 1
     run = out / "20260501T120000Z"
@@ -525,7 +525,7 @@ def test_held_out_reviews_raise_no_alert_and_plot_summaries_do(scenario, tmp_pat
     workspace = open_workspace(out / "workspace")
     project = model_project(workspace, VERSION)
     assert [p.name for p in workspace.list_projects()] == [f"sentiment model {VERSION}"]
-    assert len(workspace.list_runs(project.id)) == 3 + 2  # drift, ops, quality; then drift, ops
+    assert len(workspace.list_runs(project.id)) == 4 + 3  # drift, ops, quality, roi; then drift, ops, roi
     titles = " | ".join(p.title for p in workspace.get_dashboard(project.id).panels)
     for word in ("drift", "Latency", "Cost", "accuracy"):
         assert word in titles
@@ -677,7 +677,7 @@ def test_kubeflow_component_runs_the_same_monitor_locally(scenario, tmp_path):
     payload = json.loads(alerts.read_text())
     assert payload["alerting"] is True and "data_drift" in [a["kind"] for a in payload["alerts"]]
     (page,) = (tmp_path / "root").glob("*/monitor-window/report")
-    assert page.read_text().count("<iframe") == 2  # the drift and ops reports of the one version
+    assert page.read_text().count("<iframe") == 3  # the drift, ops and roi reports of the one version
     (metrics,) = (tmp_path / "root").glob("*/monitor-window/reports/20260501T120000Z/metrics.json")
     training = json.loads(metrics.read_text())["training_cost"]
     assert training["pretrain_seconds"] == 180.0 and training["stages_missing"] == ["finetune"]
@@ -706,7 +706,7 @@ def test_run_scheduled_writes_the_page_and_alerts_and_fails_on_an_alert(scenario
     assert not (tmp_path / "out" / "workspace").exists()
 
     page = (folder / REPORT_HTML).read_text()
-    assert page.count("<iframe") == 2
+    assert page.count("<iframe") == 3  # drift, ops, roi
     assert page.index(f"<h1>{VERSION}: drift</h1>") < page.index(f"<h1>{VERSION}: ops</h1>")
     drift_page = (folder / VERSION / "drift" / "report.html").read_text()
     assert drift_page.replace("&", "&amp;").replace('"', "&quot;") in page  # the report, quoted for srcdoc

@@ -117,3 +117,41 @@ def test_thinning_keeps_the_ends_and_the_count():
 def test_params_are_checked_naming_the_key():
     with pytest.raises(ValueError, match="report.curve_points"):
         Params(curve_points=1)
+
+
+def test_the_roi_section_shows_selects_figures_with_costs_as_timed_figures(outputs: Path):
+    from components.select import roi
+    from tests.unit.test_select_roi import COSTS, METRICS, NIGHT, PREVIOUS, table
+
+    rows = table()
+    decision = json.loads((outputs / "select" / "decision.json").read_text())
+    decision["roi"] = roi.return_on_investment(rows[0], rows, PREVIOUS, METRICS, NIGHT, COSTS)
+    (outputs / "select" / "decision.json").write_text(json.dumps(decision))
+    page, _ = make_report(outputs)
+    section = page[page.index('<h2 id="roi">') : page.index('<h2 id="drift">')]
+    # Training: 0.75 accelerator-h off-peak at $0.06/h; serving at p50 36 ms; 2 points over the
+    # previous version at $0.0225 each, 15 over the baseline.
+    assert (
+        '<td>training (pretrain + finetune)</td><td><span class="t">0.75</span></td><td><span class="t">$0.045</span>'
+        in section
+    )
+    assert "off-peak at $0.06/h" in section
+    assert (
+        '<td>serving per 1k requests (one review each)</td><td></td><td><span class="t">$0.001</span>'
+        in section
+    )
+    assert re.search(
+        r"<td>previous version</td><td>finetuned \([^)]*\)</td><td>0\.7800</td><td>\+2\.00</td><td><span class=\"t\">\$0\.0225</span>",
+        section,
+    )
+    assert re.search(r"<td>baseline</td><td>baseline</td><td>0\.6500</td><td>\+15\.00</td>", section)
+    # Without a previous version the reason shows instead of a figure; no script either way.
+    decision["roi"] = roi.return_on_investment(rows[0], rows, None, METRICS, NIGHT, COSTS)
+    (outputs / "select" / "decision.json").write_text(json.dumps(decision))
+    page, _ = make_report(outputs)
+    assert "no version promoted before" in page and "<script" not in page
+
+
+def test_without_an_roi_block_the_section_says_so(outputs: Path):
+    page, _ = make_report(outputs)
+    assert "No return-on-investment figures (select wrote no roi block)." in page
