@@ -14,6 +14,7 @@ full-day window says nothing).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -152,3 +153,25 @@ def check_window(
         "Start it inside the window, or force it now (--force) at the on-peak price."
     )
     raise OutsideWindow(message)
+
+
+def wait_for_window(
+    check: dict[str, Any],
+    window: Any,
+    clock: Callable[[], datetime],
+    sleep: Callable[[float], Any],
+) -> dict[str, Any]:
+    """With ``outside: wait``: sleep (in steps of at most a minute, on ``clock``) until the window
+    opens, at ``check["opens_at"]`` (``check_window``'s result); return the check with
+    ``waited_seconds``. ``OutsideWindow`` when the wait exceeds ``window.max_wait_hours``."""
+    if check["allowed"]:
+        return check
+    opens = datetime.fromisoformat(check["opens_at"])
+    wait = (opens - clock()).total_seconds()
+    if wait > window.max_wait_hours * 3600:
+        raise OutsideWindow(
+            f"{check['message']}; the wait exceeds monitoring.training_window.max_wait_hours = {window.max_wait_hours:g}"
+        )
+    while (remaining := (opens - clock()).total_seconds()) > 0:
+        sleep(min(60.0, remaining))
+    return {**check, "allowed": True, "waited_seconds": round(wait)}

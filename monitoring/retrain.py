@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from components.common.io import jsonl_line, read_json, write_json
-from llm.costs import OutsideWindow, check_window
+from llm.costs import OutsideWindow, check_window, wait_for_window
 from monitoring import flywheel
 from monitoring.cost import stage_accelerator_hours
 
@@ -284,25 +284,13 @@ def on_alert(
     hours = last_training_hours(target)
     try:
         check = check_window(clock(), settings.prices, window, hours, force)
+        if not check["allowed"]:  # outside: wait
+            log.info("retrain: %s", check["message"])
+            check = wait_for_window(check, window, clock, sleep)
     except OutsideWindow as exc:
         decision.update(action=REFUSED_WINDOW, reason=str(exc))
         log.warning("retrain: %s", exc)
         return _record(decision, folder)
-    if not check["allowed"]:  # outside: wait
-        opens = datetime.fromisoformat(check["opens_at"])
-        wait = (opens - clock()).total_seconds()
-        if wait > window.max_wait_hours * 3600:
-            decision.update(
-                action=REFUSED_WINDOW,
-                reason=f"{check['message']}; the wait exceeds monitoring.training_window.max_wait_hours "
-                f"= {window.max_wait_hours:g}",
-                window_check=check,
-            )
-            return _record(decision, folder)
-        log.info("retrain: %s", check["message"])
-        while (remaining := (opens - clock()).total_seconds()) > 0:
-            sleep(min(60.0, remaining))
-        check = {**check, "waited_seconds": round(wait), "allowed": True}
     decision["window_check"] = check
     if local:
         result = run_local(target, folder / "retrain.log")

@@ -9,6 +9,11 @@ The pipeline is compiled fresh from params.yaml, uploaded as a new version of th
 ``llm-production-line`` (created on first use), and a run is started in the experiment.
 With ``--monitor-schedule`` the monitoring pipeline is also registered as a recurring run with the
 cron schedule from the ``monitor`` params section.
+
+A run is a training run: with ``monitoring.training_window`` enabled, one started outside the
+off-peak window is refused before the host is contacted (the message shows the window, when it
+opens and the cost estimate at both prices) or waits for the opening (``outside: wait``), unless
+``--force`` (``llm.costs``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 import urllib3
 
 from components.common.params import ParamsError, load_all
+from llm.costs import OutsideWindow, check_window, wait_for_window
 from pipelines.compile import compile_pipeline, pipeline_arguments
 from pipelines.llm_pipeline import PIPELINE_NAME
 
@@ -102,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", default=PIPELINE_NAME)
     parser.add_argument("--no-run", action="store_true", help="upload only")
     parser.add_argument(
+        "--force",
+        action="store_true",
+        help="start the run outside monitoring.training_window (on-peak price)",
+    )
+    parser.add_argument(
         "--monitor-schedule",
         action="store_true",
         help="also create the monitor's recurring run (cron from params)",
@@ -112,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as exc:
         print(f"error: {args.params}: {exc}", file=sys.stderr)
         return 2
+    if not args.no_run:
+        try:
+            print(training_window_check(args.params, args.force)["message"])
+        except OutsideWindow as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     try:
         submit(sub, args.params, start_run=not args.no_run, monitor_schedule=args.monitor_schedule)
     except (OSError, urllib3.exceptions.HTTPError) as exc:
@@ -121,6 +138,33 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     return 0
+
+
+def training_window_check(
+    params_path: str | Path, force: bool, hours_from: str | Path = "outputs"
+) -> dict[str, Any]:
+    """``llm.costs.check_window`` now, for the run about to start; the estimate from the last local
+    training's accelerator-hours (``outputs/pretrain`` and ``outputs/finetune`` metrics.json) when
+    there is one. Waits with ``outside: wait``; raises ``OutsideWindow`` when refused."""
+    import json
+    import time
+
+    settings = load_all(params_path)["monitoring"]
+    hours: float | None = 0.0
+    for stage in ("pretrain", "finetune"):
+        try:
+            value = json.loads((Path(hours_from) / stage / "metrics.json").read_text()).get(
+                "accelerator_hours"
+            )
+        except (FileNotFoundError, ValueError):
+            value = None
+        hours = None if value is None or hours is None else hours + float(value)
+    now = lambda: dt.datetime.now(dt.UTC)  # noqa: E731
+    check = check_window(now(), settings.prices, settings.training_window, hours, force)
+    if not check["allowed"]:
+        print(check["message"], flush=True)
+        check = wait_for_window(check, settings.training_window, now, time.sleep)
+    return check
 
 
 def unreachable_reason(exc: BaseException) -> str:

@@ -41,3 +41,33 @@ def test_an_unreachable_host_is_one_line_not_a_traceback(monkeypatch, capsys):
     assert len(err) == 1
     assert err[0].startswith("error: cannot reach Kubeflow Pipelines at http://127.0.0.1:9: ")
     assert "Connection refused" in err[0]
+
+
+def _window_params(tmp_path: Path, **window) -> Path:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["monitoring"]["training_window"].update(window)
+    raw["monitoring"]["prices"].update(train_usd_per_hour=2.0, train_off_peak_usd_per_hour=0.5)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_a_run_outside_the_off_peak_window_is_refused_before_contacting_the_host(
+    tmp_path, monkeypatch, capsys
+):
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC)
+    opens, closes = now + dt.timedelta(hours=2), now + dt.timedelta(hours=3)
+    params = _window_params(tmp_path, enabled=True, start=f"{opens:%H:%M}", end=f"{closes:%H:%M}")
+    monkeypatch.setenv("KFP_HOST", "http://127.0.0.1:9")  # nothing listens: reaching it fails differently
+    monkeypatch.chdir(tmp_path)  # no local training recorded: the estimate says so
+    assert main(["--params", str(params)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: training refused: ") and "is on-peak; the off-peak window is" in err
+    assert "$2/h on-peak, $0.5/h off-peak" in err and "--force" in err
+    assert "cannot reach" not in err
+    # Forced, it goes on to the host (and fails there: nothing listens).
+    assert main(["--params", str(params), "--force"]) == 1
+    captured = capsys.readouterr()
+    assert "forced: " in captured.out and "cannot reach Kubeflow Pipelines" in captured.err
