@@ -117,8 +117,13 @@ def build_pipeline(params: dict[str, Any], cluster: Cluster) -> Callable:
         extra_inputs: list = [],  # noqa: B006 (a KFP list parameter's default; never mutated)
         prediction_log_uri: str = PREDICTION_LOG_URI,
         apply_inference_service: bool = False,
+        feedback_uri: str = "",
     ):
-        ingest_task = ops.ingest(news=news_uri, reviews=reviews_uri, inputs=extra_inputs, params=ingest)
+        # feedback_uri: the data flywheel's harvest folder in the lake (monitoring.flywheel); the
+        # monitor's retraining run passes it, a run from the UI may leave it empty.
+        ingest_task = ops.ingest(
+            news=news_uri, reviews=reviews_uri, inputs=extra_inputs, feedback=feedback_uri, params=ingest
+        )
         _data_lake_step(ingest_task, cluster)
         clean_task = ops.clean(data=ingest_task.outputs["data"], params=clean)
         tokenize_task = ops.tokenize(
