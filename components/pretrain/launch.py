@@ -84,11 +84,7 @@ def check_machine(params: Params, machine: Machine, launcher_world: int | None =
             "package; use auto or local"
         )
     if launcher_world is not None:
-        if launcher_world != params.world_size:
-            raise ParamsError(
-                f"{SECTION}.data_parallel_size: the launcher started {launcher_world} processes but "
-                f"tensor x pipeline x data parallel = {params.world_size}"
-            )
+        _check_world(params, launcher_world)
     elif params.num_nodes > 1:
         raise ParamsError(
             f"{SECTION}.num_nodes: {params.num_nodes} nodes need a multi-node launcher (the "
@@ -99,6 +95,22 @@ def check_machine(params: Params, machine: Machine, launcher_world: int | None =
             f"{SECTION}.data_parallel_size: {params.procs_per_node} processes per node (tp*pp*dp / "
             f"num_nodes) but {machine.gpus} GPUs are visible"
         )
+
+
+def _check_world(params: Params, world: int) -> None:
+    """Refuse a launcher world that no node count of the (elastic) range gives."""
+    if params.nodes_for_world(world) is not None:
+        return
+    low, high = params.node_range
+    elastic = (
+        f", or {params.procs_per_node} per node on {low} to {high} nodes (job.min_nodes, job.max_nodes)"
+        if low < high
+        else ""
+    )
+    raise ParamsError(
+        f"{SECTION}.data_parallel_size: the launcher started {world} processes but "
+        f"tensor x pipeline x data parallel = {params.world_size}{elastic}"
+    )
 
 
 def launcher_world_size() -> int | None:
@@ -228,10 +240,23 @@ def launch_torchrun(params: Params, args: list[str]) -> None:
         )
 
 
+def at_launcher_world(params: Params, world: int | None) -> Params:
+    """``params`` as they run in a world of ``world`` processes (None: no outside launcher, the
+    world params ask for). In an elastic job the world is the nodes that joined the rendezvous x
+    processes per node, and data_parallel_size follows it (``Params.at_nodes``)."""
+    if world is None or world == params.world_size:
+        return params
+    _check_world(params, world)
+    return params.at_nodes(params.nodes_for_world(world))
+
+
 def run_ranks(
     data: str | Path, stage: Path, run_dir: Path, params: Params, transformer_impl: str, started: float
 ) -> dict[str, Any]:
-    """Body of every rank: megatron runtime for the layout, then ``train_job``."""
+    """Body of every rank: megatron runtime for the layout, then ``train_job``.
+
+    Under an elastic launcher the layout is the one of the nodes that joined: data_parallel_size
+    scaled to the world torchrun gives (``at_launcher_world``); the global batch stays."""
     import shutil
 
     import torch
@@ -240,6 +265,15 @@ def run_ranks(
     from components.pretrain.training import cpu_threads, train_job
     from llm.gpt import megatron_runtime
 
+    params = at_launcher_world(params, launcher_world_size())
+    if params.node_range[0] < params.node_range[1]:
+        log.info(
+            "pretrain: elastic job on %d node(s) of %d to %d: data_parallel_size %d, %d micro batches per step",
+            params.num_nodes,
+            *params.node_range,
+            params.data_parallel_size,
+            params.grad_accumulation,
+        )
     vocab_size, eod = tokenizer_info(data)
     shape = gpt_shape(params, vocab_size)
     with (

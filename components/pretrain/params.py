@@ -11,6 +11,7 @@ parallel layout); what depends on the machine (CUDA, Transformer Engine) is chec
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Literal
@@ -112,10 +113,10 @@ class JobParams:
     memory_request: str = "32Gi"  # memory requested per pod (Kubernetes quantity: bytes, e.g. "32Gi")
     memory_limit: str = "32Gi"  # memory limit per pod; "" = no limit (Kubernetes quantity: bytes)
     # c10d: an elasticPolicy; torchrun's dynamic rendezvous on the master pod, and a failed node makes
-    # every node restart its worker group (max_restarts) and resume from the latest checkpoint.
-    # minReplicas = maxReplicas = num_nodes: the layout tp*pp*dp is fixed by params, so the job
-    # never runs on fewer nodes. static: no elasticPolicy; torchrun's static rendezvous on
-    # MASTER_ADDR with the operator's node rank, no restarts inside the pod (name).
+    # every node restart its worker group (max_restarts) and resume from the latest checkpoint,
+    # on as many nodes as are left within [min_nodes, max_nodes]. static: no elasticPolicy;
+    # torchrun's static rendezvous on MASTER_ADDR with the operator's node rank, no restarts
+    # inside the pod, always num_nodes nodes (name).
     rendezvous: Literal["c10d", "static"] = "c10d"
     max_restarts: int = (
         3  # worker-group restarts by torchrun on each node before the pod fails; c10d only (count)
@@ -127,6 +128,17 @@ class JobParams:
     clean_pod_policy: Literal["Running", "All", "None"] = (
         "Running"  # pods the operator deletes when the job ends: still running, all, none (name)
     )
+    # The elastic range (c10d only): the job starts num_nodes pods and trains on any node count
+    # within [min_nodes, max_nodes], data_parallel_size scaled with it (Params.at_nodes); a
+    # preempted node is dropped and the others resume from the latest checkpoint without it.
+    min_nodes: int = 0  # fewest nodes the job trains on; 0 = num_nodes (nodes)
+    max_nodes: int = 0  # most nodes the job trains on, when more Worker pods join; 0 = num_nodes (nodes)
+    # Once min_nodes have joined a rendezvous, how long it waits for more (torchrun's
+    # last_call_timeout; in the manifest only when min_nodes < max_nodes) (s).
+    rendezvous_last_call_s: int = 30
+    # Keep-alive period of each node in the rendezvous; a node silent for 3 of them is dropped
+    # (torchrun's keep_alive_interval; in the manifest only when min_nodes < max_nodes) (s).
+    node_heartbeat_s: int = 5
 
     def __post_init__(self) -> None:
         section = f"{SECTION}.job"
@@ -136,7 +148,7 @@ class JobParams:
                 raise ValueError(
                     f'{section}.{key}: expected a Kubernetes quantity such as "4", "500m" or "32Gi", got {value!r}'
                 )
-        for key in ("max_restarts", "backoff_limit"):
+        for key in ("max_restarts", "backoff_limit", "min_nodes", "max_nodes"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{section}.{key}: must be >= 0, got {getattr(self, key)}")
         if self.rendezvous == "static" and self.max_restarts:
@@ -144,6 +156,9 @@ class JobParams:
                 f"{section}.max_restarts: torchrun restarts worker groups only with the c10d rendezvous; "
                 f"set it to 0 with rendezvous: static, got {self.max_restarts}"
             )
+        for key in ("rendezvous_last_call_s", "node_heartbeat_s"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{section}.{key}: must be >= 1 s, got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)
@@ -170,8 +185,10 @@ class Params:
     cpu_threads: int = 2  # torch intra-op threads per process on CPU, fixed for reproducible sums (threads)
     tensor_parallel_size: int = 1  # ranks that split each layer's matrices (ranks)
     pipeline_parallel_size: int = 1  # ranks that split the layers into stages (ranks)
-    data_parallel_size: int = 1  # model replicas that split each global batch (ranks)
-    num_nodes: int = 1  # machines; each runs tp*pp*dp / num_nodes processes (nodes)
+    # Model replicas that split each global batch, at num_nodes nodes; an elastic job
+    # (job.min_nodes < job.max_nodes) scales it with the nodes that joined (see at_nodes) (ranks).
+    data_parallel_size: int = 1
+    num_nodes: int = 1  # machines the job starts with; each runs tp*pp*dp / num_nodes processes (nodes)
     precision: Literal["fp32", "bf16"] = (
         "fp32"  # fp32, or bf16 mixed precision with fp32 master weights (GPU only)
     )
@@ -230,6 +247,7 @@ class Params:
                 raise ValueError(f"{SECTION}.{key}: must be >= 0, got {getattr(self, key)}")
         check_fraction(SECTION, adam_beta1=self.adam_beta1, adam_beta2=self.adam_beta2)
         self._check_layout()
+        self._check_elastic()
         check_accelerator(SECTION, self.accelerator_type, self.accelerator_count)
         if self.accelerator_count > 0 and self.accelerator_count != self.procs_per_node:
             raise ValueError(
@@ -268,6 +286,78 @@ class Params:
                 f"{SECTION}.num_nodes: must divide the world size tp*pp*dp = {self.world_size}, "
                 f"got {self.num_nodes}"
             )
+
+    def _check_elastic(self) -> None:
+        """The elastic range: every node count in it must hold whole model replicas and split the
+        global batch evenly, refused here (naming the bound at fault) before any process starts."""
+        section, job = f"{SECTION}.job", self.job
+        low, high = self.node_range
+        if not low <= self.num_nodes <= high:
+            raise ValueError(
+                f"{section}.{'min_nodes' if low > self.num_nodes else 'max_nodes'}: must satisfy "
+                f"min_nodes <= num_nodes = {self.num_nodes} <= max_nodes, got min_nodes={low}, max_nodes={high}"
+            )
+        if low == high:
+            return
+        key = "min_nodes" if low < self.num_nodes else "max_nodes"
+        if job.rendezvous != "c10d":
+            raise ValueError(
+                f"{section}.{key}: an elastic range ({low} to {high} nodes) needs rendezvous: c10d; "
+                f"the static rendezvous always runs num_nodes = {self.num_nodes} nodes"
+            )
+        replica = self.tensor_parallel_size * self.pipeline_parallel_size
+        for nodes in range(low, high + 1):
+            key = "min_nodes" if nodes < self.num_nodes else "max_nodes"
+            world = nodes * self.procs_per_node
+            if world % replica:
+                raise ValueError(
+                    f"{section}.{key}: at {nodes} node(s) the job has {nodes} x {self.procs_per_node} = "
+                    f"{world} processes, not a multiple of one model replica tp*pp = {replica}"
+                )
+            dp = world // replica
+            if self.global_batch_size % (self.micro_batch_size * dp):
+                raise ValueError(
+                    f"{section}.{key}: at {nodes} node(s) data_parallel_size is {dp}, and "
+                    f"global_batch_size {self.global_batch_size} is not a multiple of "
+                    f"micro_batch_size * {dp} = {self.micro_batch_size * dp}"
+                )
+
+    @property
+    def node_range(self) -> tuple[int, int]:
+        """(fewest, most) nodes the job trains on: ``job.min_nodes`` / ``job.max_nodes``, 0 = num_nodes."""
+        return self.job.min_nodes or self.num_nodes, self.job.max_nodes or self.num_nodes
+
+    def at_nodes(self, nodes: int) -> Params:
+        """These params as they run on ``nodes`` nodes of the elastic range.
+
+        ``data_parallel_size`` is the size at ``num_nodes``; on ``nodes`` nodes it becomes
+        ``nodes * procs_per_node / (tp * pp)`` (the processes per node, one per device, stay),
+        ``num_nodes`` becomes ``nodes`` and the range is written out. ``global_batch_size`` does
+        not change: the micro batches each rank accumulates per step (``grad_accumulation``)
+        follow dp, and the samples of each step do not depend on the layout
+        (``data.step_sample_ids``), so the loss is the same function of the step on any node
+        count (up to the order of float sums). Raises ValueError outside the range.
+        """
+        low, high = self.node_range
+        if not low <= nodes <= high:
+            raise ValueError(
+                f"{SECTION}.job.min_nodes: {nodes} node(s) is outside the elastic range [{low}, {high}]"
+            )
+        if nodes == self.num_nodes:
+            return self
+        replica = self.tensor_parallel_size * self.pipeline_parallel_size
+        return dataclasses.replace(
+            self,
+            num_nodes=nodes,
+            data_parallel_size=nodes * self.procs_per_node // replica,
+            job=dataclasses.replace(self.job, min_nodes=low, max_nodes=high),
+        )
+
+    def nodes_for_world(self, world: int) -> int | None:
+        """The node count of the elastic range that gives ``world`` processes, or None."""
+        low, high = self.node_range
+        nodes, rest = divmod(world, self.procs_per_node)
+        return nodes if not rest and low <= nodes <= high else None
 
     @property
     def world_size(self) -> int:

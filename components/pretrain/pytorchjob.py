@@ -26,6 +26,17 @@ Every pod mounts the same PersistentVolumeClaim (it must be ReadWriteMany): inpu
 resumable checkpoints and the output live there, and a restarted job resumes from the latest
 checkpoint.
 
+Elastic range (``job.min_nodes`` < ``job.max_nodes``, c10d only): the elasticPolicy's
+minReplicas/maxReplicas are the range, the pods created are still ``num_nodes`` (the desired
+size), and torchrun trains on whichever node count in the range joined its rendezvous. When a
+node is preempted, the collectives of the others fail, their torchrun restarts the worker group
+(``max_restarts``), the rendezvous drops the silent node (3 missed ``node_heartbeat_s``), waits
+``rendezvous_last_call_s`` for more, and training resumes from the latest checkpoint on the nodes
+left, ``data_parallel_size`` scaled to them and the same global batch (``Params.at_nodes``). When
+the Worker replicas are raised again, the waiting nodes make the running ones restart the same
+way and join (up to ``max_nodes``). Every node count in the range is checked by the params
+before anything is created.
+
 ``run_pytorchjob`` is what the ``pretrain_pytorchjob`` Kubeflow component calls: copy the
 tokenized data and a params file onto the PVC, create the job, wait for it, copy the output into
 the component's output artifact, return the metrics. It talks to the API server through the
@@ -49,7 +60,7 @@ import yaml
 
 from components.common.io import atomic_output_dir
 from components.common.metrics import METRICS_FILE
-from components.common.params import SECTIONS
+from components.common.params import SECTIONS, ParamsError
 from components.pretrain.params import SECTION, Params
 
 log = logging.getLogger(__name__)
@@ -93,6 +104,19 @@ def _resources(params: Params):
     return V1ResourceRequirements(requests=requests, limits=limits or None)
 
 
+def _rendezvous_conf(params: Params):
+    """torchrun's rendezvous settings (PET_RDZV_CONF) that decide how an elastic job changes size:
+    how long a rendezvous that has min_nodes waits for more, and how soon a silent node is
+    dropped (after 3 missed keep-alives). A fixed-size job waits for all its nodes anyway."""
+    from kubeflow.training import models as m
+
+    job = params.job
+    return [
+        m.KubeflowOrgV1RDZVConf(key="last_call_timeout", value=str(job.rendezvous_last_call_s)),
+        m.KubeflowOrgV1RDZVConf(key="keep_alive_interval", value=str(job.node_heartbeat_s)),
+    ]
+
+
 def pytorchjob(
     params: Params,
     *,
@@ -118,6 +142,12 @@ def pytorchjob(
     from kubeflow.training import models as m
     from kubernetes import client as k
 
+    low, high = params.node_range
+    if params.num_nodes == 1 and high > 1:
+        raise ParamsError(
+            f"{SECTION}.job.max_nodes: a job that starts on one pod has no Worker pods to grow into "
+            f"(the operator's elasticPolicy needs them): start it on num_nodes >= 2, got max_nodes={high}"
+        )
     container = k.V1Container(
         name=CONTAINER,
         image=image,
@@ -163,15 +193,17 @@ def pytorchjob(
     elastic = None
     if params.job.rendezvous == "c10d" and params.num_nodes > 1:  # the operator wants Workers for it
         elastic = m.KubeflowOrgV1ElasticPolicy(
-            # Fixed size: the parallel layout (tp*pp*dp) comes from params, not from the node count.
-            min_replicas=params.num_nodes,
-            max_replicas=params.num_nodes,
+            # The range torchrun trains on (PET_NNODES = min:max); the pods started are num_nodes.
+            # Each rank scales data_parallel_size to the nodes that joined (Params.at_nodes).
+            min_replicas=low,
+            max_replicas=high,
             rdzv_backend="c10d",
             # The operator's default host is <job>-worker-0; the master pod (always present) hosts it here.
             rdzv_host=f"{name}-master-0",
             rdzv_port=PORT,
             rdzv_id=name,
             max_restarts=params.job.max_restarts,
+            rdzv_conf=_rendezvous_conf(params) if low < high else None,
         )
     return m.KubeflowOrgV1PyTorchJob(
         api_version=f"{GROUP}/{VERSION}",

@@ -24,6 +24,14 @@ creation, services and restarts themselves, NCCL and GPUs (gloo on CPU, one proc
 Checked: the two nodes train; their per-step losses match the one-process run within the
 data-parallel tests' tolerance; killing one node after a checkpoint was written, then starting
 both again, resumes from that checkpoint and ends with the uninterrupted run's losses exactly.
+An elastic job (job.min_nodes 1, max_nodes 2) that loses its Worker pod for good (preempted)
+goes on by itself on the Master alone: torchrun restarts the worker group, the rendezvous drops
+the dead node, and training resumes from the latest checkpoint at data-parallel size 1 with the
+same global batch, ending at the one-process run's losses within the same tolerance.
+
+On loopback both "pods" match the rendezvous endpoint's host, so the one started first would
+host torchrun's store; the elastic test starts the Worker once the Master's store listens, as
+on a cluster, where only the master pod's host name matches.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -65,6 +74,12 @@ TWO_NODES = {
     "num_nodes": 2,  # one process per node
 }
 RUN_TIMEOUT_S = 300  # most time one job start may take, both nodes (s)
+# The elastic job: 1 to 2 nodes; a short last call and heartbeat so the dead node is dropped (3
+# missed heartbeats) and the survivor goes on within seconds (torchrun's defaults: 30 s and 5 s).
+ELASTIC = {
+    **TWO_NODES,
+    "job": {"min_nodes": 1, "max_nodes": 2, "rendezvous_last_call_s": 5, "node_heartbeat_s": 1},
+}
 
 
 # ---------------------------------------------------------------- what Kubernetes and the operator do
@@ -192,17 +207,32 @@ def nodes():
     """Starts the job's pods; every process tree it started is killed at teardown."""
     started: list[Node] = []
 
-    def start(job: dict, pvc: Path, logs: Path) -> list[Node]:
+    def start(job: dict, pvc: Path, logs: Path, store_first: bool = False) -> list[Node]:
+        """The Master and Worker pods; ``store_first``: the Worker once the Master's rendezvous
+        store accepts connections."""
         port = free_port()  # one per job start, for the master's rendezvous
         logs.mkdir(parents=True, exist_ok=True)
         group = [Node(job, "Master", 0, pvc, port, logs / "master-0.log")]
-        group += [Node(job, "Worker", i, pvc, port, logs / f"worker-{i}.log") for i in range(1)]
         started.extend(group)
+        if store_first:
+            _wait_for_listener(port, group[0])
+        group += [Node(job, "Worker", i, pvc, port, logs / f"worker-{i}.log") for i in range(1)]
+        started.extend(group[1:])
         return group
 
     yield start
     for node in started:
         node.kill()
+
+
+def _wait_for_listener(port: int, node: Node, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert node.proc.poll() is None, node.tail()
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}\n{node.tail()}")
 
 
 def wait(group: list[Node], timeout_s: float = RUN_TIMEOUT_S) -> None:
@@ -216,10 +246,11 @@ def wait(group: list[Node], timeout_s: float = RUN_TIMEOUT_S) -> None:
 # ---------------------------------------------------------------- the job
 
 
-def _job(tmp: Path, name: str) -> tuple[dict, Path, dict[str, str]]:
-    """The manifest as pretrain_pytorchjob builds it, and its files on a temp "PVC"."""
+def _job(tmp: Path, name: str, values: dict | None = None) -> tuple[dict, Path, dict[str, str]]:
+    """The manifest as pretrain_pytorchjob builds it (params ``values``, default TWO_NODES), and
+    its files on a temp "PVC"."""
     cluster = load_cluster()
-    params = from_dict(Params, TWO_NODES, "pretrain")
+    params = from_dict(Params, values or TWO_NODES, "pretrain")
     pvc = tmp / name / "pvc"
     paths = pytorchjob.job_paths(cluster.checkpoint_mount, JOB)
     job = pytorchjob.pytorchjob_manifest(
@@ -267,12 +298,23 @@ def test_the_operator_env_of_each_pod(tmp_path):
     assert master["PET_MAX_RESTARTS"] == "3" and master["PET_RDZV_ID"] == JOB
 
 
-def test_two_nodes_from_the_manifest_match_one_process_and_resume_after_a_node_is_killed(tmp_path, nodes):
+@pytest.fixture(scope="module")
+def single(tmp_path_factory) -> tuple[Path, dict]:
+    """The uninterrupted one-process run of the same training (dp 1, 4 micro batches per step)."""
+    tmp = tmp_path_factory.mktemp("single")
+    out = tmp / "out"
     one = run(
-        str(make_token_data(tmp_path / "single-data", docs=(120, 20, 20))),
-        str(tmp_path / "single"),
+        str(make_token_data(tmp / "data", docs=(120, 20, 20))),
+        str(out),
         from_dict(Params, {**TWO_NODES, "data_parallel_size": 1, "num_nodes": 1}, "pretrain"),
     )
+    return out, one
+
+
+def test_two_nodes_from_the_manifest_match_one_process_and_resume_after_a_node_is_killed(
+    tmp_path, nodes, single
+):
+    single_out, one = single
 
     # Uninterrupted: the Master and the Worker pod, started together.
     job, pvc, paths = _job(tmp_path, "full")
@@ -280,7 +322,7 @@ def test_two_nodes_from_the_manifest_match_one_process_and_resume_after_a_node_i
     full_out = Path(paths["output"])
     full = json.loads((full_out / "metrics.json").read_text())
     assert full["steps"] == STEPS and full["accelerators"] == 2 and full["held_devices"] == 2
-    expected, got = _step_losses(tmp_path / "single"), _step_losses(full_out)
+    expected, got = _step_losses(single_out), _step_losses(full_out)
     assert len(got) == len(expected) == STEPS
     assert max(abs(a - b) for a, b in zip(got, expected, strict=True)) <= TOLERANCE
     assert full["valid_loss"] == pytest.approx(one["valid_loss"], abs=TOLERANCE)
@@ -307,4 +349,61 @@ def test_two_nodes_from_the_manifest_match_one_process_and_resume_after_a_node_i
     print(
         f"valid_loss: one process {one['valid_loss']:.6f}, two nodes {full['valid_loss']:.6f}, "
         f"killed after step {killed_at} and resumed {resumed['valid_loss']:.6f}"
+    )
+
+
+def _layout(checkpoint_root: Path) -> dict[str, int]:
+    """tp/pp/dp of the run that wrote the latest checkpoint ({} before the first)."""
+    pointers = list(checkpoint_root.glob(f"*/{checkpointing.LATEST}"))
+    if not pointers:
+        return {}
+    step_dir = pointers[0].parent / pointers[0].read_text().strip()
+    with contextlib.suppress(FileNotFoundError):  # superseded and deleted meanwhile
+        return checkpointing.read_state(step_dir).layout
+    return {}
+
+
+def test_an_elastic_job_that_loses_a_node_for_good_resumes_on_the_node_left(tmp_path, nodes, single):
+    single_out, one = single
+    job, pvc, paths = _job(tmp_path, "elastic", ELASTIC)
+    assert (
+        job["spec"]["elasticPolicy"]["minReplicas"] == 1 and job["spec"]["elasticPolicy"]["maxReplicas"] == 2
+    )
+    ckpt, out = Path(paths["checkpoint_dir"]), Path(paths["output"])
+    started = time.monotonic()
+    master, worker = nodes(job, pvc, tmp_path / "elastic" / "logs", store_first=True)
+    # Both nodes train (dp 2) until a checkpoint of theirs is committed; then the Worker pod is
+    # preempted: killed, and never started again.
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while time.monotonic() < deadline and master.proc.poll() is None:
+        if _layout(ckpt).get("dp") == 2 and _latest_step(ckpt) >= 4:
+            break
+        time.sleep(0.02)
+    worker.kill()
+    killed_at = _latest_step(ckpt)
+    assert 4 <= killed_at < STEPS, master.tail()
+    assert not out.exists()
+    wait([master])  # the Master's own torchrun goes on, alone, to the end
+    wall = time.monotonic() - started
+    log = master.log.read_text(errors="replace")
+    metrics = json.loads((out / "metrics.json").read_text())
+    # It resumed from a checkpoint the two nodes wrote, and ran at the smaller size.
+    assert killed_at <= metrics["resumed_from_step"] < STEPS, log[-3000:]
+    # 2 runs: the two nodes', then the Master's alone (3 if the Worker was slow enough to start
+    # that the Master's first rendezvous closed without it, and it joined with a restart).
+    assert metrics["runs"] >= 2 and metrics["steps"] == STEPS
+    assert metrics["accelerators"] == 1 and metrics["held_devices"] == 1
+    assert _layout(ckpt) == {"tp": 1, "pp": 1, "dp": 1}
+    assert "elastic job on 1 node(s) of 1 to 2: data_parallel_size 1, 4 micro batches per step" in log
+    # The loss is the same function of the step at either size: the one-process run's losses.
+    expected, got = _step_losses(single_out), _step_losses(out)
+    assert len(got) == len(expected) == STEPS
+    worst = max(abs(a - b) for a, b in zip(got, expected, strict=True))
+    assert worst <= TOLERANCE
+    assert metrics["valid_loss"] == pytest.approx(one["valid_loss"], abs=TOLERANCE)
+    assert metrics["valid_loss"] < metrics["initial_valid_loss"]
+    print(
+        f"elastic: worker killed after step {killed_at}, resumed from step {metrics['resumed_from_step']} "
+        f"on 1 node; valid_loss {metrics['valid_loss']:.6f} vs one process {one['valid_loss']:.6f}, "
+        f"worst step-loss difference {worst:.2e}; {wall:.1f} s from the start of the job"
     )

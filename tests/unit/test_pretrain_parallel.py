@@ -7,12 +7,17 @@
   resumable checkpoint written by one process resumes at TP=2 (model and optimizer resharded);
 - a run SIGKILLed mid-training resumes from its latest checkpoint and then matches the
   uninterrupted run bit for bit (losses at every step, data order, dropout, final weights);
-- invalid layouts are refused before anything is launched.
+- invalid layouts are refused before anything is launched;
+- an elastic range (job.min_nodes, job.max_nodes): data_parallel_size follows the nodes that
+  joined with the global batch kept, it reaches the PyTorchJob's elasticPolicy (SDK round trip),
+  and a range some node count of which cannot hold the layout or split the batch is refused
+  (the preempted-node rehearsal itself is in tests/pipeline/test_pytorchjob_nodes.py).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -27,8 +32,9 @@ import torch
 import yaml
 
 from components.common.params import SECTIONS, ParamsError, from_dict
-from components.pretrain import checkpointing
+from components.pretrain import checkpointing, launch, pytorchjob
 from components.pretrain.core import build_datasets, evaluate, micro_batches, run, tokenizer_info
+from components.pretrain.data import step_sample_ids
 from components.pretrain.params import Params
 from tests.gpt_fixtures import PRETRAIN_TIMING, make_token_data
 
@@ -255,3 +261,133 @@ def _assert_same_weights(a: Path, b: Path) -> None:
     assert first.keys() == second.keys()
     for key, value in first.items():
         assert torch.equal(value, second[key]), key
+
+
+# ---------------------------------------------------------------- elastic range
+
+ELASTIC_JOB = {"min_nodes": 1, "max_nodes": 4, "rendezvous_last_call_s": 7, "node_heartbeat_s": 2}
+
+
+def _elastic(**overrides) -> Params:
+    # 2 nodes x 2 processes (tp=2, dp=2); 1 to 4 nodes -> dp 1 to 4; 24 = 2 micro x dp x accumulation.
+    return _params(
+        tensor_parallel_size=2,
+        data_parallel_size=2,
+        num_nodes=2,
+        global_batch_size=24,
+        job=ELASTIC_JOB,
+        **overrides,
+    )
+
+
+def test_data_parallel_size_follows_the_nodes_and_the_global_batch_stays():
+    params = _elastic()
+    assert params.node_range == (1, 4) and params.procs_per_node == 2
+    sizes = {}
+    for nodes in range(1, 5):
+        at = params.at_nodes(nodes)
+        assert (at.num_nodes, at.procs_per_node, at.tensor_parallel_size) == (nodes, 2, 2)
+        assert at.data_parallel_size == nodes and at.global_batch_size == 24
+        assert at.grad_accumulation * at.micro_batch_size * at.data_parallel_size == 24
+        assert at.node_range == (1, 4)  # written out: 0 no longer means "the start size"
+        # Every step trains on the same samples, whichever ranks share them.
+        for step in (1, 5):
+            ids = sorted(
+                i for r in range(at.data_parallel_size) for mb in step_sample_ids(step, at, r) for i in mb
+            )
+            assert ids == list(range((step - 1) * 24, step * 24))
+        sizes[nodes] = (at.data_parallel_size, at.grad_accumulation)
+    assert sizes == {1: (1, 12), 2: (2, 6), 3: (3, 4), 4: (4, 3)}  # (dp, micro batches per rank and step)
+    assert params.at_nodes(2) is params
+    with pytest.raises(ValueError, match=r"pretrain\.job\.min_nodes: 5 node\(s\) is outside"):
+        params.at_nodes(5)
+
+
+def test_a_torchrun_world_inside_the_range_is_run_at_its_size_and_one_outside_is_refused():
+    params = _elastic()
+    for world, dp in ((2, 1), (4, 2), (8, 4)):
+        launch.check_machine(params, launch.Machine(cuda=False, gpus=0, transformer_engine=False), world)
+        assert launch.at_launcher_world(params, world).data_parallel_size == dp
+    assert launch.at_launcher_world(params, None) is params
+    for world in (3, 10):  # 1.5 nodes; 5 nodes
+        with pytest.raises(ParamsError, match=r"pretrain\.data_parallel_size: the launcher started"):
+            launch.at_launcher_world(params, world)
+    fixed = _params(data_parallel_size=2, num_nodes=2)
+    with pytest.raises(ParamsError, match="launcher started 1 processes"):
+        launch.at_launcher_world(fixed, 1)
+
+
+def _job_manifest(params: Params) -> dict:
+    return pytorchjob.pytorchjob_manifest(
+        params,
+        name="pretrain-el",
+        namespace="team",
+        image="llm:1",
+        data="/mnt/ckpt/jobs/x/data",
+        output="/mnt/ckpt/jobs/x/output",
+        checkpoint_dir="/mnt/ckpt/pretrain",
+        params_file="/mnt/ckpt/jobs/x/params.yaml",
+        pvc_name="llm-checkpoints",
+        pvc_mount="/mnt/ckpt",
+    )
+
+
+def test_the_elastic_range_is_the_jobs_elastic_policy_through_the_sdk_models():
+    job = _job_manifest(_elastic())
+    policy = job["spec"]["elasticPolicy"]
+    assert (policy["minReplicas"], policy["maxReplicas"]) == (1, 4)
+    assert policy["rdzvConf"] == [
+        {"key": "last_call_timeout", "value": "7"},
+        {"key": "keep_alive_interval", "value": "2"},
+    ]
+    # The pods created are the desired size; torchrun's range is the policy's.
+    specs = job["spec"]["pytorchReplicaSpecs"]
+    assert (specs["Master"]["replicas"], specs["Worker"]["replicas"]) == (1, 1)
+    assert job["spec"]["nprocPerNode"] == "2"
+    model = pytorchjob.validate_manifest(job)  # the Training Operator SDK's own models
+    assert (model.spec.elastic_policy.min_replicas, model.spec.elastic_policy.max_replicas) == (1, 4)
+    assert [c.key for c in model.spec.elastic_policy.rdzv_conf] == [
+        "last_call_timeout",
+        "keep_alive_interval",
+    ]
+    # A fixed size (the default, 0 = num_nodes) keeps torchrun's rendezvous defaults.
+    fixed = _job_manifest(_params(tensor_parallel_size=2, data_parallel_size=2, num_nodes=2))
+    assert fixed["spec"]["elasticPolicy"]["minReplicas"] == fixed["spec"]["elasticPolicy"]["maxReplicas"] == 2
+    assert "rdzvConf" not in fixed["spec"]["elasticPolicy"]
+    # The range survives the params file the pods read.
+    assert from_dict(Params, json.loads(json.dumps(dataclasses.asdict(_elastic()))), "pretrain") == _elastic()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"job": {"min_nodes": 3}}, "pretrain.job.min_nodes"),  # above num_nodes
+        ({"job": {"max_nodes": 1}}, "pretrain.job.max_nodes"),  # below num_nodes
+        ({"job": {"min_nodes": -1}}, "pretrain.job.min_nodes"),
+        ({"job": {"min_nodes": 1, "rendezvous": "static", "max_restarts": 0}}, "pretrain.job.min_nodes"),
+        ({"job": {"max_nodes": 3, "rendezvous": "static", "max_restarts": 0}}, "pretrain.job.max_nodes"),
+        ({"job": {"max_nodes": 3}}, "pretrain.job.max_nodes"),  # 3 nodes: dp 3 does not split 8
+        ({"job": {"min_nodes": 1, "max_nodes": 4}, "global_batch_size": 8}, "pretrain.job.max_nodes"),
+        ({"job": {"rendezvous_last_call_s": 0}}, "pretrain.job.rendezvous_last_call_s"),
+        ({"job": {"node_heartbeat_s": 0}}, "pretrain.job.node_heartbeat_s"),
+    ],
+)
+def test_an_elastic_range_that_cannot_run_is_refused_naming_the_key(overrides, key):
+    base = {"data_parallel_size": 2, "num_nodes": 2, "global_batch_size": 8}
+    with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
+        _params(**{**base, **overrides})
+
+
+def test_an_elastic_range_that_cannot_hold_a_model_replica_is_refused():
+    # tp=2 on 1 process per node: one node cannot hold a replica.
+    with pytest.raises(ParamsError, match=r"pretrain\.job\.min_nodes: at 1 node\(s\).*tp\*pp = 2"):
+        _params(tensor_parallel_size=2, data_parallel_size=2, num_nodes=4, job={"min_nodes": 1})
+    # Every count in the range must hold one: 3 nodes of 1 process cannot.
+    with pytest.raises(ParamsError, match=r"pretrain\.job\.min_nodes: at 3 node\(s\)"):
+        _params(tensor_parallel_size=2, data_parallel_size=2, num_nodes=4, job={"min_nodes": 2})
+
+
+def test_a_one_pod_job_cannot_grow_into_workers_it_does_not_have():
+    params = _params(job={"max_nodes": 2})  # fine for dvc repro: one process, the range unused
+    with pytest.raises(ParamsError, match=r"pretrain\.job\.max_nodes: a job that starts on one pod"):
+        _job_manifest(params)
