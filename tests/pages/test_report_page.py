@@ -26,7 +26,15 @@ def test_the_run_report_renders_offline_with_its_key_elements(tmp_path: Path):
     # The DAG: a box for every stage; the sections a person looks for, in order.
     assert set(re.findall(r'data-stage="([^"]+)"', dom)) == set(DAG)
     headings = re.findall(r"<h2[^>]*>([^<]+)</h2>", dom)
-    assert headings == ["Pipeline", "Training curves", "Confusion matrix", "Models", "Drift", "Model card"]
+    assert headings == [
+        "Pipeline",
+        "Training curves",
+        "Confusion matrix",
+        "Models",
+        "Return on investment",
+        "Drift",
+        "Model card",
+    ]
     assert re.search(r'<tr class="chosen"><td>baseline</td>', dom) and ">DRIFT<" in dom
     # Not blank: the screenshot has ink (the DAG boxes, the curves, the tables) over much of it.
     from PIL import Image
