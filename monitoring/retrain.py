@@ -151,8 +151,13 @@ def run_local(target: LocalTarget, log_path: Path) -> dict[str, Any]:
     started = time.time()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log.info("retrain: running %s in %s (log: %s)", " ".join(command), target.root, log_path)
+    # dvc.yaml's commands say `python -m components...`: the interpreter the monitor runs in (its
+    # venv) must come first on PATH, as `make run` puts it, or DVC finds a bare system Python.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     with open(log_path, "w", encoding="utf-8") as out:
-        proc = subprocess.run(command, cwd=target.root, stdout=out, stderr=subprocess.STDOUT, check=False)
+        proc = subprocess.run(
+            command, cwd=target.root, stdout=out, stderr=subprocess.STDOUT, check=False, env=env
+        )
     seconds = time.time() - started
 
     def fresh(path: Path) -> bool:

@@ -22,7 +22,7 @@ import httpx
 import yaml
 
 from monitoring.descriptors import nltk_data_dir
-from tests.pipeline.conftest import project_env
+from tests.pipeline.conftest import BIN, project_env
 
 TEXTS_PER_REQUEST = 4
 
@@ -93,7 +93,9 @@ def _monitor(project: Path, end: datetime) -> tuple[int, dict]:
         [sys.executable, "-m", "monitoring", "--once", "--end", end.isoformat(), "--on-alert", "retrain"]
         + ["--project", ".", "--no-workspace", "--params", "params.yaml"],
         cwd=project,
-        env={**project_env(), "NLTK_DATA": str(nltk_data_dir())},  # the copy has no .cache of its own
+        # As a person starts it: no venv on PATH (the monitor puts its own first for dvc's stages);
+        # the NLTK data of this checkout (the copy has no .cache of its own).
+        env={**project_env(), "PATH": _path_without_venv(), "NLTK_DATA": str(nltk_data_dir())},
         capture_output=True,
         text=True,
         timeout=1200,
@@ -102,6 +104,10 @@ def _monitor(project: Path, end: datetime) -> tuple[int, dict]:
     folder = runs / end.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     assert (folder / "retrain.json").is_file(), result.stdout[-3000:] + result.stderr[-3000:]
     return result.returncode, json.loads((folder / "retrain.json").read_text())
+
+
+def _path_without_venv() -> str:
+    return os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p) != BIN)
 
 
 def _test_split(project: Path) -> list[dict]:
