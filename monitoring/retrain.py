@@ -55,7 +55,8 @@ ON_ALERT_MODES = (OFF, RETRAIN)
 NOT_TRIGGERED = "not_triggered"  # no alert of monitoring.retrain.on_alerts
 NO_NEW_DATA = "no_new_data"  # fewer than min_new_examples new labelled predictions
 REFUSED_WINDOW = "refused_outside_window"  # outside the off-peak window, not forced
-RETRAINED = "retrained"  # the local run ran (see gate / deploy for what came of it)
+RETRAINED = "retrained"  # the local run reached the gate (see gate / deploy for what came of it)
+RETRAIN_FAILED = "retrain_failed"  # the local run stopped before the gate (a stage failed; see run.log)
 STARTED = "started"  # a Kubeflow run was started (its select and deploy steps decide)
 
 
@@ -299,7 +300,8 @@ def on_alert(
     decision["window_check"] = check
     if local:
         result = run_local(target, folder / "retrain.log")
-        decision.update(action=RETRAINED, run=result)
+        reached = result["gate"]["outcome"] != "not_reached"
+        decision.update(action=RETRAINED if reached else RETRAIN_FAILED, run=result)
         decision["reason"] = (
             f"retrained on data version {decision['data']['version'][:12]} ({pending} new examples): "
             f"gate {result['gate']['outcome']}"

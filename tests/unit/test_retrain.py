@@ -176,6 +176,13 @@ def test_a_refusal_deploys_nothing(tmp_path):
     assert "gate refused" in decision["reason"] and "not deployed" in decision["reason"]
 
 
+def test_a_run_that_stops_before_the_gate_is_a_failure_not_a_retraining(tmp_path):
+    decision = _decide(tmp_path, _project(tmp_path, "import sys; sys.exit(255)"))
+    assert decision["action"] == "retrain_failed" and decision["run"]["returncode"] == 255
+    assert decision["run"]["gate"]["outcome"] == "not_reached" and "exit 255" in decision["reason"]
+    assert decision["run"]["deploy"]["deployed"] is False
+
+
 def test_on_peak_the_retraining_is_refused_with_both_prices_unless_forced(tmp_path):
     target = _project(tmp_path, PROMOTE)
     (tmp_path / "project" / "outputs" / "pretrain").mkdir(parents=True)
