@@ -149,6 +149,8 @@ def run_local(target: LocalTarget, log_path: Path) -> dict[str, Any]:
     command = target.command or [str(Path(sys.executable).with_name("dvc")), "repro"]
     select_dir, deploy_dir = target.path("select"), target.path("deploy")
     refused_file = select_dir.with_name(f"{select_dir.name}.refused.json")
+    release_file = deploy_dir / "release.json"
+    before = read_json(release_file).get("version") if release_file.is_file() else None
     started = time.time()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log.info("retrain: running %s in %s (log: %s)", " ".join(command), target.root, log_path)
@@ -200,6 +202,9 @@ def run_local(target: LocalTarget, log_path: Path) -> dict[str, Any]:
         "deploy": {
             "deployed": deployed,
             "version": (release or {}).get("version"),
+            "previous_version": before,
+            # The same bytes promoted again (the data changed nothing the model saw) keep the version.
+            "new_release": bool(deployed and (release or {}).get("version") != before),
             "reason": "the gate promoted the model" if deployed else f"not deployed: gate {gate['outcome']}",
         },
     }
@@ -306,7 +311,15 @@ def on_alert(
             f"retrained on data version {decision['data']['version'][:12]} ({pending} new examples): "
             f"gate {result['gate']['outcome']}"
             + (f" ({result['gate']['reason']})" if result["gate"].get("reason") else "")
-            + ("; deployed" if result["deploy"]["deployed"] else "; not deployed")
+            + (
+                (
+                    "; deployed a new release"
+                    if result["deploy"]["new_release"]
+                    else "; deployed, the same release as before"
+                )
+                if result["deploy"]["deployed"]
+                else "; not deployed"
+            )
         )
     else:
         stamp = end.astimezone(UTC).strftime("%Y%m%d-%H%M%S")

@@ -156,6 +156,10 @@ def test_drift_alert_to_retrained_gated_deployed_model_counts_match(dvc_project:
     release = json.loads((project / "outputs" / "deploy" / "release.json").read_text())
     assert release["dataset"]["version"] != release_before["dataset"]["version"]
     assert decision["run"]["deploy"]["version"] == release["version"]
+    assert (
+        decision["run"]["deploy"]["new_release"]
+        and decision["run"]["deploy"]["previous_version"] == release_before["version"]
+    )
 
     # The same window again: nothing new, nothing counted twice, no retraining.
     code, again = _monitor(project, end)

@@ -154,8 +154,11 @@ def test_a_promotion_is_deployed_and_recorded(tmp_path):
     assert decision["run"]["deploy"] == {
         "deployed": True,
         "version": "abc123",
+        "previous_version": None,
+        "new_release": True,
         "reason": "the gate promoted the model",
     }
+    assert decision["reason"].endswith("; deployed a new release")
     (harvest_file,) = (tmp_path / "project" / "data" / "feedback").glob("feedback-*.jsonl")
     assert len(harvest_file.read_text().splitlines()) == 12
     lines = (tmp_path / "runs" / "decisions.jsonl").read_text().splitlines()
