@@ -5,7 +5,7 @@ labels that arrived for it (``monitoring.window``: the latest label of a (reques
 counts), and writes the labelled ones not harvested before into
 ``<feedback_uri>/feedback-<end>.jsonl`` (one row per (request id, item): ``{id, request_id, item,
 text, label, prediction, model_version, logged_at}``; written whole or not at all). The folder is
-the ingest stage's ``--feedback`` input (``components.ingest.feedback`` says what becomes of each
+the ingest stage's ``--feedback`` input (``llm.feedback`` says what becomes of each
 row), so a harvest is a new version of the task data: DVC sees the folder's hash change and reruns
 the DAG from ingest.
 
@@ -20,24 +20,16 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from components.common.io import jsonl_line, list_files, read_jsonl, write_text
+from components.common.io import jsonl_line, read_jsonl, write_text
 from components.common.lineage import dataset_version
+from llm.feedback import FILE_PREFIX, SOURCE, feedback_files
 from monitoring.window import PARTITION_PREFIX, read_window_with_labels
 from serving.prediction_log import PREDICTIONS, to_utc
 
 log = logging.getLogger("monitoring.flywheel")
 
-FILE_PREFIX = "feedback-"  # the names components.ingest.feedback reads
-ID_PREFIX = "feedback:"
-
-
-def harvest_files(feedback_uri: str) -> list[str]:
-    """The harvest files in the folder (none when it does not exist yet)."""
-    try:
-        files = list_files(feedback_uri, (".jsonl",))
-    except FileNotFoundError:
-        return []
-    return [f for f in files if f.rsplit("/", 1)[-1].startswith(FILE_PREFIX)]
+ID_PREFIX = f"{SOURCE}:"
+harvest_files = feedback_files  # the harvest files in the folder (none when it does not exist yet)
 
 
 def feedback_version(feedback_uri: str) -> str:

@@ -7,9 +7,11 @@ when it was started with ``--on-alert retrain`` (off by default; the Kubeflow co
 1. trigger: one of the run's alert kinds is in ``monitoring.retrain.on_alerts``; else nothing;
 2. data: the flywheel harvests the labelled predictions not harvested before
    (``monitoring.flywheel``) into the feedback folder, the ingest stage's ``--feedback`` input.
-   Retraining needs ``min_new_examples`` harvested rows that the trained data version does not
-   hold yet (the ingest output's dataset.json names the harvest files it read): retraining on the
-   same data would only reproduce the model;
+   Retraining needs ``min_new_examples`` new examples: harvested rows the trained data version did
+   not read (the ingest output's dataset.json names the harvest files it read) that ingest would
+   add, by its own rules (``llm.feedback.screen``: not already a train / valid / test example or a
+   held-out review, not malformed or conflicting). Retraining on the same data would only
+   reproduce the model;
 3. cost control: the off-peak window (``monitoring.training_window``, ``llm.costs``): outside it
    the run is refused (the message shows the window, when it opens and the estimate at both
    prices) unless ``force``, or it waits for the opening (``outside: wait``, at most
@@ -103,23 +105,48 @@ class KubeflowTarget:
     client: Any = None  # a kfp.Client; made from host when None
 
 
-def pending_examples(feedback_uri: str, ingest_dir: str | os.PathLike | None) -> int:
-    """Harvested rows the trained data version does not hold: the rows of the harvest files whose
-    content hash is not among those the ingest output's dataset.json records."""
+def pending_examples(feedback_uri: str, ingest_dir: str | os.PathLike | None) -> dict[str, Any]:
+    """What the next retraining would add: the rows of the harvest files the trained data version
+    did not read (their content hash is not among those its dataset.json records), screened with
+    ingest's own rules (``llm.feedback.screen``) against its task data and held-out batch.
+    ``{"rows": unread harvested rows, "new_examples": those ingest would add, "set_aside":
+    {reason: n}}``; without the trained version's folder every unread row counts."""
+    from collections import Counter
+
+    from components.common import artifacts as a
     from components.common.io import read_jsonl
     from components.common.lineage import file_md5
+    from llm.feedback import screen
 
-    known: set[str] = set()
-    if ingest_dir:
+    base = str(ingest_dir).rstrip("/") if ingest_dir else None
+
+    def records(name: str) -> list[dict[str, Any]]:
         try:
-            known = set(read_json(f"{str(ingest_dir).rstrip('/')}/dataset.json").get("files", {}).values())
+            return list(read_jsonl(f"{base}/{name}")) if base else []
         except FileNotFoundError:
-            known = set()
-    return sum(
-        sum(1 for _ in read_jsonl(path))
+            return []
+
+    try:
+        known = set(read_json(f"{base}/{a.DATASET}").get("files", {}).values()) if base else set()
+    except FileNotFoundError:
+        known = set()
+    rows = [
+        r
         for path in flywheel.harvest_files(feedback_uri)
         if file_md5(path) not in known
-    )
+        for r in read_jsonl(path)
+    ]
+    task = records(a.TASK)
+    if not task:
+        return {"rows": len(rows), "new_examples": len(rows), "set_aside": {}}
+    existing: dict[str, list[str]] = {}
+    for r in task:
+        existing.setdefault(r["split"], []).append(r["text"])
+    existing["heldout"] = [r["text"] for r in records(f"{a.BATCHES}/{a.MONITOR_BATCHES[0]}.jsonl")]
+    labels = sorted({r["label"] for r in task})
+    audit, kept = screen(rows, existing, labels)
+    set_aside = Counter(r["outcome"] for r in audit if r["outcome"] is not None)
+    return {"rows": len(rows), "new_examples": len(kept), "set_aside": dict(sorted(set_aside.items()))}
 
 
 def last_training_hours(target: Any) -> float | None:
@@ -277,17 +304,16 @@ def on_alert(
     ingest = target.path("ingest") if local else target.ingest
     end = datetime.fromisoformat(window_end)
     decision["harvest"] = flywheel.harvest(log_uri, feedback, end, now)
-    pending = pending_examples(feedback, ingest)
-    decision["data"] = {
-        "feedback": feedback,
-        "version": decision["harvest"]["version"],
-        "new_examples": pending,
-    }
+    screened = pending_examples(feedback, ingest)
+    pending = screened["new_examples"]
+    decision["data"] = {"feedback": feedback, "version": decision["harvest"]["version"], **screened}
     if pending < policy.min_new_examples:
+        aside = ", ".join(f"{n} {why}" for why, n in screened["set_aside"].items())
         decision.update(
             action=NO_NEW_DATA,
-            reason=f"{pending} labelled predictions not yet trained on, fewer than "
-            f"monitoring.retrain.min_new_examples = {policy.min_new_examples}: retraining would reproduce the model",
+            reason=f"{pending} new examples in the {screened['rows']} harvested labelled predictions not yet "
+            f"trained on{f' (set aside: {aside})' if aside else ''}, fewer than monitoring.retrain.min_new_examples "
+            f"= {policy.min_new_examples}: retraining would reproduce the model",
         )
         return _record(decision, folder)
 

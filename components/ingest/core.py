@@ -18,7 +18,7 @@ Inputs
   JSONL / CSV / Parquet / TXT files, optionally .gz or .bz2 (see ``readers``). Each row becomes
   ``{id: "<source>:<row>", text, source, meta: <the other columns>}``.
 - ``feedback``: a folder (local or in the data lake) of the flywheel's harvest files, labelled
-  served predictions (``components.ingest.feedback``): new train/valid task examples.
+  served predictions (``llm.feedback``): new train/valid task examples.
 
 Outputs (one folder, written atomically; every JSONL sorted by id, keys sorted, so reruns are
 byte-identical):
@@ -33,7 +33,7 @@ byte-identical):
 - ``batches/plots.jsonl``     {id, text}
 - ``feedback.jsonl``          the data flywheel's audit: every row of the ``feedback`` folder's
                               harvest files with its ``outcome`` (``train``, ``valid``, or why it
-                              was set aside; ``components.ingest.feedback``); the kept ones are
+                              was set aside; ``llm.feedback``); the kept ones are
                               task examples ``feedback:<request_id>:<item>`` with their
                               ``request_id``, never in the test split
 - ``dataset.json``            the raw inputs' content hashes (MD5, as DVC records them) and their
@@ -58,9 +58,9 @@ from components.common.io import atomic_output_dir, write_json, write_jsonl
 from components.common.lineage import dataset_version
 from components.common.metrics import write_metrics
 from components.common.seed import stable_fraction
-from components.ingest import feedback as flywheel
 from components.ingest import readers
 from components.ingest.params import Params, Qa
+from llm import feedback as flywheel
 from llm import qa as qa_lib
 from llm.qa import QAConfig
 

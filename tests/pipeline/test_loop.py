@@ -137,11 +137,13 @@ def test_drift_alert_to_retrained_gated_deployed_model_counts_match(dvc_project:
     assert (harvest["already_harvested"], harvest["written"]) == (0, 80)
     harvested = _jsonl(Path(project, harvest["file"]))
     assert {(r["request_id"], r["item"]) for r in harvested} == served
-    assert decision["data"]["new_examples"] == 80
+    assert decision["data"]["rows"] == 80
     assert decision["action"] == "retrained" and decision["run"]["returncode"] == 0, decision
     ingest = json.loads((project / "outputs" / "ingest" / "metrics.json").read_text())["feedback"]
     assert ingest["rows"] == 80
     assert sum(ingest["added"].values()) + sum(ingest["set_aside"].values()) == 80
+    # The monitor's screening (llm.feedback.screen) predicted exactly what ingest added.
+    assert decision["data"]["new_examples"] == sum(ingest["added"].values())
     task = _jsonl(project / "outputs" / "ingest" / "task.jsonl")
     added = {
         (r["request_id"], int(r["id"].rsplit(":", 1)[1])) for r in task if r["id"].startswith("feedback:")

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from components.ingest.core import run as ingest
-from components.ingest.feedback import fold, merge
 from components.ingest.params import Params
+from llm.feedback import fold, merge
 from monitoring.flywheel import feedback_version, harvest, harvested_keys
 from serving.prediction_log import PredictionLog
 from tests.unit.test_ingest import _jsonl, _reviews_csv

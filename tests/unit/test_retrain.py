@@ -130,9 +130,37 @@ def test_too_few_new_labelled_predictions_do_not_retrain(tmp_path):
     decision = _decide(tmp_path, _project(tmp_path, PROMOTE), n=4)
     assert (
         decision["action"] == NO_NEW_DATA
-        and "4 labelled predictions not yet trained on" in decision["reason"]
+        and "4 new examples in the 4 harvested labelled predictions not yet trained on" in decision["reason"]
     )
     assert decision["harvest"]["written"] == 4  # harvested all the same: the next alert counts them
+
+
+def test_rows_ingest_would_set_aside_start_no_retraining(tmp_path):
+    # The trained data version already holds these texts (here: as the held-out monitoring batch,
+    # as when the held-out reviews are served and labelled): ingest would add none of them.
+    target = _project(tmp_path, PROMOTE)
+    ingest = tmp_path / "project" / "outputs" / "ingest"
+    (ingest / "batches").mkdir(parents=True)
+    (ingest / "task.jsonl").write_text(
+        "".join(
+            json.dumps({"id": f"t{i}", "text": f"train {i}", "label": "positive", "split": "train"}) + "\n"
+            for i in range(3)
+        )
+        + json.dumps({"id": "n", "text": "a negative one", "label": "negative", "split": "test"})
+        + "\n"
+    )
+    (ingest / "batches" / "reviews.jsonl").write_text(
+        "".join(
+            json.dumps({"id": f"h{i}", "text": f"TEXT {i}", "label": "negative"}) + "\n" for i in range(12)
+        )
+    )
+    (ingest / "dataset.json").write_text(json.dumps({"files": {}}))
+    decision = _decide(tmp_path, target)
+    assert decision["harvest"]["written"] == 12
+    assert decision["data"]["rows"] == 12 and decision["data"]["new_examples"] == 0
+    assert decision["data"]["set_aside"] == {"duplicate_of_heldout": 12}
+    assert decision["action"] == NO_NEW_DATA and "set aside: 12 duplicate_of_heldout" in decision["reason"]
+    assert not (tmp_path / "project" / "outputs" / "deploy").exists()
 
 
 def test_a_promotion_is_deployed_and_recorded(tmp_path):
@@ -206,7 +234,9 @@ def test_on_peak_the_retraining_is_refused_with_both_prices_unless_forced(tmp_pa
     # The harvest stays: forced, the next run trains on it at the on-peak price.
     forced = _decide(tmp_path, target, clock=NOON, force=True)
     assert forced["action"] == RETRAINED and forced["window_check"]["forced"]
-    assert forced["harvest"]["written"] == 0 and forced["data"]["new_examples"] == 12
+    assert (
+        forced["harvest"]["written"] == 0 and forced["data"]["new_examples"] == 12 == forced["data"]["rows"]
+    )
     assert forced["window_check"]["estimate"]["usd_now"] == 2.0
 
 

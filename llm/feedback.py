@@ -1,5 +1,7 @@
-"""The data flywheel's way in: served predictions whose true labels came back (POST /feedback),
-harvested from the prediction log by ``monitoring.flywheel``, become task examples.
+"""The data flywheel's rules: served predictions whose true labels came back (POST /feedback),
+harvested from the prediction log by ``monitoring.flywheel``, become task examples (the ingest
+stage), and the monitor counts, with the same rules, how many a harvest would add before it
+starts a retraining (``monitoring.retrain``).
 
 A harvest file (``feedback-<window end>.jsonl`` in the feedback folder, local or in the data lake)
 holds one row per labelled prediction: ``{id: "feedback:<request_id>:<item>", request_id, item,
@@ -38,8 +40,13 @@ def fold(text: str) -> str:
 
 
 def feedback_files(uri: str) -> list[str]:
-    """The harvest files under ``uri`` (a folder, local or remote), sorted."""
-    return [p for p in list_files(uri, (".jsonl",)) if p.rsplit("/", 1)[-1].startswith(FILE_PREFIX)]
+    """The harvest files under ``uri`` (a folder, local or remote), sorted; none when the folder
+    does not exist yet."""
+    try:
+        files = list_files(uri, (".jsonl",))
+    except FileNotFoundError:
+        return []
+    return [p for p in files if p.rsplit("/", 1)[-1].startswith(FILE_PREFIX)]
 
 
 def read_rows(uri: str) -> list[dict[str, Any]]:
@@ -67,18 +74,13 @@ def malformed(row: Mapping[str, Any], labels: Sequence[str]) -> str | None:
     return None
 
 
-def merge(
-    rows: Iterable[Mapping[str, Any]],
-    existing: Mapping[str, Iterable[str]],
-    labels: Sequence[str],
-    train_fraction: float,
-    valid_fraction: float,
-    seed: int,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-    """``(new task examples, one audit row per row read, counts)``.
+def screen(
+    rows: Iterable[Mapping[str, Any]], existing: Mapping[str, Iterable[str]], labels: Sequence[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(audit, kept)``: one audit row per row read (the harvest row plus ``outcome``: the reason
+    it is set aside, None for a kept one), and the kept rows (one per new text), in order.
 
-    ``existing``: ``{split or "heldout": texts}`` already in the task data. The audit row is the
-    harvest row plus ``outcome`` (``train``, ``valid`` or the reason it was set aside)."""
+    ``existing``: ``{split or "heldout": texts}`` already in the task data."""
     taken: dict[str, str] = {}
     for split, texts in existing.items():
         for text in texts:
@@ -104,7 +106,7 @@ def merge(
     by_text: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in candidates:
         by_text[fold(row["text"])].append(row)
-    examples = []
+    kept = []
     for group in by_text.values():
         group.sort(key=lambda r: (r["request_id"], int(r.get("item", 0))))
         if len({r["label"] for r in group}) > 1:
@@ -113,7 +115,24 @@ def merge(
             continue
         for r in group[1:]:
             r["outcome"] = "duplicate_feedback"
-        first = group[0]
+        kept.append(group[0])
+    return audit, kept
+
+
+def merge(
+    rows: Iterable[Mapping[str, Any]],
+    existing: Mapping[str, Iterable[str]],
+    labels: Sequence[str],
+    train_fraction: float,
+    valid_fraction: float,
+    seed: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """``(new task examples, one audit row per row read, counts)``: ``screen``, then each kept row
+    goes to train or valid (``feedback_split``); the audit row's ``outcome`` is ``train``,
+    ``valid`` or the reason it was set aside."""
+    audit, kept = screen(rows, existing, labels)
+    examples = []
+    for first in kept:
         split = feedback_split(first["text"], train_fraction, valid_fraction, seed)
         first["outcome"] = split
         examples.append(
