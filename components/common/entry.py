@@ -154,7 +154,10 @@ def run_stage(stage: str, params: str | os.PathLike | Mapping[str, Any], **argum
     try:
         with stage_tmpdir(stage, arguments.get("output")):
             metrics = core.run(params=typed, **arguments)
-        if arguments.get("output") is not None:
+        # One record per stage run: under torchrun every rank runs this entry, and only rank 0
+        # writes the output (the others' records raced its rename of a shared output folder: a
+        # two-node job on one PVC failed so on a fresh clone).
+        if arguments.get("output") is not None and os.environ.get("RANK", "0") == "0":
             write_run_record(stage, arguments, started, time.monotonic() - clock)
         return metrics
     finally:

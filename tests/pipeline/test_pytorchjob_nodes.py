@@ -30,8 +30,10 @@ the dead node, and training resumes from the latest checkpoint at data-parallel 
 same global batch, ending at the one-process run's losses within the same tolerance.
 
 On loopback both "pods" match the rendezvous endpoint's host, so the one started first would
-host torchrun's store; the elastic test starts the Worker once the Master's store listens, as
-on a cluster, where only the master pod's host name matches.
+host torchrun's store; every job start here starts the Worker once the Master's store listens,
+as on a cluster, where only the master pod's host name matches. (Started together, one fresh
+clone's make test in three saw the Master's torchrun still running 300 s after its training had
+finished; a Worker that hosted the store and exited first is the likely cause, not proven.)
 """
 
 from __future__ import annotations
@@ -318,7 +320,7 @@ def test_two_nodes_from_the_manifest_match_one_process_and_resume_after_a_node_i
 
     # Uninterrupted: the Master and the Worker pod, started together.
     job, pvc, paths = _job(tmp_path, "full")
-    wait(nodes(job, pvc, tmp_path / "full" / "logs"))
+    wait(nodes(job, pvc, tmp_path / "full" / "logs", store_first=True))
     full_out = Path(paths["output"])
     full = json.loads((full_out / "metrics.json").read_text())
     assert full["steps"] == STEPS and full["accelerators"] == 2 and full["held_devices"] == 2
@@ -331,7 +333,7 @@ def test_two_nodes_from_the_manifest_match_one_process_and_resume_after_a_node_i
     # Killed: the Worker pod goes away after a checkpoint; then both pods start again.
     job, pvc, paths = _job(tmp_path, "killed")
     ckpt, logs = Path(paths["checkpoint_dir"]), tmp_path / "killed" / "logs"
-    master, worker = nodes(job, pvc, logs)
+    master, worker = nodes(job, pvc, logs, store_first=True)
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while _latest_step(ckpt) < 4 and master.proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -340,7 +342,7 @@ def test_two_nodes_from_the_manifest_match_one_process_and_resume_after_a_node_i
     killed_at = _latest_step(ckpt)
     assert 4 <= killed_at < STEPS, master.tail()
     assert not Path(paths["output"]).exists()
-    wait(nodes(job, pvc, logs))
+    wait(nodes(job, pvc, logs, store_first=True))
     resumed = json.loads((Path(paths["output"]) / "metrics.json").read_text())
     assert resumed["resumed_from_step"] == killed_at and resumed["runs"] == 2
     for name in ("steps.csv", "loss.csv"):
