@@ -44,7 +44,7 @@ from typing import Any
 from components.common.io import jsonl_line, read_json, write_json
 from llm.costs import OutsideWindow, check_window, wait_for_window
 from monitoring import flywheel
-from monitoring.cost import stage_accelerator_hours
+from monitoring.cost import training_cost
 
 log = logging.getLogger("monitoring.retrain")
 
@@ -150,19 +150,17 @@ def pending_examples(feedback_uri: str, ingest_dir: str | os.PathLike | None) ->
 
 
 def last_training_hours(target: Any) -> float | None:
-    """The accelerator-hours of the last training run (pretrain + finetune metrics.json): what
-    the estimate of the next run is based on; None when either is unknown."""
-    total = 0.0
+    """The accelerator-hours of the last training run (pretrain + finetune metrics.json, summed as
+    the monitor's training cost is: ``monitoring.cost.training_cost``): what the estimate of the
+    next run is based on; None when either is unknown."""
+    stages = {}
     for stage in ("pretrain", "finetune"):
         folder = target.path(stage) if isinstance(target, LocalTarget) else getattr(target, stage)
         try:
-            hours = stage_accelerator_hours(read_json(f"{str(folder).rstrip('/')}/metrics.json"))
+            stages[stage] = read_json(f"{str(folder).rstrip('/')}/metrics.json")
         except FileNotFoundError:
-            hours = None
-        if hours is None:
-            return None
-        total += hours
-    return total
+            stages[stage] = None
+    return training_cost(stages, 0.0)["accelerator_hours"]
 
 
 def _mtime(path: Path) -> float | None:

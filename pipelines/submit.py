@@ -146,19 +146,15 @@ def training_window_check(
     """``llm.costs.check_window`` now, for the run about to start; the estimate from the last local
     training's accelerator-hours (``outputs/pretrain`` and ``outputs/finetune`` metrics.json) when
     there is one. Waits with ``outside: wait``; raises ``OutsideWindow`` when refused."""
-    import json
     import time
 
+    from monitoring.retrain import LocalTarget, last_training_hours
+
     settings = load_all(params_path)["monitoring"]
-    hours: float | None = 0.0
-    for stage in ("pretrain", "finetune"):
-        try:
-            value = json.loads((Path(hours_from) / stage / "metrics.json").read_text()).get(
-                "accelerator_hours"
-            )
-        except (FileNotFoundError, ValueError):
-            value = None
-        hours = None if value is None or hours is None else hours + float(value)
+    base = Path(hours_from)
+    hours = last_training_hours(
+        LocalTarget(base.parent, pretrain=f"{base.name}/pretrain", finetune=f"{base.name}/finetune")
+    )
     now = lambda: dt.datetime.now(dt.UTC)  # noqa: E731
     check = check_window(now(), settings.prices, settings.training_window, hours, force)
     if not check["allowed"]:
